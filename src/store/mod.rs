@@ -1,0 +1,424 @@
+//! Durable storage: one [`Store`] trait with a PostgreSQL and a SQLite implementation.
+//!
+//! Owns: verification records (one per biz_id), the callback journal (every delivery), the
+//! follow-up job rows with their get_result budget, and fetched images.
+//!
+//! Invariants every implementation keeps (and `tests/store` checks on both engines):
+//! - a method that returns `Ok` has committed durably; callers acknowledge only after that;
+//! - a status never regresses: a result replaces the stored one only when its status ranks
+//!   higher, or ranks the same and is signed while the stored one is not (so a signed result
+//!   is never overwritten by an unsigned source); equal results are idempotent duplicates;
+//! - `calls_used` only ever grows, by one conditional statement per call, and never past the
+//!   caller's `max_calls` (and never past 3, by a CHECK constraint);
+//! - times are epoch milliseconds supplied by the caller's clock, never the database's.
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or cannot commit right now (retryable: answer 503).
+    #[error("storage is unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    /// A statement failed for another reason.
+    #[error("storage error")]
+    Other(#[source] sqlx::Error),
+    /// Migrations could not be applied.
+    #[error("database migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database URL names neither engine.
+    #[error("database.url must start with sqlite:// or postgres:// (got scheme {0:?})")]
+    UnsupportedUrl(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        use sqlx::Error as E;
+        match &error {
+            E::Io(_)
+            | E::Tls(_)
+            | E::Protocol(_)
+            | E::PoolTimedOut
+            | E::PoolClosed
+            | E::WorkerCrashed
+            | E::Configuration(_) => Self::Unavailable(error),
+            E::Database(db) => {
+                let code = db.code().unwrap_or_default();
+                // PostgreSQL classes 08 (connection), 53 (resources), 57 (operator
+                // intervention: shutdown, database dropped) and 3D000 (no such database);
+                // SQLite BUSY(5) LOCKED(6) NOMEM(7) READONLY(8) IOERR(10) FULL(13) CANTOPEN(14)
+                // and their extended codes.
+                let pg_unavailable = ["08", "53", "57"].iter().any(|c| code.starts_with(c)) || code == "3D000";
+                let sqlite_primary = code.parse::<i32>().ok().map(|c| c & 0xff);
+                let sqlite_unavailable = matches!(sqlite_primary, Some(5 | 6 | 7 | 8 | 10 | 13 | 14));
+                if pg_unavailable || sqlite_unavailable {
+                    Self::Unavailable(error)
+                } else {
+                    Self::Other(error)
+                }
+            }
+            _ => Self::Other(error),
+        }
+    }
+}
+
+/// Where a result came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Notify,
+    Return,
+    GetResult,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Notify => "notify",
+            Self::Return => "return",
+            Self::GetResult => "get_result",
+        }
+    }
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "notify" => Self::Notify,
+            "return" => Self::Return,
+            "get_result" => Self::GetResult,
+            _ => return None,
+        })
+    }
+}
+
+/// Which route a delivery arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackKind {
+    Notify,
+    ReturnPost,
+    ReturnGet,
+}
+
+impl CallbackKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Notify => "notify",
+            Self::ReturnPost => "return_post",
+            Self::ReturnGet => "return_get",
+        }
+    }
+}
+
+/// State of the follow-up for one biz_id, as shown in the record's `fetch` object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchState {
+    /// No follow-up wanted (none scheduled, or cancelled because a signed final arrived).
+    None,
+    Pending,
+    Done,
+    NotFound,
+    Expired,
+    Exhausted,
+    Failed,
+}
+
+impl FetchState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Pending => "pending",
+            Self::Done => "done",
+            Self::NotFound => "not_found",
+            Self::Expired => "expired",
+            Self::Exhausted => "exhausted",
+            Self::Failed => "failed",
+        }
+    }
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "none" => Self::None,
+            "pending" => Self::Pending,
+            "done" => Self::Done,
+            "not_found" => Self::NotFound,
+            "expired" => Self::Expired,
+            "exhausted" => Self::Exhausted,
+            "failed" => Self::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// The `fetch` object of a record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FetchInfo {
+    pub state: FetchState,
+    pub calls_used: i32,
+    pub next_at: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+impl Default for FetchInfo {
+    fn default() -> Self {
+        Self { state: FetchState::None, calls_used: 0, next_at: None, last_error: None }
+    }
+}
+
+/// The status of a record about which nothing is known yet (a return GET only).
+pub const PENDING: &str = "PENDING";
+
+/// One stored verification, as the API shows it.
+#[derive(Clone, PartialEq)]
+pub struct Verification {
+    pub biz_id: String,
+    pub biz_no: Option<String>,
+    pub status: String,
+    pub liveness: Option<String>,
+    pub confidence: Option<f64>,
+    pub source: Source,
+    pub signed: bool,
+    /// Raw FaceID JSON text, images stripped. `None` while pending.
+    pub result: Option<String>,
+    pub images: Vec<String>,
+    pub fetch: FetchInfo,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl std::fmt::Debug for Verification {
+    // `result` holds identity data: keep it out of any debug output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verification")
+            .field("biz_id", &self.biz_id)
+            .field("status", &self.status)
+            .field("source", &self.source)
+            .field("signed", &self.signed)
+            .field("fetch", &self.fetch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A result to merge into `verifications`.
+#[derive(Clone)]
+pub struct IncomingResult {
+    pub biz_id: String,
+    pub biz_no: Option<String>,
+    pub status: String,
+    /// [`crate::protocol::Status::rank`]; 0 is reserved for [`PENDING`].
+    pub status_rank: i32,
+    pub liveness: Option<String>,
+    pub confidence: Option<f64>,
+    pub source: Source,
+    pub signed: bool,
+    pub result: String,
+}
+
+/// What merging a result did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeOutcome {
+    /// First result for this biz_id.
+    Created,
+    /// Replaced a lower-ranked (or unsigned) result.
+    Updated,
+    /// Duplicate or stale: the stored record was kept as it was.
+    Unchanged,
+}
+
+/// One delivery for the journal.
+#[derive(Clone)]
+pub struct NewCallback {
+    pub kind: CallbackKind,
+    pub biz_id: Option<String>,
+    pub verified: bool,
+    /// Why it was refused; `None` when accepted. Never contains request content.
+    pub reason: Option<String>,
+    pub received_at: i64,
+    pub remote_addr: Option<String>,
+    pub content_type: Option<String>,
+    pub body_sha256: String,
+    pub body_len: i64,
+    /// The body, already capped by the caller.
+    pub body: Vec<u8>,
+}
+
+/// One journal row as the API shows it (the body itself is not exposed here).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallbackRecord {
+    pub id: i64,
+    pub kind: String,
+    pub biz_id: Option<String>,
+    pub verified: bool,
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub received_at: i64,
+    pub remote_addr: Option<String>,
+    pub content_type: Option<String>,
+    pub body_sha256: String,
+    pub body_len: i64,
+}
+
+/// A follow-up to create or keep for a biz_id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewJob {
+    pub next_at: i64,
+    pub window_ends_at: i64,
+    pub return_image: i32,
+}
+
+/// What a signed delivery means for the follow-up job of its biz_id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobEffect {
+    /// Leave any job as it is.
+    Keep,
+    /// The result is final and no images are wanted: a pending job becomes `none`.
+    CancelPending,
+    /// Images are wanted (notify never carries them): create a pending job if none exists,
+    /// or turn a `none` job back to pending.
+    Ensure(NewJob),
+}
+
+/// A job leased by one worker until `lease_until`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeasedJob {
+    pub biz_id: String,
+    pub calls_used: i32,
+    pub next_at: i64,
+    pub window_ends_at: i64,
+    pub return_image: i32,
+    pub lease_until: i64,
+}
+
+/// How a leased job ends its turn.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobUpdate {
+    /// Stay pending; try again at `next_at`.
+    Retry { next_at: i64, last_error: Option<String> },
+    /// Leave the pending state for good.
+    Finish { state: FetchState, last_error: Option<String> },
+}
+
+/// An image decoded from a get_result answer.
+#[derive(Clone)]
+pub struct NewImage {
+    pub name: String,
+    pub jpeg: Vec<u8>,
+}
+
+/// Filters for [`Store::list`]. Newest first by (`created_at`, `biz_id`).
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub biz_no: Option<String>,
+    pub status: Option<String>,
+    /// Only records created at or after this time.
+    pub since: Option<i64>,
+    pub limit: i64,
+    /// Keyset cursor: records strictly older than this (`created_at`, `biz_id`).
+    pub after: Option<(i64, String)>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CallbackQuery {
+    pub biz_id: Option<String>,
+    pub verified: Option<bool>,
+    pub limit: i64,
+    /// Keyset cursor: rows with a smaller id.
+    pub before_id: Option<i64>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which engine, for logs and metrics: "postgres" or "sqlite".
+    fn engine(&self) -> &'static str;
+
+    /// Applies pending migrations.
+    async fn migrate(&self) -> StoreResult<()>;
+
+    /// Answers when the database can serve a trivial query.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Journals a delivery that was refused (`outcome = rejected`). Returns the journal id.
+    async fn journal_rejected(&self, entry: &NewCallback) -> StoreResult<i64>;
+
+    /// In one transaction: merge a verified result, journal the delivery (`stored` or
+    /// `duplicate`), and apply `job` to the follow-up. Returns what the merge did and the
+    /// record as stored afterwards.
+    async fn accept_signed(
+        &self,
+        entry: &NewCallback,
+        result: &IncomingResult,
+        job: JobEffect,
+    ) -> StoreResult<(MergeOutcome, Verification)>;
+
+    /// In one transaction for an unsigned return GET: journal it (`pending`), create the
+    /// record as PENDING if unknown (keeping any existing one), and create a pending job if
+    /// the biz_id has none. An existing job is never reset, so its budget is never refilled.
+    async fn accept_return_get(&self, entry: &NewCallback, biz_id: &str, job: NewJob) -> StoreResult<Verification>;
+
+    async fn get(&self, biz_id: &str) -> StoreResult<Option<Verification>>;
+
+    async fn list(&self, query: &ListQuery) -> StoreResult<Vec<Verification>>;
+
+    async fn callbacks(&self, query: &CallbackQuery) -> StoreResult<Vec<CallbackRecord>>;
+
+    // ---- follow-up worker ----
+
+    /// Leases up to `limit` pending jobs due at `now` whose lease is free or lapsed, for
+    /// `owner` until `lease_until`. Replicas on PostgreSQL skip each other's rows.
+    async fn lease_due_jobs(&self, owner: &str, now: i64, lease_until: i64, limit: i64) -> StoreResult<Vec<LeasedJob>>;
+
+    /// Spends one call of the budget, in one conditional statement: succeeds only while
+    /// `owner` holds a live lease, the job is pending, `calls_used < max_calls` and `now` is
+    /// before the window's end. Returns the new `calls_used`, or `None` when refused.
+    async fn reserve_call(&self, biz_id: &str, owner: &str, now: i64, max_calls: i32) -> StoreResult<Option<i32>>;
+
+    /// Ends `owner`'s turn on a job (clearing the lease). No-op if the lease was lost.
+    async fn update_job(&self, biz_id: &str, owner: &str, now: i64, update: &JobUpdate) -> StoreResult<()>;
+
+    /// In one transaction: merge a fetched result, store its images, and end the job's turn.
+    async fn save_fetched(
+        &self,
+        owner: &str,
+        result: &IncomingResult,
+        images: &[NewImage],
+        update: &JobUpdate,
+    ) -> StoreResult<MergeOutcome>;
+
+    /// Makes the job pending and due at `job.next_at` (creating it if needed), without
+    /// touching `calls_used`. Returns the resulting fetch info.
+    async fn schedule_fetch(&self, biz_id: &str, job: NewJob, now: i64) -> StoreResult<FetchInfo>;
+
+    /// A stored image's JPEG bytes.
+    async fn image(&self, biz_id: &str, name: &str) -> StoreResult<Option<Vec<u8>>>;
+}
+
+/// Opens the store named by `url` (`sqlite://…` or `postgres://…`), waiting at most
+/// `connect_timeout` for a first connection so that a wrong URL fails fast.
+pub async fn connect(url: &str, options: &ConnectOptions) -> StoreResult<Arc<dyn Store>> {
+    let scheme = url.split(':').next().unwrap_or_default();
+    match scheme {
+        "sqlite" => Ok(Arc::new(SqliteStore::connect(url, options).await?)),
+        "postgres" | "postgresql" => Ok(Arc::new(PgStore::connect(url, options).await?)),
+        other => Err(StoreError::UnsupportedUrl(other.to_owned())),
+    }
+}
+
+/// Pool settings shared by both engines.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub max_connections: u32,
+    pub connect_timeout: std::time::Duration,
+    /// SQLite `synchronous` pragma: `full` (default: an ack means durable) or `normal`.
+    pub sqlite_synchronous: String,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self { max_connections: 10, connect_timeout: std::time::Duration::from_secs(5), sqlite_synchronous: "full".into() }
+    }
+}
