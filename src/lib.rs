@@ -8,3 +8,4 @@
 pub mod clock;
 pub mod protocol;
 pub mod store;
+pub mod config;

@@ -1,0 +1,622 @@
+//! Settings: the embedded `config/default.toml`, then `config/{APP_ENVIRONMENT}.toml`, then
+//! `APP__SECTION__KEY` environment variables (and `DATABASE_URL` when `APP__DATABASE__URL`
+//! is unset).
+//!
+//! Invariants: loading has no side effects and reads the environment only through the map it
+//! is given (tests never touch the process environment); a missing or invalid key is reported
+//! as one line naming the key and how to set it; secrets are [`SecretString`]s whose `Debug`
+//! is redacted, and the database URL's password is never printed.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// The defaults, compiled in so the binary runs from any directory.
+pub const DEFAULTS: &str = include_str!("../config/default.toml");
+
+/// The token the development profile ships with; production refuses it.
+pub const DEV_TOKEN: &str = "dev-token";
+
+/// Ports FaceID calls back on (seed 003).
+pub const FACEID_PORTS: [u16; 5] = [443, 5000, 16003, 8883, 8028];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Development => "development",
+            Self::Production => "production",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub environment: Environment,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub megvii: MegviiSettings,
+    pub api: ApiSettings,
+    pub r#return: ReturnSettings,
+    pub fetch: FetchSettings,
+    pub telemetry: TelemetrySettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub public_url: Option<url::Url>,
+    pub body_limit: usize,
+    pub request_timeout: Duration,
+}
+
+#[derive(Clone)]
+pub struct DatabaseSettings {
+    pub url: SecretString,
+    pub max_connections: u32,
+    pub connect_timeout: Duration,
+    pub sqlite_synchronous: String,
+}
+
+impl DatabaseSettings {
+    /// The URL with any password replaced by `***`, for logs.
+    pub fn redacted_url(&self) -> String {
+        redact_url(self.url.expose_secret())
+    }
+}
+
+impl fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &self.redacted_url())
+            .field("max_connections", &self.max_connections)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("sqlite_synchronous", &self.sqlite_synchronous)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MegviiSettings {
+    pub api_key: SecretString,
+    pub api_secret: SecretString,
+    pub base_url: url::Url,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+}
+
+/// One bearer token for `/api/v1`, written `token` or `token:scope+scope`.
+#[derive(Clone)]
+pub struct ApiToken {
+    pub token: SecretString,
+    pub scopes: Vec<String>,
+}
+
+impl ApiToken {
+    pub fn parse(entry: &str) -> Option<Self> {
+        let entry = entry.trim();
+        let (token, scopes) = match entry.split_once(':') {
+            Some((token, scopes)) => (token, scopes.split('+').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()),
+            None => (entry, Vec::new()),
+        };
+        (!token.is_empty()).then(|| Self { token: SecretString::from(token.to_owned()), scopes })
+    }
+
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+}
+
+impl fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiToken").field("token", &"[REDACTED]").field("scopes", &self.scopes).finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    pub tokens: Vec<ApiToken>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReturnSettings {
+    pub redirect_url: Option<url::Url>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FetchSettings {
+    pub initial_delay: Duration,
+    pub retry_delay: Duration,
+    pub max_calls: i32,
+    pub return_image: i32,
+    pub safety_margin: Duration,
+    pub lease: Duration,
+    pub poll_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct TelemetrySettings {
+    pub format: LogFormat,
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Why settings could not be loaded. `Display` is the one line printed before exiting.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {key} is missing; set {env} or `{field}` under [{section}] in config/{profile}.toml")]
+    Missing { key: &'static str, env: String, field: &'static str, section: &'static str, profile: &'static str },
+    #[error("configuration: {key} is invalid: {reason}; set {env} or fix it in config/{profile}.toml")]
+    Invalid { key: String, reason: String, env: String, profile: &'static str },
+    #[error("configuration: APP_ENVIRONMENT must be `development` or `production` (got {0:?})")]
+    Environment(String),
+    #[error("configuration: {0}")]
+    Source(String),
+}
+
+/// The raw shape of the layered files, before validation.
+#[derive(Deserialize)]
+struct Raw {
+    server: RawServer,
+    database: RawDatabase,
+    megvii: RawMegvii,
+    api: RawApi,
+    #[serde(rename = "return", default)]
+    r#return: RawReturn,
+    fetch: RawFetch,
+    telemetry: RawTelemetry,
+}
+
+#[derive(Deserialize)]
+struct RawServer {
+    listen: String,
+    public_url: Option<String>,
+    body_limit: usize,
+    #[serde(with = "humantime_serde")]
+    request_timeout: Duration,
+}
+
+#[derive(Deserialize)]
+struct RawDatabase {
+    url: Option<String>,
+    max_connections: u32,
+    #[serde(with = "humantime_serde")]
+    connect_timeout: Duration,
+    sqlite_synchronous: String,
+}
+
+#[derive(Deserialize)]
+struct RawMegvii {
+    api_key: Option<String>,
+    api_secret: Option<String>,
+    base_url: String,
+    #[serde(with = "humantime_serde")]
+    connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    timeout: Duration,
+}
+
+#[derive(Deserialize)]
+struct RawApi {
+    #[serde(default)]
+    tokens: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawReturn {
+    redirect_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawFetch {
+    #[serde(with = "humantime_serde")]
+    initial_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    retry_delay: Duration,
+    max_calls: i32,
+    return_image: i32,
+    #[serde(with = "humantime_serde")]
+    safety_margin: Duration,
+    #[serde(with = "humantime_serde")]
+    lease: Duration,
+    #[serde(with = "humantime_serde")]
+    poll_interval: Duration,
+}
+
+#[derive(Deserialize)]
+struct RawTelemetry {
+    format: LogFormat,
+    filter: String,
+}
+
+/// Every key the files may set, for the unknown-variable warning.
+const KNOWN_KEYS: &[&str] = &[
+    "server.listen",
+    "server.public_url",
+    "server.body_limit",
+    "server.request_timeout",
+    "database.url",
+    "database.max_connections",
+    "database.connect_timeout",
+    "database.sqlite_synchronous",
+    "megvii.api_key",
+    "megvii.api_secret",
+    "megvii.base_url",
+    "megvii.connect_timeout",
+    "megvii.timeout",
+    "api.tokens",
+    "return.redirect_url",
+    "fetch.initial_delay",
+    "fetch.retry_delay",
+    "fetch.max_calls",
+    "fetch.return_image",
+    "fetch.safety_margin",
+    "fetch.lease",
+    "fetch.poll_interval",
+    "telemetry.format",
+    "telemetry.filter",
+];
+
+/// The environment variable that sets `key` (`megvii.api_secret` → `APP__MEGVII__API_SECRET`).
+pub fn env_var_for(key: &str) -> String {
+    format!("APP__{}", key.replace('.', "__").to_ascii_uppercase())
+}
+
+/// Settings plus warnings worth printing (unknown variables, a public URL FaceID won't call).
+#[derive(Debug)]
+pub struct Loaded {
+    pub settings: Settings,
+    pub warnings: Vec<String>,
+}
+
+impl Settings {
+    /// Loads from the process environment and `./config` (or `APP_CONFIG_DIR`).
+    pub fn load() -> Result<Loaded, ConfigError> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        let dir = env.get("APP_CONFIG_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("config"));
+        Self::load_from(&env, &dir)
+    }
+
+    /// Loads from an explicit variable map and config directory (what tests use).
+    pub fn load_from(env: &HashMap<String, String>, config_dir: &Path) -> Result<Loaded, ConfigError> {
+        let environment = match env.get("APP_ENVIRONMENT").map(|s| s.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("") | Some("development") => Environment::Development,
+            Some("production") => Environment::Production,
+            Some(_) => return Err(ConfigError::Environment(env["APP_ENVIRONMENT"].clone())),
+        };
+        let profile = environment.as_str();
+        let app_vars: HashMap<String, String> =
+            env.iter().filter(|(k, _)| k.starts_with("APP__")).map(|(k, v)| (k.clone(), v.clone())).collect();
+
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+            .add_source(config::File::from(config_dir.join(format!("{profile}.toml"))).required(false))
+            .add_source(
+                config::Environment::with_prefix("APP")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .list_separator(",")
+                    .with_list_parse_key("api.tokens")
+                    .try_parsing(true)
+                    .source(Some(app_vars.clone())),
+            );
+        if !app_vars.contains_key("APP__DATABASE__URL") {
+            builder = builder
+                .set_override_option("database.url", env.get("DATABASE_URL").cloned())
+                .map_err(|e| ConfigError::Source(e.to_string()))?;
+        }
+        let raw: Raw = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| ConfigError::Source(e.to_string()))?;
+
+        let mut warnings: Vec<String> = app_vars
+            .keys()
+            .filter(|k| !KNOWN_KEYS.iter().any(|known| env_var_for(known) == **k))
+            .map(|k| format!("unknown configuration variable {k} is ignored"))
+            .collect();
+        warnings.sort();
+
+        let settings = validate(raw, environment)?;
+        warnings.extend(public_url_warnings(settings.server.public_url.as_ref()));
+        Ok(Loaded { settings, warnings })
+    }
+
+    /// The notify_url and return_url to pass to get_token, when `server.public_url` is set.
+    pub fn callback_urls(&self) -> Option<(url::Url, url::Url)> {
+        let base = self.server.public_url.as_ref()?;
+        let join = |path: &str| {
+            let mut url = base.clone();
+            let prefix = url.path().trim_end_matches('/').to_owned();
+            url.set_path(&format!("{prefix}{path}"));
+            url.set_query(None);
+            url
+        };
+        Some((join("/faceid/notify"), join("/faceid/return")))
+    }
+}
+
+fn validate(raw: Raw, environment: Environment) -> Result<Settings, ConfigError> {
+    let profile = environment.as_str();
+    let invalid = |key: &str, reason: String| ConfigError::Invalid {
+        key: key.to_owned(),
+        reason,
+        env: env_var_for(key),
+        profile,
+    };
+    let missing = |key: &'static str, section: &'static str, field: &'static str| ConfigError::Missing {
+        key,
+        env: env_var_for(key),
+        field,
+        section,
+        profile,
+    };
+    let non_empty = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+
+    let listen = raw
+        .server
+        .listen
+        .parse()
+        .map_err(|_| invalid("server.listen", format!("{:?} is not an address like 127.0.0.1:5000", raw.server.listen)))?;
+    let public_url = non_empty(raw.server.public_url)
+        .map(|u| parse_http_url(&u).map_err(|reason| invalid("server.public_url", reason)))
+        .transpose()?;
+    if raw.server.body_limit < 1024 {
+        return Err(invalid("server.body_limit", "must be at least 1024 bytes".into()));
+    }
+
+    let url = non_empty(raw.database.url).ok_or_else(|| missing("database.url", "database", "url"))?;
+    if !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+        return Err(invalid("database.url", "must start with sqlite:// or postgres://".into()));
+    }
+    let sqlite_synchronous = raw.database.sqlite_synchronous.to_ascii_lowercase();
+    if !["full", "normal", "extra"].contains(&sqlite_synchronous.as_str()) {
+        return Err(invalid("database.sqlite_synchronous", "must be full, normal or extra".into()));
+    }
+
+    let api_key = non_empty(raw.megvii.api_key).ok_or_else(|| missing("megvii.api_key", "megvii", "api_key"))?;
+    let api_secret = non_empty(raw.megvii.api_secret).ok_or_else(|| missing("megvii.api_secret", "megvii", "api_secret"))?;
+    let base_url = parse_http_url(&raw.megvii.base_url).map_err(|reason| invalid("megvii.base_url", reason))?;
+
+    let tokens: Vec<ApiToken> = raw.api.tokens.iter().filter_map(|t| ApiToken::parse(t)).collect();
+    if environment == Environment::Production {
+        if tokens.is_empty() {
+            return Err(missing("api.tokens", "api", "tokens"));
+        }
+        if tokens.iter().any(|t| t.token.expose_secret() == DEV_TOKEN) {
+            return Err(invalid("api.tokens", "the development token is not allowed in production".into()));
+        }
+    }
+
+    let redirect_url = non_empty(raw.r#return.redirect_url)
+        .map(|u| parse_http_url(&u).map_err(|reason| invalid("return.redirect_url", reason)))
+        .transpose()?;
+
+    if !(1..=3).contains(&raw.fetch.max_calls) {
+        return Err(invalid("fetch.max_calls", "must be 1, 2 or 3 (FaceID serves a result at most 3 times)".into()));
+    }
+    if !(0..=6).contains(&raw.fetch.return_image) {
+        return Err(invalid("fetch.return_image", "must be between 0 and 6".into()));
+    }
+    if raw.fetch.lease < Duration::from_secs(1) {
+        return Err(invalid("fetch.lease", "must be at least 1s".into()));
+    }
+    if raw.fetch.lease <= raw.megvii.timeout {
+        // A lease shorter than a call would let another replica start a second call on the
+        // same biz_id while the first is still in flight.
+        return Err(invalid("fetch.lease", "must be longer than megvii.timeout".into()));
+    }
+
+    Ok(Settings {
+        environment,
+        server: ServerSettings {
+            listen,
+            public_url,
+            body_limit: raw.server.body_limit,
+            request_timeout: raw.server.request_timeout,
+        },
+        database: DatabaseSettings {
+            url: SecretString::from(url),
+            max_connections: raw.database.max_connections.max(1),
+            connect_timeout: raw.database.connect_timeout,
+            sqlite_synchronous,
+        },
+        megvii: MegviiSettings {
+            api_key: SecretString::from(api_key),
+            api_secret: SecretString::from(api_secret),
+            base_url,
+            connect_timeout: raw.megvii.connect_timeout,
+            timeout: raw.megvii.timeout,
+        },
+        api: ApiSettings { tokens },
+        r#return: ReturnSettings { redirect_url },
+        fetch: FetchSettings {
+            initial_delay: raw.fetch.initial_delay,
+            retry_delay: raw.fetch.retry_delay,
+            max_calls: raw.fetch.max_calls,
+            return_image: raw.fetch.return_image,
+            safety_margin: raw.fetch.safety_margin,
+            lease: raw.fetch.lease,
+            poll_interval: raw.fetch.poll_interval,
+        },
+        telemetry: TelemetrySettings { format: raw.telemetry.format, filter: raw.telemetry.filter },
+    })
+}
+
+fn parse_http_url(text: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(text).map_err(|e| format!("{e}"))?;
+    match url.scheme() {
+        "http" | "https" if url.host().is_some() => Ok(url),
+        _ => Err("must be an absolute http:// or https:// URL".into()),
+    }
+}
+
+/// Warnings about a public URL FaceID will not call back, or will call insecurely.
+pub fn public_url_warnings(public_url: Option<&url::Url>) -> Vec<String> {
+    let Some(url) = public_url else { return Vec::new() };
+    let mut warnings = Vec::new();
+    if url.scheme() != "https" {
+        warnings.push(format!(
+            "server.public_url is not HTTPS ({}): callbacks and the sign would cross the network in clear text",
+            url.scheme()
+        ));
+    }
+    let port = url.port_or_known_default().unwrap_or(0);
+    if !FACEID_PORTS.contains(&port) {
+        warnings.push(format!(
+            "server.public_url uses port {port}; FaceID only calls ports 443, 5000, 16003, 8883 and 8028"
+        ));
+    }
+    warnings
+}
+
+/// `scheme://user:***@host/...`: the password never reaches a log.
+pub fn redact_url(text: &str) -> String {
+    match url::Url::parse(text) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        Ok(url) => url.to_string(),
+        Err(_) => text.split('?').next().unwrap_or_default().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn repo_config() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config")
+    }
+
+    #[test]
+    fn development_profile_loads_with_no_variables() {
+        let loaded = Settings::load_from(&env(&[]), &repo_config()).unwrap();
+        let s = loaded.settings;
+        assert_eq!(s.environment, Environment::Development);
+        assert_eq!(s.server.listen.to_string(), "127.0.0.1:5000");
+        assert_eq!(s.database.url.expose_secret(), "sqlite://data/faceid-receiver.db?mode=rwc");
+        assert_eq!(s.fetch.max_calls, 3);
+        assert_eq!(s.fetch.initial_delay, Duration::from_secs(5));
+        assert_eq!(s.api.tokens.len(), 1);
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    }
+
+    #[test]
+    fn environment_variables_override_files_and_lists_split_on_commas() {
+        let loaded = Settings::load_from(
+            &env(&[
+                ("APP__FETCH__MAX_CALLS", "2"),
+                ("APP__API__TOKENS", "alpha,beta:pii"),
+                ("APP__MEGVII__API_SECRET", "12345"),
+                ("APP__FETCH__RETRY_DELAY", "90s"),
+            ]),
+            &repo_config(),
+        )
+        .unwrap();
+        let s = loaded.settings;
+        assert_eq!(s.fetch.max_calls, 2);
+        assert_eq!(s.fetch.retry_delay, Duration::from_secs(90));
+        assert_eq!(s.megvii.api_secret.expose_secret(), "12345");
+        let tokens: Vec<_> = s.api.tokens.iter().map(|t| (t.token.expose_secret().to_owned(), t.scopes.clone())).collect();
+        assert_eq!(tokens, vec![("alpha".into(), vec![]), ("beta".into(), vec!["pii".to_string()])]);
+    }
+
+    #[test]
+    fn database_url_falls_back_to_database_url_only_when_app_variable_is_unset() {
+        let s = Settings::load_from(&env(&[("DATABASE_URL", "postgres://u:pw@db/x")]), &repo_config()).unwrap().settings;
+        assert_eq!(s.database.url.expose_secret(), "postgres://u:pw@db/x");
+        assert_eq!(s.database.redacted_url(), "postgres://u:***@db/x");
+        assert!(!format!("{s:?}").contains("pw@"), "Debug must not print the password");
+        let s = Settings::load_from(
+            &env(&[("DATABASE_URL", "postgres://u:pw@db/x"), ("APP__DATABASE__URL", "sqlite://other.db")]),
+            &repo_config(),
+        )
+        .unwrap()
+        .settings;
+        assert_eq!(s.database.url.expose_secret(), "sqlite://other.db");
+    }
+
+    #[test]
+    fn production_requires_credentials_and_real_tokens() {
+        let base = [("APP_ENVIRONMENT", "production")];
+        let err = Settings::load_from(&env(&base), &repo_config()).unwrap_err().to_string();
+        assert!(err.contains("megvii.api_key") && err.contains("APP__MEGVII__API_KEY"), "{err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+
+        let creds = [("APP_ENVIRONMENT", "production"), ("APP__MEGVII__API_KEY", "k"), ("APP__MEGVII__API_SECRET", "s")];
+        let err = Settings::load_from(&env(&creds), &repo_config()).unwrap_err().to_string();
+        assert!(err.contains("api.tokens") && err.contains("APP__API__TOKENS"), "{err}");
+
+        let mut with_dev = creds.to_vec();
+        with_dev.push(("APP__API__TOKENS", DEV_TOKEN));
+        let err = Settings::load_from(&env(&with_dev), &repo_config()).unwrap_err().to_string();
+        assert!(err.contains("development token"), "{err}");
+
+        let mut ok = creds.to_vec();
+        ok.push(("APP__API__TOKENS", "a-long-random-token"));
+        let s = Settings::load_from(&env(&ok), &repo_config()).unwrap().settings;
+        assert_eq!(s.server.listen.to_string(), "0.0.0.0:5000");
+        assert_eq!(s.telemetry.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        for (var, value, key) in [
+            ("APP__FETCH__MAX_CALLS", "4", "fetch.max_calls"),
+            ("APP__FETCH__RETURN_IMAGE", "7", "fetch.return_image"),
+            ("APP__SERVER__LISTEN", "nowhere", "server.listen"),
+            ("APP__RETURN__REDIRECT_URL", "javascript:alert(1)", "return.redirect_url"),
+            ("APP__DATABASE__URL", "mysql://x", "database.url"),
+            ("APP__MEGVII__BASE_URL", "ftp://x", "megvii.base_url"),
+        ] {
+            let err = Settings::load_from(&env(&[(var, value)]), &repo_config()).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(var), "{var}={value}: {err}");
+        }
+        let err = Settings::load_from(&env(&[("APP_ENVIRONMENT", "staging")]), &repo_config()).unwrap_err();
+        assert!(err.to_string().contains("APP_ENVIRONMENT"));
+    }
+
+    #[test]
+    fn unknown_variables_and_unreachable_public_urls_are_warned_about() {
+        let loaded = Settings::load_from(
+            &env(&[("APP__SERVER__LISTN", "x"), ("APP__SERVER__PUBLIC_URL", "http://verify.example.com:8080/base/")]),
+            &repo_config(),
+        )
+        .unwrap();
+        let w = loaded.warnings.join("\n");
+        assert!(w.contains("APP__SERVER__LISTN"), "{w}");
+        assert!(w.contains("not HTTPS"), "{w}");
+        assert!(w.contains("port 8080"), "{w}");
+        let (notify, ret) = loaded.settings.callback_urls().unwrap();
+        assert_eq!(notify.as_str(), "http://verify.example.com:8080/base/faceid/notify");
+        assert_eq!(ret.as_str(), "http://verify.example.com:8080/base/faceid/return");
+    }
+
+    #[test]
+    fn https_on_a_whitelisted_port_has_no_warning() {
+        assert!(public_url_warnings(Some(&url::Url::parse("https://v.example.com").unwrap())).is_empty());
+        assert!(public_url_warnings(Some(&url::Url::parse("https://v.example.com:16003").unwrap())).is_empty());
+    }
+}
