@@ -9,3 +9,14 @@ pub mod clock;
 pub mod protocol;
 pub mod store;
 pub mod config;
+pub mod http;
+pub mod telemetry;
+pub mod startup;
+
+pub use startup::Application;
+
+/// Installs rustls' ring crypto provider for reqwest and sqlx (idempotent). Call before
+/// building any HTTP client.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,1 +1,153 @@
-fn main(){}
+//! The `faceid-receiver` command: `serve` (default), `migrate`, `check-config`, `healthcheck`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use faceid_receiver::config::Settings;
+use faceid_receiver::startup::{self, Application};
+use faceid_receiver::telemetry;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "faceid-receiver", version, about = "Receives and verifies Megvii FaceID Lite callbacks, and follows up with get_result.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP service and the follow-up worker (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Validate the configuration and print the URLs to register with FaceID's get_token.
+    CheckConfig,
+    /// Exit 0 when URL answers 2xx (for container health checks; no curl needed).
+    Healthcheck {
+        /// e.g. http://127.0.0.1:5000/healthz
+        url: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli.command.unwrap_or(Command::Serve)))
+}
+
+async fn run(command: Command) -> ExitCode {
+    if let Command::Healthcheck { url } = &command {
+        return healthcheck(url).await;
+    }
+    let loaded = match Settings::load() {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let settings = loaded.settings;
+    if matches!(command, Command::CheckConfig) {
+        return check_config(&settings, &loaded.warnings);
+    }
+    telemetry::init(settings.telemetry.format, &settings.telemetry.filter);
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    let result = match command {
+        Command::Migrate => migrate(&settings).await,
+        _ => serve(settings).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error.cause_chain = %format!("{e:#}"), "exiting");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let app = Application::build(settings).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    app.run_until_stopped(shutdown).await
+}
+
+async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let store = startup::connect_store(settings).await?;
+    store.migrate().await?;
+    tracing::info!(database = store.engine(), "migrations applied");
+    Ok(())
+}
+
+fn check_config(settings: &Settings, warnings: &[String]) -> ExitCode {
+    println!("configuration OK (profile {})", settings.environment.as_str());
+    println!("database: {}", settings.database.redacted_url());
+    println!("FaceID API: {}", settings.megvii.base_url);
+    match settings.callback_urls() {
+        Some((notify, ret)) => {
+            println!("register with get_token:");
+            println!("  notify_url = {notify}");
+            println!("  return_url = {ret}");
+        }
+        None => println!("server.public_url is not set: set APP__SERVER__PUBLIC_URL to see the URLs to register"),
+    }
+    for warning in warnings {
+        println!("warning: {warning}");
+    }
+    ExitCode::SUCCESS
+}
+
+async fn healthcheck(url: &str) -> ExitCode {
+    faceid_receiver::install_crypto_provider();
+    let client = match reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build() {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("unhealthy: {}", e.without_url());
+            return ExitCode::FAILURE;
+        }
+    };
+    match client.get(url).send().await {
+        Ok(response) if response.status().is_success() => ExitCode::SUCCESS,
+        Ok(response) => {
+            eprintln!("unhealthy: HTTP {}", response.status());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {}", e.without_url());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn cancel_on_signal(token: CancellationToken) {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutdown signal received");
+    token.cancel();
+}

@@ -1,0 +1,288 @@
+//! The merchant's query API under `/api/v1`, behind bearer tokens from `api.tokens`.
+//!
+//! Invariants: tokens are compared in constant time (each configured token is checked, no
+//! early exit); records are rendered with the stored raw result byte-exact; list endpoints
+//! page with opaque keyset cursors, newest first.
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::AppState;
+use super::error::{AppError, Result};
+use crate::clock::{parse_time, rfc3339};
+use crate::config::ApiToken;
+use crate::store::{CallbackQuery, CallbackRecord, FetchInfo, ListQuery, Verification};
+
+pub const DEFAULT_LIMIT: i64 = 50;
+pub const MAX_LIMIT: i64 = 200;
+
+pub fn router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/verifications", get(list_verifications))
+        .route("/verifications/{biz_id}", get(get_verification))
+        .route("/callbacks", get(list_callbacks))
+        .route_layer(axum::middleware::from_fn_with_state(state, require_token))
+}
+
+/// The token that authenticated a request, for handlers that care about scopes.
+#[derive(Clone)]
+pub struct Caller {
+    pub scopes: Vec<String>,
+}
+
+/// Accepts `Authorization: Bearer <token>` when it matches one of `api.tokens`.
+async fn require_token(State(state): State<AppState>, mut request: Request, next: Next) -> Result<Response> {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .ok_or(AppError::Unauthorized)?;
+    let token = match_token(&state.settings.api.tokens, presented).ok_or(AppError::Unauthorized)?;
+    request.extensions_mut().insert(Caller { scopes: token.scopes.clone() });
+    Ok(next.run(request).await)
+}
+
+/// Constant-time: compares fixed-length digests, and looks at every token.
+fn match_token<'a>(tokens: &'a [ApiToken], presented: &str) -> Option<&'a ApiToken> {
+    let presented = Sha256::digest(presented.as_bytes());
+    let mut found = None;
+    for token in tokens {
+        let expected = Sha256::digest(token.token.expose_secret().as_bytes());
+        if bool::from(expected.ct_eq(&presented)) {
+            found = Some(token);
+        }
+    }
+    found
+}
+
+/// A verification as the API shows it.
+#[derive(Serialize)]
+pub struct VerificationView {
+    pub biz_id: String,
+    pub biz_no: Option<String>,
+    pub status: String,
+    pub liveness: Option<String>,
+    pub confidence: Option<f64>,
+    pub source: &'static str,
+    pub signed: bool,
+    /// FaceID's JSON exactly as received (images stripped), or null while pending.
+    pub result: Option<Box<RawValue>>,
+    pub images: Vec<String>,
+    pub fetch: FetchView,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Serialize)]
+pub struct FetchView {
+    pub state: &'static str,
+    pub calls_used: i32,
+    pub next_at: Option<String>,
+    pub last_error: Option<String>,
+}
+
+impl From<&FetchInfo> for FetchView {
+    fn from(f: &FetchInfo) -> Self {
+        Self { state: f.state.as_str(), calls_used: f.calls_used, next_at: f.next_at.map(rfc3339), last_error: f.last_error.clone() }
+    }
+}
+
+impl From<Verification> for VerificationView {
+    fn from(v: Verification) -> Self {
+        // The stored text was validated as one JSON object before it was stored.
+        let result = v.result.and_then(|raw| RawValue::from_string(raw).ok());
+        Self {
+            fetch: FetchView::from(&v.fetch),
+            biz_id: v.biz_id,
+            biz_no: v.biz_no,
+            status: v.status,
+            liveness: v.liveness,
+            confidence: v.confidence,
+            source: v.source.as_str(),
+            signed: v.signed,
+            result,
+            images: v.images,
+            created_at: rfc3339(v.created_at),
+            updated_at: rfc3339(v.updated_at),
+        }
+    }
+}
+
+async fn get_verification(State(state): State<AppState>, Path(biz_id): Path<String>) -> Result<Json<VerificationView>> {
+    let record = state.store.get(&biz_id).await?.ok_or(AppError::NotFound("no verification with this biz_id"))?;
+    Ok(Json(record.into()))
+}
+
+#[derive(Deserialize)]
+struct ListParams {
+    biz_no: Option<String>,
+    status: Option<String>,
+    since: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+fn parse_limit(limit: Option<&str>) -> Result<i64> {
+    match limit {
+        None | Some("") => Ok(DEFAULT_LIMIT),
+        Some(text) => match text.parse::<i64>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            _ => Err(AppError::bad_request("invalid_limit", format!("limit must be a whole number from 1 to {MAX_LIMIT}"))),
+        },
+    }
+}
+
+fn bad_cursor() -> AppError {
+    AppError::bad_request("invalid_cursor", "cursor is not one this API returned")
+}
+
+fn encode_cursor(created_at: i64, biz_id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{created_at}:{biz_id}"))
+}
+
+fn decode_cursor(cursor: &str) -> Result<(i64, String)> {
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad_cursor())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad_cursor())?;
+    let (ms, biz_id) = text.split_once(':').ok_or_else(bad_cursor)?;
+    Ok((ms.parse().map_err(|_| bad_cursor())?, biz_id.to_owned()))
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.is_empty())
+}
+
+async fn list_verifications(
+    State(state): State<AppState>,
+    Query(params): Query<ListParams>,
+) -> Result<Json<Page<VerificationView>>> {
+    let limit = parse_limit(params.limit.as_deref())?;
+    let since = match non_empty(params.since) {
+        Some(text) => Some(parse_time(&text).ok_or_else(|| {
+            AppError::bad_request("invalid_since", "since must be an RFC 3339 time or epoch milliseconds")
+        })?),
+        None => None,
+    };
+    let after = non_empty(params.cursor).map(|c| decode_cursor(&c)).transpose()?;
+    let query = ListQuery {
+        biz_no: non_empty(params.biz_no),
+        status: non_empty(params.status).map(|s| s.to_ascii_uppercase()),
+        since,
+        // One more than asked tells whether there is a next page.
+        limit: limit + 1,
+        after,
+    };
+    let mut records = state.store.list(&query).await?;
+    let next_cursor = if records.len() as i64 > limit {
+        records.truncate(limit as usize);
+        records.last().map(|r| encode_cursor(r.created_at, &r.biz_id))
+    } else {
+        None
+    };
+    Ok(Json(Page { items: records.into_iter().map(Into::into).collect(), next_cursor }))
+}
+
+#[derive(Deserialize)]
+struct CallbackParams {
+    biz_id: Option<String>,
+    verified: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct CallbackView {
+    pub id: i64,
+    pub kind: String,
+    pub biz_id: Option<String>,
+    pub verified: bool,
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub received_at: String,
+    pub remote_addr: Option<String>,
+    pub content_type: Option<String>,
+    pub body_sha256: String,
+    pub body_len: i64,
+}
+
+impl From<CallbackRecord> for CallbackView {
+    fn from(c: CallbackRecord) -> Self {
+        Self {
+            id: c.id,
+            kind: c.kind,
+            biz_id: c.biz_id,
+            verified: c.verified,
+            outcome: c.outcome,
+            reason: c.reason,
+            received_at: rfc3339(c.received_at),
+            remote_addr: c.remote_addr,
+            content_type: c.content_type,
+            body_sha256: c.body_sha256,
+            body_len: c.body_len,
+        }
+    }
+}
+
+async fn list_callbacks(
+    State(state): State<AppState>,
+    Query(params): Query<CallbackParams>,
+) -> Result<Json<Page<CallbackView>>> {
+    let limit = parse_limit(params.limit.as_deref())?;
+    let verified = match non_empty(params.verified).as_deref() {
+        None => None,
+        Some("true" | "1") => Some(true),
+        Some("false" | "0") => Some(false),
+        Some(_) => return Err(AppError::bad_request("invalid_verified", "verified must be true or false")),
+    };
+    let before_id = non_empty(params.cursor).map(|c| c.parse::<i64>().map_err(|_| bad_cursor())).transpose()?;
+    let query = CallbackQuery { biz_id: non_empty(params.biz_id), verified, limit: limit + 1, before_id };
+    let mut rows = state.store.callbacks(&query).await?;
+    let next_cursor = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| r.id.to_string())
+    } else {
+        None
+    };
+    Ok(Json(Page { items: rows.into_iter().map(Into::into).collect(), next_cursor }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_configured_tokens_match_and_scopes_come_along() {
+        let tokens = vec![ApiToken::parse("alpha").unwrap(), ApiToken::parse("beta:pii").unwrap()];
+        assert!(match_token(&tokens, "alpha").unwrap().scopes.is_empty());
+        assert_eq!(match_token(&tokens, "beta").unwrap().scopes, vec!["pii"]);
+        assert!(match_token(&tokens, "alph").is_none());
+        assert!(match_token(&tokens, "").is_none());
+        assert!(match_token(&[], "alpha").is_none());
+    }
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        let c = encode_cursor(1_700_000_000_000, "1462259748,abc");
+        assert_eq!(decode_cursor(&c).unwrap(), (1_700_000_000_000, "1462259748,abc".to_owned()));
+        assert!(decode_cursor("!!!").is_err());
+        assert!(decode_cursor(&URL_SAFE_NO_PAD.encode("nocolon")).is_err());
+    }
+}

@@ -1,0 +1,391 @@
+//! FaceID's two callbacks: notify_url (`POST /faceid/notify`, server to server) and
+//! return_url (`POST` or `GET /faceid/return`, the user's browser), plus the built-in page the
+//! browser lands on when no `return.redirect_url` is configured.
+//!
+//! Invariants:
+//! - every delivery is journaled, accepted or not, before we answer; if the journal cannot be
+//!   written the answer is 503, never a 2xx;
+//! - the sign is checked over the exact received `data` bytes before anything in `data` is
+//!   trusted; then the envelope is parsed strictly (length extension) and the fields leniently;
+//! - a 2xx or 303 is sent only after the result (or the pending record and its follow-up job)
+//!   is committed;
+//! - redirects carry `biz_id`, `biz_no` and `status` only — never identity data — and go only
+//!   to the configured URL (no open redirect).
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+
+use super::error::{AppError, Result};
+use super::extract::decode_callback;
+use super::AppState;
+use crate::protocol::{self, BizId, CallbackResult};
+use crate::store::{CallbackKind, IncomingResult, JobEffect, MergeOutcome, NewCallback, NewJob, PENDING, Source, Verification};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/faceid/notify", post(notify))
+        .route("/faceid/return", post(return_post).get(return_get))
+        .route("/faceid/done", get(done_page))
+}
+
+/// What arrived, for the journal.
+struct Delivery {
+    kind: CallbackKind,
+    received_at: i64,
+    remote_addr: Option<String>,
+    content_type: Option<String>,
+    body: Bytes,
+    /// The length the sender declared or sent (the body itself may have been refused).
+    body_len: i64,
+}
+
+impl Delivery {
+    fn new(state: &AppState, kind: CallbackKind, headers: &HeaderMap, peer: Option<SocketAddr>, body: Bytes) -> Self {
+        let content_type = header_text(headers, header::CONTENT_TYPE.as_str()).map(|c| truncate(c, 200));
+        Self {
+            kind,
+            received_at: state.clock.now_ms(),
+            remote_addr: remote_addr(headers, peer),
+            content_type,
+            body_len: body.len() as i64,
+            body,
+        }
+    }
+
+    fn entry(&self, biz_id: Option<&str>, verified: bool, reason: Option<String>) -> NewCallback {
+        NewCallback {
+            kind: self.kind,
+            biz_id: biz_id.map(|b| truncate(b, protocol::biz_id::MAX_LEN)),
+            verified,
+            reason,
+            received_at: self.received_at,
+            remote_addr: self.remote_addr.clone(),
+            content_type: self.content_type.clone(),
+            body_sha256: hex::encode(Sha256::digest(&self.body)),
+            body_len: self.body_len,
+            body: self.body.to_vec(),
+        }
+    }
+}
+
+fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}
+
+/// The peer, and what a proxy in front says the client was: `203.0.113.7 via 127.0.0.1`.
+fn remote_addr(headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<String> {
+    let peer = peer.map(|p| p.ip().to_string());
+    let forwarded = header_text(headers, "x-forwarded-for")
+        .or_else(|| header_text(headers, "x-real-ip"))
+        .and_then(|v| v.split(',').next())
+        .map(|v| truncate(v.trim(), 64));
+    match (forwarded, peer) {
+        (Some(f), Some(p)) => Some(format!("{f} via {p}")),
+        (f, p) => f.or(p),
+    }
+}
+
+/// The TCP peer, when the server was started with connect info (tests driving the router
+/// directly have none).
+pub struct Peer(Option<SocketAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> std::result::Result<Self, Self::Rejection> {
+        Ok(Self(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| *addr)))
+    }
+}
+
+#[derive(Serialize)]
+struct Ack<'a> {
+    result: &'static str,
+    biz_id: &'a str,
+    status: &'a str,
+}
+
+async fn notify(
+    State(state): State<AppState>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let (outcome, record) = receive_signed(&state, CallbackKind::Notify, &headers, peer, body).await?;
+    let result = if outcome == MergeOutcome::Unchanged { "duplicate" } else { "stored" };
+    Ok((StatusCode::OK, axum::Json(Ack { result, biz_id: &record.biz_id, status: &record.status })).into_response())
+}
+
+async fn return_post(
+    State(state): State<AppState>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let (_, record) = receive_signed(&state, CallbackKind::ReturnPost, &headers, peer, body).await?;
+    Ok(redirect_browser(&state, &record))
+}
+
+/// notify and return POST: decode, verify, parse, store, journal.
+async fn receive_signed(
+    state: &AppState,
+    kind: CallbackKind,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<(MergeOutcome, Verification)> {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return Err(refuse_unreadable(state, kind, headers, peer, rejection).await),
+    };
+    let delivery = Delivery::new(state, kind, headers, peer, body.clone());
+
+    let fields = match decode_callback(delivery.content_type.as_deref(), body).await {
+        Ok(fields) => fields,
+        Err(e) => {
+            state.store.journal_rejected(&delivery.entry(None, false, Some(e.to_string()))).await?;
+            return Err(AppError::bad_request(e.code(), e.to_string()));
+        }
+    };
+
+    let secret = secrecy::ExposeSecret::expose_secret(&state.settings.megvii.api_secret);
+    if let Err(e) = protocol::verify(secret, &fields.data, &fields.sign) {
+        // Name the biz_id the sender *claims*, so an operator can find forged deliveries.
+        let claimed = protocol::payload::parse_callback_data(&fields.data).ok().map(|r| r.biz_id);
+        let claimed = claimed.as_ref().map(BizId::as_str);
+        state.store.journal_rejected(&delivery.entry(claimed, false, Some(e.to_string()))).await?;
+        tracing::warn!(kind = kind.as_str(), biz_id = claimed, "callback refused: {e}");
+        return Err(AppError::BadSignature(e.to_string()));
+    }
+
+    let result = match protocol::payload::parse_callback_data(&fields.data) {
+        Ok(result) => result,
+        Err(e) => {
+            state.store.journal_rejected(&delivery.entry(None, true, Some(e.to_string()))).await?;
+            tracing::warn!(kind = kind.as_str(), "signed callback refused: {e}");
+            return Err(AppError::bad_request("malformed_data", e.to_string()));
+        }
+    };
+
+    let source = if kind == CallbackKind::Notify { Source::Notify } else { Source::Return };
+    let effect = job_effect_after_signed(state, &result, delivery.received_at);
+    let incoming = incoming_signed(&result, source);
+    let entry = delivery.entry(Some(result.biz_id.as_str()), true, None);
+    let (outcome, record) = state.store.accept_signed(&entry, &incoming, effect).await?;
+    if matches!(effect, JobEffect::Ensure(_)) {
+        state.wake_fetcher.notify_one();
+    }
+    tracing::info!(kind = kind.as_str(), biz_id = %result.biz_id, status = %record.status, outcome = ?outcome, "callback stored");
+    Ok((outcome, record))
+}
+
+/// A body we could not read at all (too large, or the connection broke): journal what we
+/// know and answer accordingly.
+async fn refuse_unreadable(
+    state: &AppState,
+    kind: CallbackKind,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+    rejection: BytesRejection,
+) -> AppError {
+    let too_large = rejection.status() == StatusCode::PAYLOAD_TOO_LARGE;
+    let reason = if too_large {
+        format!("body larger than {} bytes", state.settings.server.body_limit)
+    } else {
+        "body could not be read".to_owned()
+    };
+    let mut delivery = Delivery::new(state, kind, headers, peer, Bytes::new());
+    delivery.body_len = header_text(headers, header::CONTENT_LENGTH.as_str()).and_then(|v| v.parse().ok()).unwrap_or(-1);
+    if let Err(e) = state.store.journal_rejected(&delivery.entry(None, false, Some(reason.clone()))).await {
+        return e.into();
+    }
+    if too_large {
+        AppError::PayloadTooLarge { limit: state.settings.server.body_limit }
+    } else {
+        AppError::bad_request("malformed_body", reason)
+    }
+}
+
+fn incoming_signed(result: &CallbackResult, source: Source) -> IncomingResult {
+    let f = &result.fields;
+    IncomingResult {
+        biz_id: result.biz_id.as_str().to_owned(),
+        biz_no: f.biz_no.clone(),
+        status: f.status.as_str().to_owned(),
+        status_rank: f.status.rank(),
+        liveness: f.liveness.map(|l| l.as_str().to_owned()),
+        confidence: f.confidence,
+        source,
+        signed: true,
+        result: result.raw.clone(),
+    }
+}
+
+/// What a signed result means for the follow-up: a final result makes a get_result call
+/// unnecessary — unless images are wanted, which only get_result returns.
+fn job_effect_after_signed(state: &AppState, result: &CallbackResult, now: i64) -> JobEffect {
+    let fetch = &state.settings.fetch;
+    if fetch.return_image > 0 && result.fields.status == protocol::Status::Ok {
+        JobEffect::Ensure(new_job(state, &result.biz_id, now))
+    } else if result.fields.status.is_final() {
+        JobEffect::CancelPending
+    } else {
+        JobEffect::Keep
+    }
+}
+
+/// A follow-up job for `biz_id`, first due after `fetch.initial_delay`.
+pub(crate) fn new_job(state: &AppState, biz_id: &BizId, now: i64) -> NewJob {
+    let fetch = &state.settings.fetch;
+    NewJob {
+        next_at: now + fetch.initial_delay.as_millis() as i64,
+        window_ends_at: biz_id.window_ends_at_ms(now, fetch.safety_margin.as_millis() as i64),
+        return_image: fetch.return_image,
+    }
+}
+
+/// return_url as a GET: FaceID appended `biz_id` to whatever query the URL had. No sign, no
+/// result: record it as pending and let the follow-up fetch the result.
+async fn return_get(
+    State(state): State<AppState>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    let query = query.unwrap_or_default();
+    let delivery = Delivery::new(&state, CallbackKind::ReturnGet, &headers, peer, Bytes::from(query.clone()));
+    let biz_id = match biz_id_from_query(&query) {
+        Ok(biz_id) => biz_id,
+        Err((code, reason)) => {
+            state.store.journal_rejected(&delivery.entry(None, false, Some(reason.clone()))).await?;
+            return Err(AppError::bad_request(code, reason));
+        }
+    };
+    let job = new_job(&state, &biz_id, delivery.received_at);
+    let record = state
+        .store
+        .accept_return_get(&delivery.entry(Some(biz_id.as_str()), false, None), biz_id.as_str(), job)
+        .await?;
+    state.wake_fetcher.notify_one();
+    tracing::info!(biz_id = %biz_id, status = %record.status, "return GET recorded");
+    Ok(redirect_browser(&state, &record))
+}
+
+/// Finds the one `biz_id` anywhere in the query and checks its shape.
+fn biz_id_from_query(query: &str) -> std::result::Result<BizId, (&'static str, String)> {
+    let mut found: Option<String> = None;
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        if name != "biz_id" {
+            continue;
+        }
+        match &found {
+            Some(previous) if *previous != value => {
+                return Err(("duplicate_field", "biz_id appears more than once with different values".into()));
+            }
+            _ => found = Some(value.into_owned()),
+        }
+    }
+    let text = found.ok_or(("missing_field", "the biz_id query parameter is missing".to_owned()))?;
+    BizId::parse(&text).map_err(|e| ("invalid_biz_id", e.to_string()))
+}
+
+/// 303 to the configured page, or to our built-in one, with `biz_id`, `biz_no` and `status`.
+fn redirect_browser(state: &AppState, record: &Verification) -> Response {
+    let mut pairs = vec![("biz_id", record.biz_id.as_str())];
+    if let Some(biz_no) = record.biz_no.as_deref() {
+        pairs.push(("biz_no", biz_no));
+    }
+    pairs.push(("status", record.status.as_str()));
+    let location = match &state.settings.r#return.redirect_url {
+        Some(base) => {
+            let mut url = base.clone();
+            url.query_pairs_mut().extend_pairs(pairs);
+            url.to_string()
+        }
+        // Relative to /faceid/return, so it also works behind a proxy that adds a prefix.
+        None => {
+            let query: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+            format!("done?{query}")
+        }
+    };
+    Redirect::to(&location).into_response()
+}
+
+/// The built-in landing page. It shows only a status from FaceID's fixed vocabulary: nothing
+/// from the query is echoed, so it can carry no identity data and no injected markup.
+async fn done_page(RawQuery(query): RawQuery) -> Response {
+    let status = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "status")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let message = match status.as_str() {
+        PENDING | "NOT_STARTED" | "PROCESSING" => "Your verification was received and is being processed.",
+        "OK" => "Your verification is complete.",
+        "FAILED" | "TIMEOUT" | "CANCELLED" | "WEBRTC_UNSUPPORTED" => "Your verification did not complete.",
+        _ => "Your verification was received.",
+    };
+    let html = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>Verification received</title>\
+         <style>body{{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#222}}</style>\
+         </head><body><h1>Thank you</h1><p id=\"message\">{message}</p>\
+         <p>You can close this page and return to the merchant.</p></body></html>\n"
+    );
+    (
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+        ],
+        Html(html),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn biz_id_is_found_anywhere_in_the_query() {
+        let id = "1462259748,52b13fb5-8dfb-4537-a62b-a641d5e929f1";
+        for query in [
+            format!("biz_id={id}"),
+            format!("a=b&biz_id={id}"),
+            format!("biz_id={}&a=b", id.replace(',', "%2C")),
+            format!("biz_id={id}&biz_id={id}"),
+        ] {
+            assert_eq!(biz_id_from_query(&query).unwrap().as_str(), id, "query {query}");
+        }
+    }
+
+    #[test]
+    fn bad_queries_are_refused_with_a_code() {
+        assert_eq!(biz_id_from_query("a=b").unwrap_err().0, "missing_field");
+        assert_eq!(biz_id_from_query("biz_id=1462259748,a&biz_id=1462259748,b").unwrap_err().0, "duplicate_field");
+        assert_eq!(biz_id_from_query("biz_id=<script>").unwrap_err().0, "invalid_biz_id");
+    }
+
+    #[test]
+    fn remote_addr_names_the_forwarded_client_and_the_peer() {
+        let mut headers = HeaderMap::new();
+        let peer: SocketAddr = "127.0.0.1:9999".parse().unwrap();
+        assert_eq!(remote_addr(&headers, Some(peer)).as_deref(), Some("127.0.0.1"));
+        headers.insert("x-forwarded-for", "203.0.113.7, 10.0.0.1".parse().unwrap());
+        assert_eq!(remote_addr(&headers, Some(peer)).as_deref(), Some("203.0.113.7 via 127.0.0.1"));
+    }
+}

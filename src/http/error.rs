@@ -1,0 +1,110 @@
+//! The one HTTP error type. Every handler returns [`Result<T>`]; this module alone decides
+//! status codes and bodies.
+//!
+//! Invariants: bodies are `{"error": "<stable_code>", "message": "<human text>"}`; messages
+//! name the problem but never echo request content, identity data or internals. Bad input is
+//! a 4xx, storage trouble a 503; a 500 only means a bug, and its detail goes to the log only.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::store::StoreError;
+
+pub type Result<T, E = AppError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// 400 with a stable code and a message naming the problem.
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    /// 401: no or unknown bearer token.
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    /// 403: the callback's sign does not match.
+    #[error("{0}")]
+    BadSignature(String),
+    /// 404.
+    #[error("{0}")]
+    NotFound(&'static str),
+    /// 409 with a reason (e.g. the get_result budget is spent).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// 413.
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// 503: storage cannot commit; the caller should retry.
+    #[error("storage is unavailable, retry later")]
+    Unavailable(#[source] StoreError),
+    /// 500: a bug. The detail is logged, never sent.
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl AppError {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest { code, message: message.into() }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::BadSignature(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest { code, .. } | Self::Conflict { code, .. } => code,
+            Self::Unauthorized => "unauthorized",
+            Self::BadSignature(_) => "bad_signature",
+            Self::NotFound(_) => "not_found",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::Unavailable(_) => "storage_unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(error: StoreError) -> Self {
+        // Any storage failure means we could not durably do what was asked: 503 so the
+        // sender retries, never a 2xx and never a 500 that looks like bad input.
+        Self::Unavailable(error)
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: String,
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            Self::Internal(e) => tracing::error!(error.message = %e, error.cause_chain = ?e, "request failed"),
+            Self::Unavailable(e) => {
+                tracing::warn!(error.message = %e, error.cause_chain = %crate::telemetry::error_chain(e), "storage unavailable")
+            }
+            _ => tracing::debug!(error.code = self.code(), "request refused"),
+        }
+        let body = ErrorBody { error: self.code(), message: self.to_string() };
+        let mut response = (status, Json(body)).into_response();
+        if matches!(self, Self::Unauthorized) {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if matches!(self, Self::Unavailable(_)) {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        response
+    }
+}

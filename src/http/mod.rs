@@ -1,0 +1,70 @@
+//! The HTTP surface: FaceID's callbacks, the merchant API, and operational endpoints, with
+//! the cross-cutting layers (tracing by matched route, sensitive-header redaction, body
+//! limit, timeout, panic catching).
+//!
+//! Invariant: request spans carry the method and the *matched* route only — never the raw
+//! URI or query, which may hold a biz_id list, tokens or other callers' data.
+
+pub mod api;
+pub mod callbacks;
+pub mod error;
+pub mod extract;
+pub mod ops;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{StatusCode, header};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::clock::SharedClock;
+use crate::config::Settings;
+use crate::store::Store;
+
+/// Everything a handler needs, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub settings: Arc<Settings>,
+    pub clock: SharedClock,
+    /// Wakes the follow-up worker when a job becomes due sooner than its next poll.
+    pub wake_fetcher: Arc<tokio::sync::Notify>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.settings.server.body_limit;
+    let timeout = state.settings.server.request_timeout;
+    let callbacks = callbacks::router().layer(DefaultBodyLimit::max(body_limit));
+    let api = api::router(state.clone()).layer(DefaultBodyLimit::max(64 * 1024));
+    Router::new()
+        .merge(callbacks)
+        .nest("/api/v1", api)
+        .merge(ops::router())
+        .fallback(|| async { error::AppError::NotFound("no such route") })
+        .with_state(state)
+        .layer(CatchPanicLayer::custom(|_| {
+            error::AppError::Internal(anyhow::anyhow!("handler panicked")).into_response_owned()
+        }))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                let route = request
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or_else(|| "unmatched".to_owned());
+                tracing::info_span!("request", method = %request.method(), route = %route)
+            }),
+        )
+        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE, header::PROXY_AUTHORIZATION]))
+}
+
+impl error::AppError {
+    fn into_response_owned(self) -> axum::response::Response {
+        axum::response::IntoResponse::into_response(self)
+    }
+}

@@ -1,0 +1,189 @@
+//! `spawn_app`: a real `Application` on 127.0.0.1:0 over a fresh database, with a manual
+//! clock, plus helpers to sign and send callbacks as FaceID would.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use faceid_receiver::Application;
+use faceid_receiver::clock::ManualClock;
+use faceid_receiver::config::Settings;
+use faceid_receiver::protocol;
+use faceid_receiver::store::Store;
+use reqwest::Response;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+pub const SECRET: &str = "test-secret-0123456789";
+pub const TOKEN: &str = "test-token-abcdef";
+/// 2026-11-23T00:00:00Z: "now" for every test app.
+pub const NOW_MS: i64 = 1_795_392_000_000;
+pub const SEED_OK: &str = include_str!("../vectors/seed_get_result_ok.json");
+pub const SEED_BIZ_ID: &str = "1462259748,52b13fb5-8dfb-4537-a62b-a641d5e929f1";
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub store: Arc<dyn Store>,
+    pub clock: ManualClock,
+    shutdown: CancellationToken,
+    _db: common::TestDatabase,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub struct Options {
+    pub redirect_url: Option<&'static str>,
+    pub body_limit: Option<usize>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { redirect_url: Some("https://shop.example.com/verified?from=faceid"), body_limit: None }
+    }
+}
+
+pub async fn spawn_app(engine: common::Engine, options: Options) -> Option<TestApp> {
+    faceid_receiver::telemetry::init_for_tests();
+    let db = common::TestDatabase::create(engine).await?;
+    let mut env: HashMap<String, String> = [
+        ("APP__SERVER__LISTEN", "127.0.0.1:0"),
+        ("APP__MEGVII__API_SECRET", SECRET),
+        ("APP__API__TOKENS", TOKEN),
+        ("APP__MEGVII__BASE_URL", "http://127.0.0.1:9"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    env.insert("APP__DATABASE__URL".into(), db.url().to_owned());
+    if let Some(url) = options.redirect_url {
+        env.insert("APP__RETURN__REDIRECT_URL".into(), url.into());
+    }
+    if let Some(limit) = options.body_limit {
+        env.insert("APP__SERVER__BODY_LIMIT".into(), limit.to_string());
+    }
+    let config_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
+    let settings = Settings::load_from(&env, &config_dir).expect("test settings load").settings;
+    let store = faceid_receiver::startup::connect_store(&settings).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    let clock = ManualClock::new(NOW_MS);
+    let app = Application::build_with(settings, store.clone(), Arc::new(clock.clone())).await.expect("build app");
+    let base = format!("http://{}", app.local_addr());
+    let shutdown = CancellationToken::new();
+    tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    Some(TestApp { base, client, store, clock, shutdown, _db: db })
+}
+
+/// A result `data` in FaceID's shape for `biz_id` with `status`.
+pub fn result_data(biz_id: &str, biz_no: &str, status: &str) -> String {
+    serde_json::json!({
+        "request_id": "1462259763,e2d2f8d6-204b-4c43-92ea-1d62b071f83c",
+        "status": status,
+        "biz_info": {"biz_id": biz_id, "biz_no": biz_no, "biz_extra_data": ""},
+        "idcard_info": {"idcard_number": "110101199003070000", "idcard_name": "张三"},
+        "liveness_result": {"result": "PASS", "procedure_type": "video"},
+        "verify_result": {"result_faceid": {"confidence": 77.5, "thresholds": {"1e-3": 64}}},
+        "time_used": 93
+    })
+    .to_string()
+}
+
+pub fn form_body(data: &str, sign: &str) -> String {
+    form_urlencoded::Serializer::new(String::new()).append_pair("data", data).append_pair("sign", sign).finish()
+}
+
+pub fn signed_form(data: &str) -> String {
+    form_body(data, &protocol::sign(SECRET, data.as_bytes()))
+}
+
+pub fn encode_path(biz_id: &str) -> String {
+    percent_encoding::utf8_percent_encode(biz_id, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn post(&self, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> Response {
+        self.client
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn post_form(&self, path: &str, body: String) -> Response {
+        self.post(path, "application/x-www-form-urlencoded", body).await
+    }
+
+    /// A correctly signed notify, form-encoded.
+    pub async fn notify(&self, data: &str) -> Response {
+        self.post_form("/faceid/notify", signed_form(data)).await
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.expect("request sent")
+    }
+
+    pub async fn api(&self, path: &str) -> Response {
+        self.client.get(self.url(&format!("/api/v1{path}"))).bearer_auth(TOKEN).send().await.expect("request sent")
+    }
+
+    pub async fn api_json(&self, path: &str) -> Value {
+        let response = self.api(path).await;
+        assert_eq!(response.status(), 200, "GET /api/v1{path}");
+        response.json().await.unwrap()
+    }
+
+    pub async fn record(&self, biz_id: &str) -> Value {
+        self.api_json(&format!("/verifications/{}", encode_path(biz_id))).await
+    }
+
+    pub async fn journal(&self, biz_id: Option<&str>) -> Vec<Value> {
+        let path = match biz_id {
+            Some(id) => format!("/callbacks?biz_id={}", encode_path(id)),
+            None => "/callbacks".to_owned(),
+        };
+        self.api_json(&path).await["items"].as_array().unwrap().clone()
+    }
+}
+
+pub async fn error_code(response: Response) -> String {
+    let body: Value = response.json().await.expect("JSON error body");
+    assert!(body["message"].is_string(), "error body has a message: {body}");
+    body["error"].as_str().expect("error code").to_owned()
+}
+
+/// Expands each `async fn case(app: TestApp)` into a test per engine.
+#[macro_export]
+macro_rules! api_tests {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let app = $crate::helpers::spawn_app($crate::common::Engine::Sqlite, Default::default()).await.expect("sqlite is always available");
+                    super::$case(app).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    if let Some(app) = $crate::helpers::spawn_app($crate::common::Engine::Postgres, Default::default()).await {
+                        super::$case(app).await;
+                    }
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,11 @@
+//! HTTP integration tests: the real router on a random port, over real SQLite and real
+//! PostgreSQL (each case runs on both engines).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod helpers;
+
+mod callbacks;
+mod query_api;
+mod return_url;
