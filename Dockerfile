@@ -1,0 +1,41 @@
+# syntax=docker/dockerfile:1
+# faceid-receiver: multi-stage build. Dependencies are compiled in their own cached layer
+# (cargo-chef); TLS is rustls everywhere, so the runtime image needs no OpenSSL.
+
+ARG RUST_VERSION=1.95
+FROM rust:${RUST_VERSION}-slim-bookworm AS chef
+RUN cargo install cargo-chef --locked --version 0.1.78
+WORKDIR /app
+
+FROM chef AS planner
+COPY . .
+RUN cargo chef prepare --recipe-path recipe.json
+
+FROM chef AS builder
+COPY --from=planner /app/recipe.json recipe.json
+# Only the dependencies: this layer is reused until Cargo.toml/Cargo.lock change.
+RUN cargo chef cook --release --locked --recipe-path recipe.json
+COPY . .
+RUN cargo build --release --locked --bin faceid-receiver --bin faceid-sim
+
+FROM debian:bookworm-slim AS runtime
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --uid 1001 --user-group --home-dir /app --no-create-home app \
+ && mkdir -p /app/data \
+ && chown app:app /app/data
+WORKDIR /app
+COPY --from=builder /app/target/release/faceid-receiver /usr/local/bin/faceid-receiver
+COPY --from=builder /app/target/release/faceid-sim /usr/local/bin/faceid-sim
+COPY config config
+ENV APP_ENVIRONMENT=production
+USER app
+# The embedded SQLite default writes here; mount a volume to keep it.
+VOLUME /app/data
+# FaceID calls back only on 443, 5000, 16003, 8883 and 8028.
+EXPOSE 5000
+HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
+  CMD ["faceid-receiver", "healthcheck", "http://127.0.0.1:5000/healthz"]
+ENTRYPOINT ["faceid-receiver"]
+CMD ["serve"]
