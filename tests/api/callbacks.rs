@@ -155,7 +155,7 @@ async fn malformed_bodies_get_400_with_a_code_and_the_service_stays_healthy(app:
 }
 
 async fn an_oversized_body_gets_413_and_is_journaled(app: TestApp) {
-    let big = "x".repeat(1024 * 1024 + 10);
+    let big = "x".repeat(1024 * 1024 + 10); // the default limit is 1 MiB
     let response = app.post_form("/faceid/notify", signed_form(&big)).await;
     assert_eq!(response.status(), 413);
     assert_eq!(error_code(response).await, "payload_too_large");

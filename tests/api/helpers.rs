@@ -38,12 +38,12 @@ impl Drop for TestApp {
 
 pub struct Options {
     pub redirect_url: Option<&'static str>,
-    pub body_limit: Option<usize>,
+    pub secret: &'static str,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { redirect_url: Some("https://shop.example.com/verified?from=faceid"), body_limit: None }
+        Self { redirect_url: Some("https://shop.example.com/verified?from=faceid"), secret: SECRET }
     }
 }
 
@@ -52,7 +52,6 @@ pub async fn spawn_app(engine: common::Engine, options: Options) -> Option<TestA
     let db = common::TestDatabase::create(engine).await?;
     let mut env: HashMap<String, String> = [
         ("APP__SERVER__LISTEN", "127.0.0.1:0"),
-        ("APP__MEGVII__API_SECRET", SECRET),
         ("APP__API__TOKENS", TOKEN),
         ("APP__MEGVII__BASE_URL", "http://127.0.0.1:9"),
     ]
@@ -63,9 +62,7 @@ pub async fn spawn_app(engine: common::Engine, options: Options) -> Option<TestA
     if let Some(url) = options.redirect_url {
         env.insert("APP__RETURN__REDIRECT_URL".into(), url.into());
     }
-    if let Some(limit) = options.body_limit {
-        env.insert("APP__SERVER__BODY_LIMIT".into(), limit.to_string());
-    }
+    env.insert("APP__MEGVII__API_SECRET".into(), options.secret.into());
     let config_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
     let settings = Settings::load_from(&env, &config_dir).expect("test settings load").settings;
     let store = faceid_receiver::startup::connect_store(&settings).await.expect("connect");

@@ -9,3 +9,4 @@ mod helpers;
 mod callbacks;
 mod query_api;
 mod return_url;
+mod vectors;
