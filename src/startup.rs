@@ -45,6 +45,7 @@ impl Application {
             settings: Arc::new(settings),
             clock,
             wake_fetcher: Arc::new(tokio::sync::Notify::new()),
+            metrics: crate::metrics::install(),
         };
         Ok(Self { listener, state })
     }

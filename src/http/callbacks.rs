@@ -122,7 +122,8 @@ async fn notify(
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
-    let (outcome, record) = receive_signed(&state, CallbackKind::Notify, &headers, peer, body).await?;
+    let received = receive_signed(&state, CallbackKind::Notify, &headers, peer, body).await;
+    let (outcome, record) = count(CallbackKind::Notify, received)?;
     let result = if outcome == MergeOutcome::Unchanged { "duplicate" } else { "stored" };
     Ok((StatusCode::OK, axum::Json(Ack { result, biz_id: &record.biz_id, status: &record.status })).into_response())
 }
@@ -133,8 +134,25 @@ async fn return_post(
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
-    let (_, record) = receive_signed(&state, CallbackKind::ReturnPost, &headers, peer, body).await?;
+    let received = receive_signed(&state, CallbackKind::ReturnPost, &headers, peer, body).await;
+    let (_, record) = count(CallbackKind::ReturnPost, received)?;
     Ok(redirect_browser(&state, &record))
+}
+
+/// Counts a signed delivery's outcome for `/metrics`.
+fn count(kind: CallbackKind, received: Result<(MergeOutcome, Verification)>) -> Result<(MergeOutcome, Verification)> {
+    let outcome = match &received {
+        Ok((MergeOutcome::Unchanged, _)) => "duplicate",
+        Ok(_) => "stored",
+        Err(AppError::Unavailable(_)) => "unavailable",
+        Err(AppError::BadSignature(_)) => {
+            metrics::counter!(crate::metrics::SIGNATURE_FAILURES, "route" => kind.as_str()).increment(1);
+            "rejected"
+        }
+        Err(_) => "rejected",
+    };
+    crate::metrics::callback(kind.as_str(), outcome);
+    received
 }
 
 /// notify and return POST: decode, verify, parse, store, journal.
@@ -263,8 +281,18 @@ async fn return_get(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
-    let query = query.unwrap_or_default();
-    let delivery = Delivery::new(&state, CallbackKind::ReturnGet, &headers, peer, Bytes::from(query.clone()));
+    let answer = record_return_get(&state, &headers, peer, query.unwrap_or_default()).await;
+    let outcome = match &answer {
+        Ok(_) => "pending",
+        Err(AppError::Unavailable(_)) => "unavailable",
+        Err(_) => "rejected",
+    };
+    crate::metrics::callback(CallbackKind::ReturnGet.as_str(), outcome);
+    answer
+}
+
+async fn record_return_get(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>, query: String) -> Result<Response> {
+    let delivery = Delivery::new(state, CallbackKind::ReturnGet, headers, peer, Bytes::from(query.clone()));
     let biz_id = match biz_id_from_query(&query) {
         Ok(biz_id) => biz_id,
         Err((code, reason)) => {
@@ -272,14 +300,14 @@ async fn return_get(
             return Err(AppError::bad_request(code, reason));
         }
     };
-    let job = new_job(&state, &biz_id, delivery.received_at);
+    let job = new_job(state, &biz_id, delivery.received_at);
     let record = state
         .store
         .accept_return_get(&delivery.entry(Some(biz_id.as_str()), false, None), biz_id.as_str(), job)
         .await?;
     state.wake_fetcher.notify_one();
     tracing::info!(biz_id = %biz_id, status = %record.status, "return GET recorded");
-    Ok(redirect_browser(&state, &record))
+    Ok(redirect_browser(state, &record))
 }
 
 /// Finds the one `biz_id` anywhere in the query and checks its shape.

@@ -93,6 +93,7 @@ impl IntoResponse for AppError {
         match &self {
             Self::Internal(e) => tracing::error!(error.message = %e, error.cause_chain = ?e, "request failed"),
             Self::Unavailable(e) => {
+                metrics::counter!(crate::metrics::STORE_ERRORS, "op" => "request").increment(1);
                 tracing::warn!(error.message = %e, error.cause_chain = %crate::telemetry::error_chain(e), "storage unavailable")
             }
             _ => tracing::debug!(error.code = self.code(), "request refused"),

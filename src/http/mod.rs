@@ -33,6 +33,20 @@ pub struct AppState {
     pub clock: SharedClock,
     /// Wakes the follow-up worker when a job becomes due sooner than its next poll.
     pub wake_fetcher: Arc<tokio::sync::Notify>,
+    /// Renders `/metrics`.
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+/// Records each request's latency by method, matched route and status.
+async fn record_latency(request: Request, next: axum::middleware::Next) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::histogram!(crate::metrics::REQUEST_SECONDS, "method" => method, "route" => route, "status" => status)
+        .record(started.elapsed().as_secs_f64());
+    response
 }
 
 pub fn router(state: AppState) -> Router {
@@ -46,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::router())
         .fallback(|| async { error::AppError::NotFound("no such route") })
         .with_state(state)
+        .route_layer(axum::middleware::from_fn(record_latency))
         .layer(CatchPanicLayer::custom(|_| {
             error::AppError::Internal(anyhow::anyhow!("handler panicked")).into_response_owned()
         }))

@@ -7,6 +7,7 @@ mod common;
 mod helpers;
 
 mod callbacks;
+mod ops;
 mod query_api;
 mod return_url;
 mod vectors;
