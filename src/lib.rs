@@ -6,12 +6,12 @@
 //! [`Application`] that tests and `main` run alike.
 
 pub mod clock;
-pub mod protocol;
-pub mod store;
 pub mod config;
 pub mod http;
-pub mod telemetry;
+pub mod protocol;
 pub mod startup;
+pub mod store;
+pub mod telemetry;
 
 pub use startup::Application;
 

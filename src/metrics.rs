@@ -33,7 +33,10 @@ pub fn install() -> PrometheusHandle {
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(
                     Matcher::Full(REQUEST_SECONDS.to_owned()),
-                    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+                    &[
+                        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                        10.0,
+                    ],
                 )
                 .expect("static bucket list is valid")
                 .build_recorder();
@@ -50,9 +53,16 @@ pub fn install() -> PrometheusHandle {
 fn describe() {
     metrics::describe_counter!(CALLBACKS, "Callback deliveries by route and outcome");
     metrics::describe_counter!(SIGNATURE_FAILURES, "Callbacks refused for a bad sign");
-    metrics::describe_histogram!(REQUEST_SECONDS, metrics::Unit::Seconds, "HTTP request latency");
+    metrics::describe_histogram!(
+        REQUEST_SECONDS,
+        metrics::Unit::Seconds,
+        "HTTP request latency"
+    );
     metrics::describe_counter!(GET_RESULT_CALLS, "get_result calls by outcome");
-    metrics::describe_counter!(FOLLOWUPS_ENDED, "Follow-ups ended without a result (budget exhausted or window expired)");
+    metrics::describe_counter!(
+        FOLLOWUPS_ENDED,
+        "Follow-ups ended without a result (budget exhausted or window expired)"
+    );
     metrics::describe_gauge!(PENDING_FOLLOWUPS, "Follow-up jobs pending");
     metrics::describe_counter!(STORE_ERRORS, "Failed storage operations");
 }
