@@ -6,6 +6,7 @@
 //! [`Application`] that tests and `main` run alike.
 
 pub mod clock;
+pub mod fetcher;
 pub mod megvii;
 pub mod protocol;
 pub mod store;
