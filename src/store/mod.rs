@@ -393,6 +393,13 @@ pub trait Store: Send + Sync + 'static {
     /// touching `calls_used`. Returns the resulting fetch info.
     async fn schedule_fetch(&self, biz_id: &str, job: NewJob, now: i64) -> StoreResult<FetchInfo>;
 
+    /// In one transaction for a follow-up asked through the API (a manual fetch of a biz_id
+    /// we have not seen, or a RAW token): create the record as PENDING with `biz_no` if the
+    /// key is unknown (an existing record is kept; only a missing biz_no is filled in), and
+    /// make its job pending and due at `job.next_at` as [`Store::schedule_fetch`] does,
+    /// without touching `calls_used`. Returns the record as stored afterwards.
+    async fn request_fetch(&self, biz_id: &str, biz_no: Option<&str>, job: NewJob, now: i64) -> StoreResult<Verification>;
+
     /// A stored image's JPEG bytes.
     async fn image(&self, biz_id: &str, name: &str) -> StoreResult<Option<Vec<u8>>>;
 }

@@ -28,5 +28,6 @@ impl Store for SqliteStore {
     async fn update_job(&self, biz_id: &str, owner: &str, now: i64, update: &JobUpdate) -> StoreResult<()> { unimplemented!() }
     async fn save_fetched(&self, owner: &str, result: &IncomingResult, images: &[NewImage], update: &JobUpdate) -> StoreResult<MergeOutcome> { unimplemented!() }
     async fn schedule_fetch(&self, biz_id: &str, job: NewJob, now: i64) -> StoreResult<FetchInfo> { unimplemented!() }
+    async fn request_fetch(&self, biz_id: &str, biz_no: Option<&str>, job: NewJob, now: i64) -> StoreResult<Verification> { unimplemented!() }
     async fn image(&self, biz_id: &str, name: &str) -> StoreResult<Option<Vec<u8>>> { unimplemented!() }
 }
