@@ -7,7 +7,7 @@
 //!    before anyone else can lease the job, or two calls could overlap);
 //! 3. [`Store::reserve_call`] counts the call durably; refused → `exhausted` when our snapshot
 //!    shows the budget spent, otherwise the lease was lost (or the job was cancelled): skip;
-//! 4. call get_result, then store what it said in one statement ([`Store::save_fetched`] for
+//! 4. call get_result, then store what it said in one transaction ([`Store::save_fetched`] for
 //!    a result, [`Store::update_job`] for an error), which also ends our lease.
 //!
 //! What an answer means:
@@ -176,7 +176,7 @@ async fn record_result(
     };
     let merged = ctx
         .store
-        .save_fetched(&ctx.owner, &incoming, &fetched.images, &update)
+        .save_fetched(&ctx.owner, &incoming, &fetched.images, &update, now)
         .await?;
     tracing::info!(
         status = status.as_str(),

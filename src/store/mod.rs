@@ -12,6 +12,7 @@
 //!   caller's `max_calls` (and never past 3, by a CHECK constraint);
 //! - times are epoch milliseconds supplied by the caller's clock, never the database's.
 
+mod engine;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -342,6 +343,11 @@ pub trait Store: Send + Sync + 'static {
     /// Answers when the database can serve a trivial query.
     async fn ping(&self) -> StoreResult<()>;
 
+    /// Closes the pool: waits for checked-out connections to come back, then closes them.
+    /// Every later call answers [`StoreError::Unavailable`]. Used at shutdown, and by tests
+    /// that need storage to go away.
+    async fn close(&self);
+
     /// Journals a delivery that was refused (`outcome = rejected`). Returns the journal id.
     async fn journal_rejected(&self, entry: &NewCallback) -> StoreResult<i64>;
 
@@ -380,13 +386,17 @@ pub trait Store: Send + Sync + 'static {
     /// Ends `owner`'s turn on a job (clearing the lease). No-op if the lease was lost.
     async fn update_job(&self, biz_id: &str, owner: &str, now: i64, update: &JobUpdate) -> StoreResult<()>;
 
-    /// In one transaction: merge a fetched result, store its images, and end the job's turn.
+    /// In one transaction: merge a fetched result, store its images (even when the merge
+    /// is `Unchanged`: a signed notify may already hold the result, the fetch was for the
+    /// images), and end `owner`'s turn on the job as [`Store::update_job`] does. `now` stamps
+    /// the rows.
     async fn save_fetched(
         &self,
         owner: &str,
         result: &IncomingResult,
         images: &[NewImage],
         update: &JobUpdate,
+        now: i64,
     ) -> StoreResult<MergeOutcome>;
 
     /// Makes the job pending and due at `job.next_at` (creating it if needed), without
