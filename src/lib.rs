@@ -8,3 +8,23 @@
 pub mod clock;
 pub mod protocol;
 pub mod store;
+
+/// Installs rustls' `ring` provider as the process-wide default.
+///
+/// reqwest is built with `rustls-no-provider`, so this crate chooses the provider itself, and a
+/// client built before any provider is installed panics. Call this before building an HTTP
+/// client; calling it again, or after another provider was installed, is harmless.
+pub fn install_crypto_provider() {
+    // An error only means a provider is already installed, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn installing_the_crypto_provider_twice_is_harmless() {
+        super::install_crypto_provider();
+        super::install_crypto_provider();
+        assert!(rustls::crypto::CryptoProvider::get_default().is_some());
+    }
+}
