@@ -3,10 +3,12 @@
 //!
 //! Layout: [`protocol`] is pure FaceID knowledge; [`store`] is durable state behind one trait
 //! for PostgreSQL and SQLite; [`http`] is the axum surface; [`startup`] wires them into an
-//! [`Application`] that tests and `main` run alike.
+//! [`Application`] that tests and `main` run alike; [`sim`] is a FaceID stand-in (get_result
+//! upstream and callback sender) for tests and local development.
 
 pub mod clock;
 pub mod protocol;
+pub mod sim;
 pub mod store;
 
 /// Installs rustls' `ring` provider as the process-wide default.
