@@ -56,7 +56,9 @@ pub fn parse_time(text: &str) -> Option<i64> {
     if let Ok(ms) = text.parse::<i64>() {
         return Some(ms);
     }
-    chrono::DateTime::parse_from_rfc3339(text).ok().map(|t| t.timestamp_millis())
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.timestamp_millis())
 }
 
 #[cfg(test)]

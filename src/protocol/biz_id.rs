@@ -13,6 +13,8 @@ use std::fmt;
 
 /// One day, FaceID's retention for get_result.
 pub const RESULT_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
+/// FaceID serves a result at most this many times; the next call answers `DATA_DESTROYED`.
+pub const RESULT_MAX_CALLS: u32 = 3;
 /// Upper bound on a stored biz_id, generous next to FaceID's ~48 characters.
 pub const MAX_LEN: usize = 160;
 
@@ -44,7 +46,9 @@ impl BizId {
         let (secs, id) = text.split_once(',').ok_or(BizIdError::Shape)?;
         let secs_ok = (9..=11).contains(&secs.len()) && secs.bytes().all(|b| b.is_ascii_digit());
         let id_ok = (1..=128).contains(&id.len())
-            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if secs_ok && id_ok {
             Ok(Self(text.to_owned()))
         } else {
@@ -129,7 +133,10 @@ mod tests {
             ("", BizIdError::Empty),
             ("hello", BizIdError::Shape),
             // The callback document's own GET example lost its comma; it is not a biz_id.
-            ("146225974852b13fb5-8dfb-4537-a62b-a641d5e929f1", BizIdError::Shape),
+            (
+                "146225974852b13fb5-8dfb-4537-a62b-a641d5e929f1",
+                BizIdError::Shape,
+            ),
             ("abc,52b13fb5", BizIdError::Shape),
             ("1462259748,", BizIdError::Shape),
             ("1462259748,<script>", BizIdError::Shape),
@@ -140,7 +147,10 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(BizId::parse(text), Err(want), "input {text:?}");
         }
-        assert_eq!(BizId::parse(&format!("1462259748,{}", "a".repeat(200))), Err(BizIdError::TooLong));
+        assert_eq!(
+            BizId::parse(&format!("1462259748,{}", "a".repeat(200))),
+            Err(BizIdError::TooLong)
+        );
     }
 
     #[test]
@@ -148,14 +158,20 @@ mod tests {
         assert!(BizId::from_signed("no-comma-here").is_ok());
         assert_eq!(BizId::from_signed("  "), Err(BizIdError::Empty));
         assert_eq!(BizId::from_signed("a\nb"), Err(BizIdError::Control));
-        assert_eq!(BizId::from_signed(&"x".repeat(MAX_LEN + 1)), Err(BizIdError::TooLong));
+        assert_eq!(
+            BizId::from_signed(&"x".repeat(MAX_LEN + 1)),
+            Err(BizIdError::TooLong)
+        );
     }
 
     #[test]
     fn window_is_one_day_from_the_biz_id_time_minus_the_margin() {
         let id = BizId::parse(SEED).unwrap();
         let seen = 1_462_259_800_000;
-        assert_eq!(id.window_ends_at_ms(seen, 600_000), 1_462_259_748_000 + RESULT_RETENTION_MS - 600_000);
+        assert_eq!(
+            id.window_ends_at_ms(seen, 600_000),
+            1_462_259_748_000 + RESULT_RETENTION_MS - 600_000
+        );
     }
 
     #[test]

@@ -161,7 +161,10 @@ mod tests {
 
     #[test]
     fn the_older_seed_spacing_is_tolerated() {
-        assert_eq!(FaceIdError::parse("MISSING_ARGUMENTS: api_key"), FaceIdError::MissingArguments("api_key".into()));
+        assert_eq!(
+            FaceIdError::parse("MISSING_ARGUMENTS: api_key"),
+            FaceIdError::MissingArguments("api_key".into())
+        );
     }
 
     #[test]

@@ -144,12 +144,18 @@ pub fn parse_object(data: &[u8]) -> Result<(&str, Map<String, Value>), DataError
     let value = match stream.next() {
         Some(Ok(value)) => value,
         Some(Err(e)) => {
-            return Err(DataError::InvalidJson { line: e.line(), column: e.column() });
+            return Err(DataError::InvalidJson {
+                line: e.line(),
+                column: e.column(),
+            });
         }
         None => return Err(DataError::NotAnObject),
     };
     let end = stream.byte_offset();
-    if !text[end..].bytes().all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
+    if !text[end..]
+        .bytes()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+    {
         return Err(DataError::TrailingContent);
     }
     match value {
@@ -167,7 +173,11 @@ pub fn parse_callback_data(data: &[u8]) -> Result<CallbackResult, DataError> {
         .and_then(scalar_text)
         .ok_or(DataError::MissingBizId)?;
     let biz_id = BizId::from_signed(&biz_id).map_err(DataError::BadBizId)?;
-    Ok(CallbackResult { biz_id, fields: result_fields(&object), raw: text.to_owned() })
+    Ok(CallbackResult {
+        biz_id,
+        fields: result_fields(&object),
+        raw: text.to_owned(),
+    })
 }
 
 /// The lenient field extraction shared by callbacks and get_result answers (Lite and RAW).
@@ -197,7 +207,12 @@ pub fn result_fields(object: &Map<String, Value>) -> ResultFields {
         .and_then(|info| info.get("biz_no"))
         .or_else(|| object.get("biz_no"))
         .and_then(scalar_text);
-    ResultFields { biz_no, status, liveness, confidence }
+    ResultFields {
+        biz_no,
+        status,
+        liveness,
+        confidence,
+    }
 }
 
 /// A string, or a number written where a string was expected.
@@ -233,9 +248,15 @@ pub(crate) mod tests {
     #[test]
     fn the_seed_success_example_parses_with_its_odd_values() {
         let r = parse_callback_data(SEED_OK.as_bytes()).unwrap();
-        assert_eq!(r.biz_id.as_str(), "1462259748,52b13fb5-8dfb-4537-a62b-a641d5e929f1");
+        assert_eq!(
+            r.biz_id.as_str(),
+            "1462259748,52b13fb5-8dfb-4537-a62b-a641d5e929f1"
+        );
         let f = &r.fields;
-        assert_eq!(f.biz_no.as_deref(), Some("cc47190f-5502-44a2-ab74-ea4f0f649f61"));
+        assert_eq!(
+            f.biz_no.as_deref(),
+            Some("cc47190f-5502-44a2-ab74-ea4f0f649f61")
+        );
         assert_eq!(f.status, Status::Ok);
         // "PASS/FAIL/TIMEOUT" is not a verdict we recognise: unknown, not an error.
         assert_eq!(f.liveness, None);
@@ -247,7 +268,10 @@ pub(crate) mod tests {
     fn status_is_case_insensitive_and_unknowns_are_kept() {
         assert_eq!(Status::parse("Failed"), Status::Failed);
         assert_eq!(Status::parse(" ok "), Status::Ok);
-        assert_eq!(Status::parse("webrtc_unsupported"), Status::WebrtcUnsupported);
+        assert_eq!(
+            Status::parse("webrtc_unsupported"),
+            Status::WebrtcUnsupported
+        );
         assert_eq!(Status::parse("MAYBE"), Status::Other("MAYBE".into()));
         assert!(!Status::parse("MAYBE").is_final());
         assert!(Status::parse("Failed").is_final());
@@ -282,11 +306,22 @@ pub(crate) mod tests {
             (b"{} {}", DataError::TrailingContent),
             (b"{}x", DataError::TrailingContent),
             (b"{\"status\":\"OK\"}", DataError::MissingBizId),
-            (b"{\"biz_info\":{\"biz_id\":\"  \"}}", DataError::MissingBizId),
-            (b"{\"biz_info\":{\"biz_id\":\"1,a\\u0000\"}}", DataError::BadBizId(BizIdError::Control)),
+            (
+                b"{\"biz_info\":{\"biz_id\":\"  \"}}",
+                DataError::MissingBizId,
+            ),
+            (
+                b"{\"biz_info\":{\"biz_id\":\"1,a\\u0000\"}}",
+                DataError::BadBizId(BizIdError::Control),
+            ),
         ];
         for (data, want) in cases {
-            assert_eq!(parse_callback_data(data).unwrap_err(), *want, "data {:?}", String::from_utf8_lossy(data));
+            assert_eq!(
+                parse_callback_data(data).unwrap_err(),
+                *want,
+                "data {:?}",
+                String::from_utf8_lossy(data)
+            );
         }
         // Surrounding JSON whitespace carries nothing and is accepted.
         assert!(parse_callback_data(b"{\"biz_info\":{\"biz_id\":\"1,a\"}}\n").is_ok());
@@ -298,19 +333,32 @@ pub(crate) mod tests {
         let sign = crate::protocol::sign(secret, SEED_OK.as_bytes());
         let tail = br#",{"status":"OK","biz_info":{"biz_id":"1,evil"}}"#;
         let (forged, forged_sign) =
-            crate::protocol::sign::length_extend(&sign, secret.len(), SEED_OK.as_bytes(), tail).unwrap();
-        assert_eq!(crate::protocol::verify(secret, &forged, &forged_sign), Ok(()));
-        assert_eq!(parse_callback_data(&forged).unwrap_err(), DataError::NotUtf8);
+            crate::protocol::sign::length_extend(&sign, secret.len(), SEED_OK.as_bytes(), tail)
+                .unwrap();
+        assert_eq!(
+            crate::protocol::verify(secret, &forged, &forged_sign),
+            Ok(())
+        );
+        assert_eq!(
+            parse_callback_data(&forged).unwrap_err(),
+            DataError::NotUtf8
+        );
         // Even a glue made only of valid UTF-8 would leave content after the object.
         let mut ascii_tail = SEED_OK.as_bytes().to_vec();
         ascii_tail.extend_from_slice(b"\n{}");
-        assert_eq!(parse_callback_data(&ascii_tail).unwrap_err(), DataError::TrailingContent);
+        assert_eq!(
+            parse_callback_data(&ascii_tail).unwrap_err(),
+            DataError::TrailingContent
+        );
     }
 
     #[test]
     fn the_raw_ok_seed_example_is_not_json_and_is_refused() {
         let raw_ok = include_str!("../../tests/vectors/seed_raw_ok.json");
-        assert!(matches!(parse_object(raw_ok.as_bytes()), Err(DataError::InvalidJson { .. })));
+        assert!(matches!(
+            parse_object(raw_ok.as_bytes()),
+            Err(DataError::InvalidJson { .. })
+        ));
     }
 
     #[test]
@@ -318,7 +366,10 @@ pub(crate) mod tests {
         let (_, object) = parse_object(SEED_RAW_FAILED.as_bytes()).unwrap();
         let r = result_fields(&object);
         assert_eq!(r.status, Status::Failed);
-        assert_eq!(r.biz_no.as_deref(), Some("c22fe4e0-66ba-4078-bd9b-3b1a20628f8d"));
+        assert_eq!(
+            r.biz_no.as_deref(),
+            Some("c22fe4e0-66ba-4078-bd9b-3b1a20628f8d")
+        );
         assert_eq!(r.liveness, None, "liveness result 0.5 is not a verdict");
     }
 }

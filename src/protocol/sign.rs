@@ -69,7 +69,12 @@ pub fn verify(secret: &str, data: &[u8], sign: &str) -> Result<(), SignatureErro
 ///
 /// This is an attack, kept here so that the simulator can send one (`--forge length-extension`)
 /// and tests can prove that a valid sign over such data is still refused.
-pub fn length_extend(sign: &str, secret_len: usize, data: &[u8], tail: &[u8]) -> Option<(Vec<u8>, String)> {
+pub fn length_extend(
+    sign: &str,
+    secret_len: usize,
+    data: &[u8],
+    tail: &[u8],
+) -> Option<(Vec<u8>, String)> {
     let known = Signature::parse(sign).ok()?;
     let mut state = [0u32; 5];
     for (word, chunk) in state.iter_mut().zip(known.0.chunks(4)) {
@@ -115,7 +120,10 @@ mod tests {
         // printf 'my-secretabc' | sha1sum
         assert_eq!(sign("my-secret", b"abc"), sign("", b"my-secretabc"));
         // printf 'secret{"a":1}' | sha1sum
-        assert_eq!(sign("secret", br#"{"a":1}"#), "6d3ece5e32c56a029e1bc9209c84b0707179c504");
+        assert_eq!(
+            sign("secret", br#"{"a":1}"#),
+            "6d3ece5e32c56a029e1bc9209c84b0707179c504"
+        );
     }
 
     #[test]
@@ -128,12 +136,18 @@ mod tests {
     #[test]
     fn verify_refuses_a_different_secret_data_or_sign() {
         let s = sign("k", b"payload");
-        assert_eq!(verify("other", b"payload", &s), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify("other", b"payload", &s),
+            Err(SignatureError::Mismatch)
+        );
         assert_eq!(verify("k", b"payload ", &s), Err(SignatureError::Mismatch));
         let mut flipped = s.clone().into_bytes();
         flipped[0] = if flipped[0] == b'0' { b'1' } else { b'0' };
         let flipped = String::from_utf8(flipped).unwrap();
-        assert_eq!(verify("k", b"payload", &flipped), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify("k", b"payload", &flipped),
+            Err(SignatureError::Mismatch)
+        );
     }
 
     #[test]
@@ -142,7 +156,8 @@ mod tests {
         let secret = "the-api-secret";
         let data = br#"{"status":"FAILED","biz_info":{"biz_id":"1,a"}}"#;
         let tail = br#"{"status":"OK"}"#;
-        let (forged, forged_sign) = length_extend(&sign(secret, data), secret.len(), data, tail).unwrap();
+        let (forged, forged_sign) =
+            length_extend(&sign(secret, data), secret.len(), data, tail).unwrap();
         assert!(forged.starts_with(data) && forged.ends_with(tail));
         assert_eq!(verify(secret, &forged, &forged_sign), Ok(()));
         assert_eq!(forged_sign, sign(secret, &forged));
@@ -151,7 +166,11 @@ mod tests {
     #[test]
     fn verify_refuses_malformed_signs() {
         for bad in ["", "abc", &"g".repeat(40), &"a".repeat(41), &"a".repeat(39)] {
-            assert_eq!(verify("k", b"x", bad), Err(SignatureError::Malformed), "sign {bad:?}");
+            assert_eq!(
+                verify("k", b"x", bad),
+                Err(SignatureError::Malformed),
+                "sign {bad:?}"
+            );
         }
     }
 }
