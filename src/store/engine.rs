@@ -407,7 +407,7 @@ macro_rules! impl_store {
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
-                upsert_job(&mut tx, sql::INSERT_JOB_IF_ABSENT, biz_id, &job, now).await?;
+                upsert_job(&mut tx, sql::INSERT_JOB_UNLESS_FINAL, biz_id, &job, now).await?;
                 let record = written_verification(&mut tx, biz_id).await?;
                 tx.commit().await?;
                 Ok(record)

@@ -363,7 +363,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// In one transaction for an unsigned return GET: journal it (`pending`), create the
     /// record as PENDING if unknown (keeping any existing one), and create a pending job if
-    /// the biz_id has none. An existing job is never reset, so its budget is never refilled.
+    /// the biz_id has none and its record does not already hold a final result (status rank
+    /// 3). An existing job is never reset, so its budget is never refilled.
     async fn accept_return_get(&self, entry: &NewCallback, biz_id: &str, job: NewJob) -> StoreResult<Verification>;
 
     async fn get(&self, biz_id: &str) -> StoreResult<Option<Verification>>;

@@ -24,6 +24,15 @@ pub const INSERT_CALLBACK: &str = "INSERT INTO callbacks \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
      RETURNING id";
 
+/// Every column of `verifications`, in the order the inserts below give values.
+macro_rules! insert_verification {
+    () => {
+        "INSERT INTO verifications \
+         (biz_id, biz_no, status, status_rank, liveness, confidence, source, signed, result, \
+          image_names, revision, created_at, updated_at) "
+    };
+}
+
 /// The merge rule, atomically: insert the first result, or replace the stored one only when
 /// the new status ranks higher, or ranks the same and is signed while the stored one is not.
 /// A PENDING row (rank 0, revision 0) is replaced by any real result. Returns the new
@@ -31,9 +40,9 @@ pub const INSERT_CALLBACK: &str = "INSERT INTO callbacks \
 ///
 /// Binds: biz_id, biz_no, status, status_rank, liveness, confidence, source, signed, result,
 /// now.
-pub const MERGE_RESULT: &str = "INSERT INTO verifications \
-     (biz_id, biz_no, status, status_rank, liveness, confidence, source, signed, result, image_names, revision, created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, 1, $10, $10) \
+pub const MERGE_RESULT: &str = concat!(
+    insert_verification!(),
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, 1, $10, $10) \
      ON CONFLICT (biz_id) DO UPDATE SET \
          biz_no = COALESCE(excluded.biz_no, verifications.biz_no), \
          status = excluded.status, \
@@ -47,7 +56,8 @@ pub const MERGE_RESULT: &str = "INSERT INTO verifications \
          updated_at = excluded.updated_at \
      WHERE excluded.status_rank > verifications.status_rank \
         OR (excluded.status_rank = verifications.status_rank AND excluded.signed AND NOT verifications.signed) \
-     RETURNING revision";
+     RETURNING revision"
+);
 
 /// After an `Unchanged` merge: learn a biz_no the stored record lacked (never replace one).
 /// Binds: biz_id, biz_no.
@@ -57,10 +67,11 @@ pub const FILL_BIZ_NO: &str =
 /// A record about which nothing is known yet; keeps any existing record. Revision 0 so that
 /// the first real result counts as `Created`. Binds: biz_id, status (PENDING), source
 /// (return for a return GET, get_result for a fetch asked through the API), now.
-pub const INSERT_PENDING: &str = "INSERT INTO verifications \
-     (biz_id, biz_no, status, status_rank, liveness, confidence, source, signed, result, image_names, revision, created_at, updated_at) \
-     VALUES ($1, NULL, $2, 0, NULL, NULL, $3, FALSE, NULL, NULL, 0, $4, $4) \
-     ON CONFLICT (biz_id) DO NOTHING";
+pub const INSERT_PENDING: &str = concat!(
+    insert_verification!(),
+    "VALUES ($1, NULL, $2, 0, NULL, NULL, $3, FALSE, NULL, NULL, 0, $4, $4) \
+     ON CONFLICT (biz_id) DO NOTHING"
+);
 
 /// Columns of a record with its follow-up; `fetch_*` are NULL when there is no job.
 macro_rules! select_verification {
@@ -98,6 +109,29 @@ pub const LIST_CALLBACKS: &str = "SELECT id, kind, biz_id, verified, outcome, re
      ORDER BY id DESC \
      LIMIT $4";
 
+/// The columns a new job is given; values bind as (biz_id, next_at, window_ends_at,
+/// return_image, now) and a new job starts pending with nothing spent.
+macro_rules! insert_job {
+    () => {
+        "INSERT INTO fetch_jobs \
+         (biz_id, state, calls_used, next_at, window_ends_at, return_image, created_at, updated_at) "
+    };
+}
+
+/// Creates a pending job, or makes the existing one pending and due at the new `next_at`.
+/// Never touches `calls_used` (the budget), `window_ends_at`, the lease or `created_at`.
+macro_rules! upsert_pending_job {
+    () => {
+        concat!(
+            insert_job!(),
+            "VALUES ($1, 'pending', 0, $2, $3, $4, $5, $5) \
+             ON CONFLICT (biz_id) DO UPDATE SET \
+                 state = 'pending', next_at = excluded.next_at, return_image = excluded.return_image, \
+                 updated_at = excluded.updated_at "
+        )
+    };
+}
+
 /// A signed final result made the follow-up pointless: a pending job becomes `none`, and its
 /// lease is dropped so a worker still holding it cannot finish it back into another state.
 /// Binds: biz_id, now.
@@ -108,30 +142,26 @@ pub const CANCEL_PENDING_JOB: &str = "UPDATE fetch_jobs \
 /// Images are wanted: create a pending job, or wake a `none` one. Any other state is kept,
 /// and `calls_used` is never touched. Binds: biz_id, next_at, window_ends_at, return_image,
 /// now.
-pub const ENSURE_JOB: &str = "INSERT INTO fetch_jobs \
-     (biz_id, state, calls_used, next_at, window_ends_at, return_image, created_at, updated_at) \
-     VALUES ($1, 'pending', 0, $2, $3, $4, $5, $5) \
-     ON CONFLICT (biz_id) DO UPDATE SET \
-         state = 'pending', next_at = excluded.next_at, return_image = excluded.return_image, \
-         updated_at = excluded.updated_at \
-     WHERE fetch_jobs.state = 'none'";
+pub const ENSURE_JOB: &str = concat!(upsert_pending_job!(), "WHERE fetch_jobs.state = 'none'");
 
-/// A pending job if the biz_id has none; an existing job (and its budget) is left alone.
-/// Binds: biz_id, next_at, window_ends_at, return_image, now.
-pub const INSERT_JOB_IF_ABSENT: &str = "INSERT INTO fetch_jobs \
-     (biz_id, state, calls_used, next_at, window_ends_at, return_image, created_at, updated_at) \
-     VALUES ($1, 'pending', 0, $2, $3, $4, $5, $5) \
-     ON CONFLICT (biz_id) DO NOTHING";
+/// For a return GET: a pending job if the biz_id has none and its record does not already
+/// hold a final result (status_rank 3: fetching it again would only spend budget). An
+/// existing job (and its budget) is left alone. The `WHERE` also keeps SQLite's parser from
+/// reading `ON CONFLICT` as a join constraint. Binds: biz_id, next_at, window_ends_at,
+/// return_image, now.
+pub const INSERT_JOB_UNLESS_FINAL: &str = concat!(
+    insert_job!(),
+    "SELECT $1, 'pending', 0, $2, $3, $4, $5, $5 \
+     WHERE NOT EXISTS (SELECT 1 FROM verifications WHERE biz_id = $1 AND status_rank >= 3) \
+     ON CONFLICT (biz_id) DO NOTHING"
+);
 
 /// Makes the job pending and due at `next_at`, creating it if needed; keeps `calls_used`,
 /// the window and any lease. Binds: biz_id, next_at, window_ends_at, return_image, now.
-pub const SCHEDULE_JOB: &str = "INSERT INTO fetch_jobs \
-     (biz_id, state, calls_used, next_at, window_ends_at, return_image, created_at, updated_at) \
-     VALUES ($1, 'pending', 0, $2, $3, $4, $5, $5) \
-     ON CONFLICT (biz_id) DO UPDATE SET \
-         state = 'pending', next_at = excluded.next_at, return_image = excluded.return_image, \
-         updated_at = excluded.updated_at \
-     RETURNING state, calls_used, next_at, last_error";
+pub const SCHEDULE_JOB: &str = concat!(
+    upsert_pending_job!(),
+    "RETURNING state, calls_used, next_at, last_error"
+);
 
 /// Leases due jobs. `$lock` is the engine's row-locking clause for the inner select
 /// (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: none, its write transaction is exclusive).

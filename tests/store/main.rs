@@ -28,6 +28,7 @@ store_tests!(
     a_higher_rank_from_get_result_replaces_a_signed_processing,
     the_journal_records_every_outcome_with_its_reason_and_filters,
     a_return_get_creates_a_pending_record_and_job_and_a_second_get_resets_nothing,
+    a_return_get_after_a_final_result_schedules_no_follow_up,
     a_signed_final_replaces_pending_and_cancel_pending_sets_the_job_to_none,
     concurrent_deliveries_for_one_biz_id_all_commit_and_create_once,
     ensure_creates_or_re_pends_a_job_without_refilling_the_budget,
@@ -474,6 +475,43 @@ async fn a_return_get_creates_a_pending_record_and_job_and_a_second_get_resets_n
         again.fetch.next_at,
         Some(job.next_at),
         "the job is not rescheduled"
+    );
+}
+
+async fn a_return_get_after_a_final_result_schedules_no_follow_up(store: Arc<dyn Store>) {
+    let (done, running) = (biz("known-final"), biz("known-processing"));
+    notify(
+        &store,
+        &signed_notify(&done, "FAILED"),
+        NOW,
+        JobEffect::CancelPending,
+    )
+    .await;
+    notify(
+        &store,
+        &signed_notify(&running, "PROCESSING"),
+        NOW,
+        JobEffect::Keep,
+    )
+    .await;
+
+    let after_final = return_get(&store, &done, NOW + 1_000, new_job(NOW + 1_000)).await;
+    let after_processing = return_get(&store, &running, NOW + 1_000, new_job(NOW + 1_000)).await;
+
+    assert_eq!(
+        after_final.status, "FAILED",
+        "the GET does not downgrade the record"
+    );
+    assert_eq!(
+        after_final.fetch,
+        FetchInfo::default(),
+        "a final result needs no follow-up"
+    );
+    assert_eq!(after_processing.status, "PROCESSING");
+    assert_eq!(
+        after_processing.fetch.state,
+        FetchState::Pending,
+        "a non-final result is followed up"
     );
 }
 
