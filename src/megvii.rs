@@ -170,6 +170,10 @@ impl Client {
             // points. FaceID's API does not redirect; a 3xx is reported as a configuration
             // problem instead.
             .redirect(reqwest::redirect::Policy::none())
+            // One reserved call is one request on the wire: no transparent retries, not even
+            // reqwest's default replay of HTTP/2 refused streams, so the budget counted in the
+            // store is exactly what any proxy or FaceID itself can observe.
+            .retry(reqwest::retry::never())
             .user_agent(concat!("faceid-receiver/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| {

@@ -59,7 +59,7 @@ pub async fn run_once(ctx: &Context, now: i64) -> StoreResult<Outcome> {
     }
     let count = jobs.len();
     join_all(jobs.into_iter().map(|job| {
-        let span = tracing::info_span!("fetch", biz_id = %log_key(&job.biz_id));
+        let span = tracing::info_span!("fetch", owner = %ctx.owner, biz_id = %log_key(&job.biz_id));
         async move {
             if let Err(e) = work(ctx, &job).await {
                 // The lease lapses and the job comes back; a counted call stays counted.
