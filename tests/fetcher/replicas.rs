@@ -21,6 +21,7 @@ use crate::helpers::*;
 fetcher_tests!(
     two_instances_racing_over_100_biz_ids_never_exceed_the_budget_or_overlap,
     a_worker_killed_mid_call_leaves_jobs_a_restarted_worker_finishes,
+    cancelling_an_application_stops_its_server_and_its_worker,
 );
 
 /// Fast real-time settings: no initial delay, short retries, a lease a few times the timeout.
@@ -273,5 +274,32 @@ async fn a_worker_killed_mid_call_leaves_jobs_a_restarted_worker_finishes(engine
             "{id}: a made call was not counted"
         );
     }
+    store.close().await;
+}
+
+async fn cancelling_an_application_stops_its_server_and_its_worker(engine: Engine) {
+    faceid_receiver::telemetry::init_for_tests();
+    let Some(db) = TestDatabase::create(engine).await else {
+        return;
+    };
+    let settings = settings(db.url(), "http://127.0.0.1:9", FAST);
+    let store = faceid_receiver::startup::connect_store(&settings)
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let app = Application::build_with(settings, store.clone(), Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let base = format!("http://{}/healthz", app.local_addr());
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    assert_eq!(reqwest::get(&base).await.unwrap().status(), 200);
+
+    shutdown.cancel();
+    let result = tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("both tasks end");
+    result.unwrap().expect("a clean stop");
+    assert!(reqwest::get(&base).await.is_err(), "the listener is closed");
     store.close().await;
 }

@@ -507,3 +507,94 @@ async fn a_status_in_an_odd_case_is_final(engine: Engine) {
         (FetchState::Done, 1)
     );
 }
+
+mod request_fetch {
+    //! `Store::request_fetch`, which the manual fetch and RAW routes use, directly.
+
+    use faceid_receiver::store::{FetchState, NewJob, Source};
+
+    use crate::common::Engine;
+    use crate::fetcher_tests;
+    use crate::helpers::*;
+
+    fetcher_tests!(creates_a_pending_record_once_and_never_refills_the_budget);
+
+    async fn creates_a_pending_record_once_and_never_refills_the_budget(engine: Engine) {
+        let Some(h) = harness(engine).await else {
+            return;
+        };
+        let key = "raw:budget-token";
+        let job = |next_at| NewJob {
+            next_at,
+            window_ends_at: NOW_MS + DAY,
+            return_image: 0,
+        };
+
+        let record = h
+            .store
+            .request_fetch(key, Some("order-1"), job(NOW_MS), NOW_MS)
+            .await
+            .unwrap();
+        assert_eq!(
+            (record.status.as_str(), record.source),
+            ("PENDING", Source::GetResult)
+        );
+        assert_eq!(record.biz_no.as_deref(), Some("order-1"));
+        assert_eq!(
+            (record.fetch.state, record.fetch.calls_used),
+            (FetchState::Pending, 0)
+        );
+        assert_eq!(record.created_at, NOW_MS);
+
+        // Spend two calls, then ask again later: the record and the budget are kept.
+        let lease = h
+            .store
+            .lease_due_jobs("w", NOW_MS, NOW_MS + MINUTE, 10)
+            .await
+            .unwrap();
+        assert_eq!(lease.len(), 1);
+        for _ in 0..2 {
+            assert!(
+                h.store
+                    .reserve_call(key, "w", NOW_MS, 3)
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
+        }
+        let update = faceid_receiver::store::JobUpdate::Finish {
+            state: FetchState::Exhausted,
+            last_error: None,
+        };
+        h.store.update_job(key, "w", NOW_MS, &update).await.unwrap();
+
+        let later = NOW_MS + HOUR;
+        let record = h
+            .store
+            .request_fetch(key, Some("order-2"), job(later), later)
+            .await
+            .unwrap();
+        assert_eq!(
+            record.biz_no.as_deref(),
+            Some("order-1"),
+            "a known biz_no is never replaced"
+        );
+        assert_eq!(record.created_at, NOW_MS, "the record is kept");
+        assert_eq!(record.fetch.state, FetchState::Pending);
+        assert_eq!(record.fetch.calls_used, 2, "the budget is never refilled");
+        assert_eq!(record.fetch.next_at, Some(later));
+
+        // A record without biz_no learns one.
+        let other = "raw:no-biz-no";
+        h.store
+            .request_fetch(other, None, job(NOW_MS), NOW_MS)
+            .await
+            .unwrap();
+        let record = h
+            .store
+            .request_fetch(other, Some("order-3"), job(NOW_MS), NOW_MS)
+            .await
+            .unwrap();
+        assert_eq!(record.biz_no.as_deref(), Some("order-3"));
+    }
+}
