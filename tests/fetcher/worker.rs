@@ -113,8 +113,15 @@ async fn every_answer_and_error_class_ends_in_its_state_with_a_short_last_error(
     let Some(h) = harness(engine).await else {
         return;
     };
-    // (script, final state, calls, last_error, status)
-    let table: &[(&[&str], FetchState, i32, Option<&str>, &str)] = &[
+    /// Script, then the expected state, calls, last_error and stored status.
+    type Case = (
+        &'static [&'static str],
+        FetchState,
+        i32,
+        Option<&'static str>,
+        &'static str,
+    );
+    let table: &[Case] = &[
         (
             &["not_found"],
             FetchState::NotFound,
