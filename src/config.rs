@@ -106,10 +106,20 @@ impl ApiToken {
     pub fn parse(entry: &str) -> Option<Self> {
         let entry = entry.trim();
         let (token, scopes) = match entry.split_once(':') {
-            Some((token, scopes)) => (token, scopes.split('+').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()),
+            Some((token, scopes)) => (
+                token,
+                scopes
+                    .split('+')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+            ),
             None => (entry, Vec::new()),
         };
-        (!token.is_empty()).then(|| Self { token: SecretString::from(token.to_owned()), scopes })
+        (!token.is_empty()).then(|| Self {
+            token: SecretString::from(token.to_owned()),
+            scopes,
+        })
     }
 
     pub fn has_scope(&self, scope: &str) -> bool {
@@ -119,7 +129,10 @@ impl ApiToken {
 
 impl fmt::Debug for ApiToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ApiToken").field("token", &"[REDACTED]").field("scopes", &self.scopes).finish()
+        f.debug_struct("ApiToken")
+            .field("token", &"[REDACTED]")
+            .field("scopes", &self.scopes)
+            .finish()
     }
 }
 
@@ -160,10 +173,25 @@ pub enum LogFormat {
 /// Why settings could not be loaded. `Display` is the one line printed before exiting.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("configuration: {key} is missing; set {env} or `{field}` under [{section}] in config/{profile}.toml")]
-    Missing { key: &'static str, env: String, field: &'static str, section: &'static str, profile: &'static str },
-    #[error("configuration: {key} is invalid: {reason}; set {env} or fix it in config/{profile}.toml")]
-    Invalid { key: String, reason: String, env: String, profile: &'static str },
+    #[error(
+        "configuration: {key} is missing; set {env} or `{field}` under [{section}] in config/{profile}.toml"
+    )]
+    Missing {
+        key: &'static str,
+        env: String,
+        field: &'static str,
+        section: &'static str,
+        profile: &'static str,
+    },
+    #[error(
+        "configuration: {key} is invalid: {reason}; set {env} or fix it in config/{profile}.toml"
+    )]
+    Invalid {
+        key: String,
+        reason: String,
+        env: String,
+        profile: &'static str,
+    },
     #[error("configuration: APP_ENVIRONMENT must be `development` or `production` (got {0:?})")]
     Environment(String),
     #[error("configuration: {0}")]
@@ -289,24 +317,39 @@ impl Settings {
     /// Loads from the process environment and `./config` (or `APP_CONFIG_DIR`).
     pub fn load() -> Result<Loaded, ConfigError> {
         let env: HashMap<String, String> = std::env::vars().collect();
-        let dir = env.get("APP_CONFIG_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("config"));
+        let dir = env
+            .get("APP_CONFIG_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("config"));
         Self::load_from(&env, &dir)
     }
 
     /// Loads from an explicit variable map and config directory (what tests use).
-    pub fn load_from(env: &HashMap<String, String>, config_dir: &Path) -> Result<Loaded, ConfigError> {
-        let environment = match env.get("APP_ENVIRONMENT").map(|s| s.trim().to_ascii_lowercase()).as_deref() {
+    pub fn load_from(
+        env: &HashMap<String, String>,
+        config_dir: &Path,
+    ) -> Result<Loaded, ConfigError> {
+        let environment = match env
+            .get("APP_ENVIRONMENT")
+            .map(|s| s.trim().to_ascii_lowercase())
+            .as_deref()
+        {
             None | Some("") | Some("development") => Environment::Development,
             Some("production") => Environment::Production,
             Some(_) => return Err(ConfigError::Environment(env["APP_ENVIRONMENT"].clone())),
         };
         let profile = environment.as_str();
-        let app_vars: HashMap<String, String> =
-            env.iter().filter(|(k, _)| k.starts_with("APP__")).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let app_vars: HashMap<String, String> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with("APP__"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
 
         let mut builder = config::Config::builder()
             .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
-            .add_source(config::File::from(config_dir.join(format!("{profile}.toml"))).required(false))
+            .add_source(
+                config::File::from(config_dir.join(format!("{profile}.toml"))).required(false),
+            )
             .add_source(
                 config::Environment::with_prefix("APP")
                     .prefix_separator("__")
@@ -360,47 +403,76 @@ fn validate(raw: Raw, environment: Environment) -> Result<Settings, ConfigError>
         env: env_var_for(key),
         profile,
     };
-    let missing = |key: &'static str, section: &'static str, field: &'static str| ConfigError::Missing {
-        key,
-        env: env_var_for(key),
-        field,
-        section,
-        profile,
-    };
+    let missing =
+        |key: &'static str, section: &'static str, field: &'static str| ConfigError::Missing {
+            key,
+            env: env_var_for(key),
+            field,
+            section,
+            profile,
+        };
     let non_empty = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
 
-    let listen = raw
-        .server
-        .listen
-        .parse()
-        .map_err(|_| invalid("server.listen", format!("{:?} is not an address like 127.0.0.1:5000", raw.server.listen)))?;
+    let listen = raw.server.listen.parse().map_err(|_| {
+        invalid(
+            "server.listen",
+            format!(
+                "{:?} is not an address like 127.0.0.1:5000",
+                raw.server.listen
+            ),
+        )
+    })?;
     let public_url = non_empty(raw.server.public_url)
         .map(|u| parse_http_url(&u).map_err(|reason| invalid("server.public_url", reason)))
         .transpose()?;
     if raw.server.body_limit < 1024 {
-        return Err(invalid("server.body_limit", "must be at least 1024 bytes".into()));
+        return Err(invalid(
+            "server.body_limit",
+            "must be at least 1024 bytes".into(),
+        ));
     }
 
-    let url = non_empty(raw.database.url).ok_or_else(|| missing("database.url", "database", "url"))?;
-    if !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")) {
-        return Err(invalid("database.url", "must start with sqlite:// or postgres://".into()));
+    let url =
+        non_empty(raw.database.url).ok_or_else(|| missing("database.url", "database", "url"))?;
+    if !(url.starts_with("sqlite:")
+        || url.starts_with("postgres:")
+        || url.starts_with("postgresql:"))
+    {
+        return Err(invalid(
+            "database.url",
+            "must start with sqlite:// or postgres://".into(),
+        ));
     }
     let sqlite_synchronous = raw.database.sqlite_synchronous.to_ascii_lowercase();
     if !["full", "normal", "extra"].contains(&sqlite_synchronous.as_str()) {
-        return Err(invalid("database.sqlite_synchronous", "must be full, normal or extra".into()));
+        return Err(invalid(
+            "database.sqlite_synchronous",
+            "must be full, normal or extra".into(),
+        ));
     }
 
-    let api_key = non_empty(raw.megvii.api_key).ok_or_else(|| missing("megvii.api_key", "megvii", "api_key"))?;
-    let api_secret = non_empty(raw.megvii.api_secret).ok_or_else(|| missing("megvii.api_secret", "megvii", "api_secret"))?;
-    let base_url = parse_http_url(&raw.megvii.base_url).map_err(|reason| invalid("megvii.base_url", reason))?;
+    let api_key = non_empty(raw.megvii.api_key)
+        .ok_or_else(|| missing("megvii.api_key", "megvii", "api_key"))?;
+    let api_secret = non_empty(raw.megvii.api_secret)
+        .ok_or_else(|| missing("megvii.api_secret", "megvii", "api_secret"))?;
+    let base_url = parse_http_url(&raw.megvii.base_url)
+        .map_err(|reason| invalid("megvii.base_url", reason))?;
 
-    let tokens: Vec<ApiToken> = raw.api.tokens.iter().filter_map(|t| ApiToken::parse(t)).collect();
+    let tokens: Vec<ApiToken> = raw
+        .api
+        .tokens
+        .iter()
+        .filter_map(|t| ApiToken::parse(t))
+        .collect();
     if environment == Environment::Production {
         if tokens.is_empty() {
             return Err(missing("api.tokens", "api", "tokens"));
         }
         if tokens.iter().any(|t| t.token.expose_secret() == DEV_TOKEN) {
-            return Err(invalid("api.tokens", "the development token is not allowed in production".into()));
+            return Err(invalid(
+                "api.tokens",
+                "the development token is not allowed in production".into(),
+            ));
         }
     }
 
@@ -409,10 +481,16 @@ fn validate(raw: Raw, environment: Environment) -> Result<Settings, ConfigError>
         .transpose()?;
 
     if !(1..=3).contains(&raw.fetch.max_calls) {
-        return Err(invalid("fetch.max_calls", "must be 1, 2 or 3 (FaceID serves a result at most 3 times)".into()));
+        return Err(invalid(
+            "fetch.max_calls",
+            "must be 1, 2 or 3 (FaceID serves a result at most 3 times)".into(),
+        ));
     }
     if !(0..=6).contains(&raw.fetch.return_image) {
-        return Err(invalid("fetch.return_image", "must be between 0 and 6".into()));
+        return Err(invalid(
+            "fetch.return_image",
+            "must be between 0 and 6".into(),
+        ));
     }
     if raw.fetch.lease < Duration::from_secs(1) {
         return Err(invalid("fetch.lease", "must be at least 1s".into()));
@@ -420,7 +498,10 @@ fn validate(raw: Raw, environment: Environment) -> Result<Settings, ConfigError>
     if raw.fetch.lease <= raw.megvii.timeout {
         // A lease shorter than a call would let another replica start a second call on the
         // same biz_id while the first is still in flight.
-        return Err(invalid("fetch.lease", "must be longer than megvii.timeout".into()));
+        return Err(invalid(
+            "fetch.lease",
+            "must be longer than megvii.timeout".into(),
+        ));
     }
 
     Ok(Settings {
@@ -455,7 +536,10 @@ fn validate(raw: Raw, environment: Environment) -> Result<Settings, ConfigError>
             lease: raw.fetch.lease,
             poll_interval: raw.fetch.poll_interval,
         },
-        telemetry: TelemetrySettings { format: raw.telemetry.format, filter: raw.telemetry.filter },
+        telemetry: TelemetrySettings {
+            format: raw.telemetry.format,
+            filter: raw.telemetry.filter,
+        },
     })
 }
 
@@ -469,7 +553,9 @@ fn parse_http_url(text: &str) -> Result<url::Url, String> {
 
 /// Warnings about a public URL FaceID will not call back, or will call insecurely.
 pub fn public_url_warnings(public_url: Option<&url::Url>) -> Vec<String> {
-    let Some(url) = public_url else { return Vec::new() };
+    let Some(url) = public_url else {
+        return Vec::new();
+    };
     let mut warnings = Vec::new();
     if url.scheme() != "https" {
         warnings.push(format!(
@@ -503,7 +589,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn repo_config() -> PathBuf {
@@ -516,7 +605,10 @@ mod tests {
         let s = loaded.settings;
         assert_eq!(s.environment, Environment::Development);
         assert_eq!(s.server.listen.to_string(), "127.0.0.1:5000");
-        assert_eq!(s.database.url.expose_secret(), "sqlite://data/faceid-receiver.db?mode=rwc");
+        assert_eq!(
+            s.database.url.expose_secret(),
+            "sqlite://data/faceid-receiver.db?mode=rwc"
+        );
         assert_eq!(s.fetch.max_calls, 3);
         assert_eq!(s.fetch.initial_delay, Duration::from_secs(5));
         assert_eq!(s.api.tokens.len(), 1);
@@ -539,18 +631,40 @@ mod tests {
         assert_eq!(s.fetch.max_calls, 2);
         assert_eq!(s.fetch.retry_delay, Duration::from_secs(90));
         assert_eq!(s.megvii.api_secret.expose_secret(), "12345");
-        let tokens: Vec<_> = s.api.tokens.iter().map(|t| (t.token.expose_secret().to_owned(), t.scopes.clone())).collect();
-        assert_eq!(tokens, vec![("alpha".into(), vec![]), ("beta".into(), vec!["pii".to_string()])]);
+        let tokens: Vec<_> = s
+            .api
+            .tokens
+            .iter()
+            .map(|t| (t.token.expose_secret().to_owned(), t.scopes.clone()))
+            .collect();
+        assert_eq!(
+            tokens,
+            vec![
+                ("alpha".into(), vec![]),
+                ("beta".into(), vec!["pii".to_string()])
+            ]
+        );
     }
 
     #[test]
     fn database_url_falls_back_to_database_url_only_when_app_variable_is_unset() {
-        let s = Settings::load_from(&env(&[("DATABASE_URL", "postgres://u:pw@db/x")]), &repo_config()).unwrap().settings;
+        let s = Settings::load_from(
+            &env(&[("DATABASE_URL", "postgres://u:pw@db/x")]),
+            &repo_config(),
+        )
+        .unwrap()
+        .settings;
         assert_eq!(s.database.url.expose_secret(), "postgres://u:pw@db/x");
         assert_eq!(s.database.redacted_url(), "postgres://u:***@db/x");
-        assert!(!format!("{s:?}").contains("pw@"), "Debug must not print the password");
+        assert!(
+            !format!("{s:?}").contains("pw@"),
+            "Debug must not print the password"
+        );
         let s = Settings::load_from(
-            &env(&[("DATABASE_URL", "postgres://u:pw@db/x"), ("APP__DATABASE__URL", "sqlite://other.db")]),
+            &env(&[
+                ("DATABASE_URL", "postgres://u:pw@db/x"),
+                ("APP__DATABASE__URL", "sqlite://other.db"),
+            ]),
             &repo_config(),
         )
         .unwrap()
@@ -561,22 +675,40 @@ mod tests {
     #[test]
     fn production_requires_credentials_and_real_tokens() {
         let base = [("APP_ENVIRONMENT", "production")];
-        let err = Settings::load_from(&env(&base), &repo_config()).unwrap_err().to_string();
-        assert!(err.contains("megvii.api_key") && err.contains("APP__MEGVII__API_KEY"), "{err}");
+        let err = Settings::load_from(&env(&base), &repo_config())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("megvii.api_key") && err.contains("APP__MEGVII__API_KEY"),
+            "{err}"
+        );
         assert!(!err.contains('\n'), "one line: {err}");
 
-        let creds = [("APP_ENVIRONMENT", "production"), ("APP__MEGVII__API_KEY", "k"), ("APP__MEGVII__API_SECRET", "s")];
-        let err = Settings::load_from(&env(&creds), &repo_config()).unwrap_err().to_string();
-        assert!(err.contains("api.tokens") && err.contains("APP__API__TOKENS"), "{err}");
+        let creds = [
+            ("APP_ENVIRONMENT", "production"),
+            ("APP__MEGVII__API_KEY", "k"),
+            ("APP__MEGVII__API_SECRET", "s"),
+        ];
+        let err = Settings::load_from(&env(&creds), &repo_config())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("api.tokens") && err.contains("APP__API__TOKENS"),
+            "{err}"
+        );
 
         let mut with_dev = creds.to_vec();
         with_dev.push(("APP__API__TOKENS", DEV_TOKEN));
-        let err = Settings::load_from(&env(&with_dev), &repo_config()).unwrap_err().to_string();
+        let err = Settings::load_from(&env(&with_dev), &repo_config())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("development token"), "{err}");
 
         let mut ok = creds.to_vec();
         ok.push(("APP__API__TOKENS", "a-long-random-token"));
-        let s = Settings::load_from(&env(&ok), &repo_config()).unwrap().settings;
+        let s = Settings::load_from(&env(&ok), &repo_config())
+            .unwrap()
+            .settings;
         assert_eq!(s.server.listen.to_string(), "0.0.0.0:5000");
         assert_eq!(s.telemetry.format, LogFormat::Json);
     }
@@ -587,21 +719,37 @@ mod tests {
             ("APP__FETCH__MAX_CALLS", "4", "fetch.max_calls"),
             ("APP__FETCH__RETURN_IMAGE", "7", "fetch.return_image"),
             ("APP__SERVER__LISTEN", "nowhere", "server.listen"),
-            ("APP__RETURN__REDIRECT_URL", "javascript:alert(1)", "return.redirect_url"),
+            (
+                "APP__RETURN__REDIRECT_URL",
+                "javascript:alert(1)",
+                "return.redirect_url",
+            ),
             ("APP__DATABASE__URL", "mysql://x", "database.url"),
             ("APP__MEGVII__BASE_URL", "ftp://x", "megvii.base_url"),
         ] {
-            let err = Settings::load_from(&env(&[(var, value)]), &repo_config()).unwrap_err().to_string();
-            assert!(err.contains(key) && err.contains(var), "{var}={value}: {err}");
+            let err = Settings::load_from(&env(&[(var, value)]), &repo_config())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(key) && err.contains(var),
+                "{var}={value}: {err}"
+            );
         }
-        let err = Settings::load_from(&env(&[("APP_ENVIRONMENT", "staging")]), &repo_config()).unwrap_err();
+        let err = Settings::load_from(&env(&[("APP_ENVIRONMENT", "staging")]), &repo_config())
+            .unwrap_err();
         assert!(err.to_string().contains("APP_ENVIRONMENT"));
     }
 
     #[test]
     fn unknown_variables_and_unreachable_public_urls_are_warned_about() {
         let loaded = Settings::load_from(
-            &env(&[("APP__SERVER__LISTN", "x"), ("APP__SERVER__PUBLIC_URL", "http://verify.example.com:8080/base/")]),
+            &env(&[
+                ("APP__SERVER__LISTN", "x"),
+                (
+                    "APP__SERVER__PUBLIC_URL",
+                    "http://verify.example.com:8080/base/",
+                ),
+            ]),
             &repo_config(),
         )
         .unwrap();
@@ -610,13 +758,27 @@ mod tests {
         assert!(w.contains("not HTTPS"), "{w}");
         assert!(w.contains("port 8080"), "{w}");
         let (notify, ret) = loaded.settings.callback_urls().unwrap();
-        assert_eq!(notify.as_str(), "http://verify.example.com:8080/base/faceid/notify");
-        assert_eq!(ret.as_str(), "http://verify.example.com:8080/base/faceid/return");
+        assert_eq!(
+            notify.as_str(),
+            "http://verify.example.com:8080/base/faceid/notify"
+        );
+        assert_eq!(
+            ret.as_str(),
+            "http://verify.example.com:8080/base/faceid/return"
+        );
     }
 
     #[test]
     fn https_on_a_whitelisted_port_has_no_warning() {
-        assert!(public_url_warnings(Some(&url::Url::parse("https://v.example.com").unwrap())).is_empty());
-        assert!(public_url_warnings(Some(&url::Url::parse("https://v.example.com:16003").unwrap())).is_empty());
+        assert!(
+            public_url_warnings(Some(&url::Url::parse("https://v.example.com").unwrap()))
+                .is_empty()
+        );
+        assert!(
+            public_url_warnings(Some(
+                &url::Url::parse("https://v.example.com:16003").unwrap()
+            ))
+            .is_empty()
+        );
     }
 }

@@ -8,15 +8,15 @@
 //! upstream and callback sender) for tests and local development.
 
 pub mod clock;
+pub mod config;
 pub mod fetcher;
+pub mod http;
 pub mod megvii;
 pub mod protocol;
 pub mod sim;
-pub mod store;
-pub mod config;
-pub mod http;
-pub mod telemetry;
 pub mod startup;
+pub mod store;
+pub mod telemetry;
 
 pub use startup::Application;
 

@@ -9,7 +9,11 @@ use faceid_receiver::telemetry;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "faceid-receiver", version, about = "Receives and verifies Megvii FaceID Lite callbacks, and follows up with get_result.")]
+#[command(
+    name = "faceid-receiver",
+    version,
+    about = "Receives and verifies Megvii FaceID Lite callbacks, and follows up with get_result."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -90,7 +94,10 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
 }
 
 fn check_config(settings: &Settings, warnings: &[String]) -> ExitCode {
-    println!("configuration OK (profile {})", settings.environment.as_str());
+    println!(
+        "configuration OK (profile {})",
+        settings.environment.as_str()
+    );
     println!("database: {}", settings.database.redacted_url());
     println!("FaceID API: {}", settings.megvii.base_url);
     match settings.callback_urls() {
@@ -99,7 +106,9 @@ fn check_config(settings: &Settings, warnings: &[String]) -> ExitCode {
             println!("  notify_url = {notify}");
             println!("  return_url = {ret}");
         }
-        None => println!("server.public_url is not set: set APP__SERVER__PUBLIC_URL to see the URLs to register"),
+        None => println!(
+            "server.public_url is not set: set APP__SERVER__PUBLIC_URL to see the URLs to register"
+        ),
     }
     for warning in warnings {
         println!("warning: {warning}");
@@ -109,7 +118,10 @@ fn check_config(settings: &Settings, warnings: &[String]) -> ExitCode {
 
 async fn healthcheck(url: &str) -> ExitCode {
     faceid_receiver::install_crypto_provider();
-    let client = match reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build() {
+    let client = match reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+    {
         Ok(client) => client,
         Err(e) => {
             eprintln!("unhealthy: {}", e.without_url());

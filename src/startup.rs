@@ -31,17 +31,29 @@ impl Application {
     /// Connects and migrates the configured database, then binds `server.listen`.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let store = connect_store(&settings).await?;
-        store.migrate().await.context("applying database migrations")?;
+        store
+            .migrate()
+            .await
+            .context("applying database migrations")?;
         Self::build_with(settings, store, Arc::new(SystemClock)).await
     }
 
     /// Like [`Application::build`] with a given (already migrated) store and clock: tests
     /// use this to share a store with their assertions and to step time.
-    pub async fn build_with(settings: Settings, store: Arc<dyn Store>, clock: SharedClock) -> anyhow::Result<Self> {
+    pub async fn build_with(
+        settings: Settings,
+        store: Arc<dyn Store>,
+        clock: SharedClock,
+    ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("binding {}", settings.server.listen))?;
-        if settings.api.tokens.iter().any(|t| t.token.expose_secret() == DEV_TOKEN) {
+        if settings
+            .api
+            .tokens
+            .iter()
+            .any(|t| t.token.expose_secret() == DEV_TOKEN)
+        {
             tracing::warn!("development API token in use: Authorization: Bearer {DEV_TOKEN}");
         }
         let worker = fetcher::Context::new(&settings, store.clone(), clock.clone())?;
@@ -51,7 +63,11 @@ impl Application {
             clock,
             wake_fetcher: Arc::new(tokio::sync::Notify::new()),
         };
-        Ok(Self { listener, state, worker: Some(worker) })
+        Ok(Self {
+            listener,
+            state,
+            worker: Some(worker),
+        })
     }
 
     /// Serves HTTP only, without the follow-up worker (tests that drive
@@ -62,7 +78,9 @@ impl Application {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     pub fn port(&self) -> u16 {
@@ -83,8 +101,11 @@ impl Application {
         let addr = self.local_addr();
         let router = http::router(self.state.clone());
         tracing::info!(%addr, database = self.state.store.engine(), "listening");
-        let server = axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let server = axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let mut server = tokio::spawn(async move { server.await.context("HTTP server failed") });
         let wake = self.state.wake_fetcher.clone();
         let worker_shutdown = shutdown.clone();

@@ -43,16 +43,25 @@ pub struct Caller {
 }
 
 /// Accepts `Authorization: Bearer <token>` when it matches one of `api.tokens`.
-async fn require_token(State(state): State<AppState>, mut request: Request, next: Next) -> Result<Response> {
+async fn require_token(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response> {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .ok_or(AppError::Unauthorized)?;
     let token = match_token(&state.settings.api.tokens, presented).ok_or(AppError::Unauthorized)?;
-    request.extensions_mut().insert(Caller { scopes: token.scopes.clone() });
+    request.extensions_mut().insert(Caller {
+        scopes: token.scopes.clone(),
+    });
     Ok(next.run(request).await)
 }
 
@@ -97,7 +106,12 @@ pub struct FetchView {
 
 impl From<&FetchInfo> for FetchView {
     fn from(f: &FetchInfo) -> Self {
-        Self { state: f.state.as_str(), calls_used: f.calls_used, next_at: f.next_at.map(rfc3339), last_error: f.last_error.clone() }
+        Self {
+            state: f.state.as_str(),
+            calls_used: f.calls_used,
+            next_at: f.next_at.map(rfc3339),
+            last_error: f.last_error.clone(),
+        }
     }
 }
 
@@ -122,8 +136,15 @@ impl From<Verification> for VerificationView {
     }
 }
 
-async fn get_verification(State(state): State<AppState>, Path(biz_id): Path<String>) -> Result<Json<VerificationView>> {
-    let record = state.store.get(&biz_id).await?.ok_or(AppError::NotFound("no verification with this biz_id"))?;
+async fn get_verification(
+    State(state): State<AppState>,
+    Path(biz_id): Path<String>,
+) -> Result<Json<VerificationView>> {
+    let record = state
+        .store
+        .get(&biz_id)
+        .await?
+        .ok_or(AppError::NotFound("no verification with this biz_id"))?;
     Ok(Json(record.into()))
 }
 
@@ -147,7 +168,10 @@ fn parse_limit(limit: Option<&str>) -> Result<i64> {
         None | Some("") => Ok(DEFAULT_LIMIT),
         Some(text) => match text.parse::<i64>() {
             Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-            _ => Err(AppError::bad_request("invalid_limit", format!("limit must be a whole number from 1 to {MAX_LIMIT}"))),
+            _ => Err(AppError::bad_request(
+                "invalid_limit",
+                format!("limit must be a whole number from 1 to {MAX_LIMIT}"),
+            )),
         },
     }
 }
@@ -178,11 +202,16 @@ async fn list_verifications(
     let limit = parse_limit(params.limit.as_deref())?;
     let since = match non_empty(params.since) {
         Some(text) => Some(parse_time(&text).ok_or_else(|| {
-            AppError::bad_request("invalid_since", "since must be an RFC 3339 time or epoch milliseconds")
+            AppError::bad_request(
+                "invalid_since",
+                "since must be an RFC 3339 time or epoch milliseconds",
+            )
         })?),
         None => None,
     };
-    let after = non_empty(params.cursor).map(|c| decode_cursor(&c)).transpose()?;
+    let after = non_empty(params.cursor)
+        .map(|c| decode_cursor(&c))
+        .transpose()?;
     let query = ListQuery {
         biz_no: non_empty(params.biz_no),
         status: non_empty(params.status).map(|s| s.to_ascii_uppercase()),
@@ -194,11 +223,16 @@ async fn list_verifications(
     let mut records = state.store.list(&query).await?;
     let next_cursor = if records.len() as i64 > limit {
         records.truncate(limit as usize);
-        records.last().map(|r| encode_cursor(r.created_at, &r.biz_id))
+        records
+            .last()
+            .map(|r| encode_cursor(r.created_at, &r.biz_id))
     } else {
         None
     };
-    Ok(Json(Page { items: records.into_iter().map(Into::into).collect(), next_cursor }))
+    Ok(Json(Page {
+        items: records.into_iter().map(Into::into).collect(),
+        next_cursor,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -251,10 +285,22 @@ async fn list_callbacks(
         None => None,
         Some("true" | "1") => Some(true),
         Some("false" | "0") => Some(false),
-        Some(_) => return Err(AppError::bad_request("invalid_verified", "verified must be true or false")),
+        Some(_) => {
+            return Err(AppError::bad_request(
+                "invalid_verified",
+                "verified must be true or false",
+            ));
+        }
     };
-    let before_id = non_empty(params.cursor).map(|c| c.parse::<i64>().map_err(|_| bad_cursor())).transpose()?;
-    let query = CallbackQuery { biz_id: non_empty(params.biz_id), verified, limit: limit + 1, before_id };
+    let before_id = non_empty(params.cursor)
+        .map(|c| c.parse::<i64>().map_err(|_| bad_cursor()))
+        .transpose()?;
+    let query = CallbackQuery {
+        biz_id: non_empty(params.biz_id),
+        verified,
+        limit: limit + 1,
+        before_id,
+    };
     let mut rows = state.store.callbacks(&query).await?;
     let next_cursor = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
@@ -262,7 +308,10 @@ async fn list_callbacks(
     } else {
         None
     };
-    Ok(Json(Page { items: rows.into_iter().map(Into::into).collect(), next_cursor }))
+    Ok(Json(Page {
+        items: rows.into_iter().map(Into::into).collect(),
+        next_cursor,
+    }))
 }
 
 #[cfg(test)]
@@ -271,7 +320,10 @@ mod tests {
 
     #[test]
     fn only_configured_tokens_match_and_scopes_come_along() {
-        let tokens = vec![ApiToken::parse("alpha").unwrap(), ApiToken::parse("beta:pii").unwrap()];
+        let tokens = vec![
+            ApiToken::parse("alpha").unwrap(),
+            ApiToken::parse("beta:pii").unwrap(),
+        ];
         assert!(match_token(&tokens, "alpha").unwrap().scopes.is_empty());
         assert_eq!(match_token(&tokens, "beta").unwrap().scopes, vec!["pii"]);
         assert!(match_token(&tokens, "alph").is_none());
@@ -282,7 +334,10 @@ mod tests {
     #[test]
     fn cursors_round_trip_and_garbage_is_refused() {
         let c = encode_cursor(1_700_000_000_000, "1462259748,abc");
-        assert_eq!(decode_cursor(&c).unwrap(), (1_700_000_000_000, "1462259748,abc".to_owned()));
+        assert_eq!(
+            decode_cursor(&c).unwrap(),
+            (1_700_000_000_000, "1462259748,abc".to_owned())
+        );
         assert!(decode_cursor("!!!").is_err());
         assert!(decode_cursor(&URL_SAFE_NO_PAD.encode("nocolon")).is_err());
     }

@@ -23,11 +23,14 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 
+use super::AppState;
 use super::error::{AppError, Result};
 use super::extract::decode_callback;
-use super::AppState;
 use crate::protocol::{self, BizId, CallbackResult};
-use crate::store::{CallbackKind, IncomingResult, JobEffect, MergeOutcome, NewCallback, NewJob, PENDING, Source, Verification};
+use crate::store::{
+    CallbackKind, IncomingResult, JobEffect, MergeOutcome, NewCallback, NewJob, PENDING, Source,
+    Verification,
+};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -48,8 +51,15 @@ struct Delivery {
 }
 
 impl Delivery {
-    fn new(state: &AppState, kind: CallbackKind, headers: &HeaderMap, peer: Option<SocketAddr>, body: Bytes) -> Self {
-        let content_type = header_text(headers, header::CONTENT_TYPE.as_str()).map(|c| truncate(c, 200));
+    fn new(
+        state: &AppState,
+        kind: CallbackKind,
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+        body: Bytes,
+    ) -> Self {
+        let content_type =
+            header_text(headers, header::CONTENT_TYPE.as_str()).map(|c| truncate(c, 200));
         Self {
             kind,
             received_at: state.clock.now_ms(),
@@ -104,8 +114,16 @@ pub struct Peer(Option<SocketAddr>);
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> std::result::Result<Self, Self::Rejection> {
-        Ok(Self(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| *addr)))
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> std::result::Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| *addr),
+        ))
     }
 }
 
@@ -122,9 +140,22 @@ async fn notify(
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
-    let (outcome, record) = receive_signed(&state, CallbackKind::Notify, &headers, peer, body).await?;
-    let result = if outcome == MergeOutcome::Unchanged { "duplicate" } else { "stored" };
-    Ok((StatusCode::OK, axum::Json(Ack { result, biz_id: &record.biz_id, status: &record.status })).into_response())
+    let (outcome, record) =
+        receive_signed(&state, CallbackKind::Notify, &headers, peer, body).await?;
+    let result = if outcome == MergeOutcome::Unchanged {
+        "duplicate"
+    } else {
+        "stored"
+    };
+    Ok((
+        StatusCode::OK,
+        axum::Json(Ack {
+            result,
+            biz_id: &record.biz_id,
+            status: &record.status,
+        }),
+    )
+        .into_response())
 }
 
 async fn return_post(
@@ -133,7 +164,8 @@ async fn return_post(
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
-    let (_, record) = receive_signed(&state, CallbackKind::ReturnPost, &headers, peer, body).await?;
+    let (_, record) =
+        receive_signed(&state, CallbackKind::ReturnPost, &headers, peer, body).await?;
     Ok(redirect_browser(&state, &record))
 }
 
@@ -147,14 +179,19 @@ async fn receive_signed(
 ) -> Result<(MergeOutcome, Verification)> {
     let body = match body {
         Ok(body) => body,
-        Err(rejection) => return Err(refuse_unreadable(state, kind, headers, peer, rejection).await),
+        Err(rejection) => {
+            return Err(refuse_unreadable(state, kind, headers, peer, rejection).await);
+        }
     };
     let delivery = Delivery::new(state, kind, headers, peer, body.clone());
 
     let fields = match decode_callback(delivery.content_type.as_deref(), body).await {
         Ok(fields) => fields,
         Err(e) => {
-            state.store.journal_rejected(&delivery.entry(None, false, Some(e.to_string()))).await?;
+            state
+                .store
+                .journal_rejected(&delivery.entry(None, false, Some(e.to_string())))
+                .await?;
             return Err(AppError::bad_request(e.code(), e.to_string()));
         }
     };
@@ -162,23 +199,39 @@ async fn receive_signed(
     let secret = secrecy::ExposeSecret::expose_secret(&state.settings.megvii.api_secret);
     if let Err(e) = protocol::verify(secret, &fields.data, &fields.sign) {
         // Name the biz_id the sender *claims*, so an operator can find forged deliveries.
-        let claimed = protocol::payload::parse_callback_data(&fields.data).ok().map(|r| r.biz_id);
+        let claimed = protocol::payload::parse_callback_data(&fields.data)
+            .ok()
+            .map(|r| r.biz_id);
         let claimed = claimed.as_ref().map(BizId::as_str);
-        state.store.journal_rejected(&delivery.entry(claimed, false, Some(e.to_string()))).await?;
-        tracing::warn!(kind = kind.as_str(), biz_id = claimed, "callback refused: {e}");
+        state
+            .store
+            .journal_rejected(&delivery.entry(claimed, false, Some(e.to_string())))
+            .await?;
+        tracing::warn!(
+            kind = kind.as_str(),
+            biz_id = claimed,
+            "callback refused: {e}"
+        );
         return Err(AppError::BadSignature(e.to_string()));
     }
 
     let result = match protocol::payload::parse_callback_data(&fields.data) {
         Ok(result) => result,
         Err(e) => {
-            state.store.journal_rejected(&delivery.entry(None, true, Some(e.to_string()))).await?;
+            state
+                .store
+                .journal_rejected(&delivery.entry(None, true, Some(e.to_string())))
+                .await?;
             tracing::warn!(kind = kind.as_str(), "signed callback refused: {e}");
             return Err(AppError::bad_request("malformed_data", e.to_string()));
         }
     };
 
-    let source = if kind == CallbackKind::Notify { Source::Notify } else { Source::Return };
+    let source = if kind == CallbackKind::Notify {
+        Source::Notify
+    } else {
+        Source::Return
+    };
     let effect = job_effect_after_signed(state, &result, delivery.received_at);
     let incoming = incoming_signed(&result, source);
     let entry = delivery.entry(Some(result.biz_id.as_str()), true, None);
@@ -201,17 +254,28 @@ async fn refuse_unreadable(
 ) -> AppError {
     let too_large = rejection.status() == StatusCode::PAYLOAD_TOO_LARGE;
     let reason = if too_large {
-        format!("body larger than {} bytes", state.settings.server.body_limit)
+        format!(
+            "body larger than {} bytes",
+            state.settings.server.body_limit
+        )
     } else {
         "body could not be read".to_owned()
     };
     let mut delivery = Delivery::new(state, kind, headers, peer, Bytes::new());
-    delivery.body_len = header_text(headers, header::CONTENT_LENGTH.as_str()).and_then(|v| v.parse().ok()).unwrap_or(-1);
-    if let Err(e) = state.store.journal_rejected(&delivery.entry(None, false, Some(reason.clone()))).await {
+    delivery.body_len = header_text(headers, header::CONTENT_LENGTH.as_str())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1);
+    if let Err(e) = state
+        .store
+        .journal_rejected(&delivery.entry(None, false, Some(reason.clone())))
+        .await
+    {
         return e.into();
     }
     if too_large {
-        AppError::PayloadTooLarge { limit: state.settings.server.body_limit }
+        AppError::PayloadTooLarge {
+            limit: state.settings.server.body_limit,
+        }
     } else {
         AppError::bad_request("malformed_body", reason)
     }
@@ -264,18 +328,31 @@ async fn return_get(
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
     let query = query.unwrap_or_default();
-    let delivery = Delivery::new(&state, CallbackKind::ReturnGet, &headers, peer, Bytes::from(query.clone()));
+    let delivery = Delivery::new(
+        &state,
+        CallbackKind::ReturnGet,
+        &headers,
+        peer,
+        Bytes::from(query.clone()),
+    );
     let biz_id = match biz_id_from_query(&query) {
         Ok(biz_id) => biz_id,
         Err((code, reason)) => {
-            state.store.journal_rejected(&delivery.entry(None, false, Some(reason.clone()))).await?;
+            state
+                .store
+                .journal_rejected(&delivery.entry(None, false, Some(reason.clone())))
+                .await?;
             return Err(AppError::bad_request(code, reason));
         }
     };
     let job = new_job(&state, &biz_id, delivery.received_at);
     let record = state
         .store
-        .accept_return_get(&delivery.entry(Some(biz_id.as_str()), false, None), biz_id.as_str(), job)
+        .accept_return_get(
+            &delivery.entry(Some(biz_id.as_str()), false, None),
+            biz_id.as_str(),
+            job,
+        )
         .await?;
     state.wake_fetcher.notify_one();
     tracing::info!(biz_id = %biz_id, status = %record.status, "return GET recorded");
@@ -291,12 +368,18 @@ fn biz_id_from_query(query: &str) -> std::result::Result<BizId, (&'static str, S
         }
         match &found {
             Some(previous) if *previous != value => {
-                return Err(("duplicate_field", "biz_id appears more than once with different values".into()));
+                return Err((
+                    "duplicate_field",
+                    "biz_id appears more than once with different values".into(),
+                ));
             }
             _ => found = Some(value.into_owned()),
         }
     }
-    let text = found.ok_or(("missing_field", "the biz_id query parameter is missing".to_owned()))?;
+    let text = found.ok_or((
+        "missing_field",
+        "the biz_id query parameter is missing".to_owned(),
+    ))?;
     BizId::parse(&text).map_err(|e| ("invalid_biz_id", e.to_string()))
 }
 
@@ -315,7 +398,9 @@ fn redirect_browser(state: &AppState, record: &Verification) -> Response {
         }
         // Relative to /faceid/return, so it also works behind a proxy that adds a prefix.
         None => {
-            let query: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+            let query: String = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(pairs)
+                .finish();
             format!("done?{query}")
         }
     };
@@ -330,9 +415,13 @@ async fn done_page(RawQuery(query): RawQuery) -> Response {
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default();
     let message = match status.as_str() {
-        PENDING | "NOT_STARTED" | "PROCESSING" => "Your verification was received and is being processed.",
+        PENDING | "NOT_STARTED" | "PROCESSING" => {
+            "Your verification was received and is being processed."
+        }
         "OK" => "Your verification is complete.",
-        "FAILED" | "TIMEOUT" | "CANCELLED" | "WEBRTC_UNSUPPORTED" => "Your verification did not complete.",
+        "FAILED" | "TIMEOUT" | "CANCELLED" | "WEBRTC_UNSUPPORTED" => {
+            "Your verification did not complete."
+        }
         _ => "Your verification was received.",
     };
     let html = format!(
@@ -346,7 +435,10 @@ async fn done_page(RawQuery(query): RawQuery) -> Response {
     (
         [
             (header::CACHE_CONTROL, "no-store"),
-            (header::CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+            ),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             (header::REFERRER_POLICY, "no-referrer"),
             (header::X_FRAME_OPTIONS, "DENY"),
@@ -369,23 +461,41 @@ mod tests {
             format!("biz_id={}&a=b", id.replace(',', "%2C")),
             format!("biz_id={id}&biz_id={id}"),
         ] {
-            assert_eq!(biz_id_from_query(&query).unwrap().as_str(), id, "query {query}");
+            assert_eq!(
+                biz_id_from_query(&query).unwrap().as_str(),
+                id,
+                "query {query}"
+            );
         }
     }
 
     #[test]
     fn bad_queries_are_refused_with_a_code() {
         assert_eq!(biz_id_from_query("a=b").unwrap_err().0, "missing_field");
-        assert_eq!(biz_id_from_query("biz_id=1462259748,a&biz_id=1462259748,b").unwrap_err().0, "duplicate_field");
-        assert_eq!(biz_id_from_query("biz_id=<script>").unwrap_err().0, "invalid_biz_id");
+        assert_eq!(
+            biz_id_from_query("biz_id=1462259748,a&biz_id=1462259748,b")
+                .unwrap_err()
+                .0,
+            "duplicate_field"
+        );
+        assert_eq!(
+            biz_id_from_query("biz_id=<script>").unwrap_err().0,
+            "invalid_biz_id"
+        );
     }
 
     #[test]
     fn remote_addr_names_the_forwarded_client_and_the_peer() {
         let mut headers = HeaderMap::new();
         let peer: SocketAddr = "127.0.0.1:9999".parse().unwrap();
-        assert_eq!(remote_addr(&headers, Some(peer)).as_deref(), Some("127.0.0.1"));
+        assert_eq!(
+            remote_addr(&headers, Some(peer)).as_deref(),
+            Some("127.0.0.1")
+        );
         headers.insert("x-forwarded-for", "203.0.113.7, 10.0.0.1".parse().unwrap());
-        assert_eq!(remote_addr(&headers, Some(peer)).as_deref(), Some("203.0.113.7 via 127.0.0.1"));
+        assert_eq!(
+            remote_addr(&headers, Some(peer)).as_deref(),
+            Some("203.0.113.7 via 127.0.0.1")
+        );
     }
 }

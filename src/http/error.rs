@@ -44,7 +44,10 @@ pub enum AppError {
 
 impl AppError {
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::BadRequest { code, message: message.into() }
+        Self::BadRequest {
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -91,19 +94,28 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
         match &self {
-            Self::Internal(e) => tracing::error!(error.message = %e, error.cause_chain = ?e, "request failed"),
+            Self::Internal(e) => {
+                tracing::error!(error.message = %e, error.cause_chain = ?e, "request failed")
+            }
             Self::Unavailable(e) => {
                 tracing::warn!(error.message = %e, error.cause_chain = %crate::telemetry::error_chain(e), "storage unavailable")
             }
             _ => tracing::debug!(error.code = self.code(), "request refused"),
         }
-        let body = ErrorBody { error: self.code(), message: self.to_string() };
+        let body = ErrorBody {
+            error: self.code(),
+            message: self.to_string(),
+        };
         let mut response = (status, Json(body)).into_response();
         if matches!(self, Self::Unauthorized) {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         if matches!(self, Self::Unavailable(_)) {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         response
     }

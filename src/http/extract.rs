@@ -21,7 +21,9 @@ pub struct CallbackFields {
 /// Why a body could not be read. Messages name the problem, never the content.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BodyError {
-    #[error("unsupported content type: send application/x-www-form-urlencoded, multipart/form-data or application/json")]
+    #[error(
+        "unsupported content type: send application/x-www-form-urlencoded, multipart/form-data or application/json"
+    )]
     UnsupportedContentType,
     #[error("the {0} field is missing")]
     Missing(&'static str),
@@ -48,11 +50,22 @@ impl BodyError {
 
 /// Decodes `body` according to `content_type` (a missing type is read as a form, which is
 /// what FaceID sends).
-pub async fn decode_callback(content_type: Option<&str>, body: Bytes) -> Result<CallbackFields, BodyError> {
-    let mime = content_type.map(|c| c.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+pub async fn decode_callback(
+    content_type: Option<&str>,
+    body: Bytes,
+) -> Result<CallbackFields, BodyError> {
+    let mime = content_type.map(|c| {
+        c.split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase()
+    });
     match mime.as_deref() {
         None | Some("") | Some("application/x-www-form-urlencoded") => decode_form(&body),
-        Some("multipart/form-data") => decode_multipart(content_type.unwrap_or_default(), body).await,
+        Some("multipart/form-data") => {
+            decode_multipart(content_type.unwrap_or_default(), body).await
+        }
         Some(m) if m == "application/json" || m.ends_with("+json") => decode_json(&body),
         Some(_) => Err(BodyError::UnsupportedContentType),
     }
@@ -101,7 +114,10 @@ pub fn decode_form(body: &[u8]) -> Result<CallbackFields, BodyError> {
 }
 
 fn form_bytes(raw: &[u8]) -> Vec<u8> {
-    let plus_as_space: Vec<u8> = raw.iter().map(|b| if *b == b'+' { b' ' } else { *b }).collect();
+    let plus_as_space: Vec<u8> = raw
+        .iter()
+        .map(|b| if *b == b'+' { b' ' } else { *b })
+        .collect();
     percent_decode(&plus_as_space).collect()
 }
 
@@ -110,7 +126,11 @@ async fn decode_multipart(content_type: &str, body: Bytes) -> Result<CallbackFie
     let stream = futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
     let mut multipart = multer::Multipart::new(stream, boundary);
     let mut fields = Fields::default();
-    while let Some(field) = multipart.next_field().await.map_err(|_| BodyError::Multipart)? {
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|_| BodyError::Multipart)?
+    {
         let name = field.name().unwrap_or_default().as_bytes().to_vec();
         let value = field.bytes().await.map_err(|_| BodyError::Multipart)?;
         fields.set(&name, value.to_vec())?;
@@ -131,7 +151,9 @@ fn decode_json(body: &[u8]) -> Result<CallbackFields, BodyError> {
     let envelope: JsonEnvelope = serde_json::from_slice(body).map_err(|_| BodyError::Json)?;
     let raw = envelope.data.ok_or(BodyError::Missing("data"))?;
     let data = match raw.get().as_bytes().first() {
-        Some(b'"') => serde_json::from_str::<String>(raw.get()).map_err(|_| BodyError::Json)?.into_bytes(),
+        Some(b'"') => serde_json::from_str::<String>(raw.get())
+            .map_err(|_| BodyError::Json)?
+            .into_bytes(),
         Some(b'{') => raw.get().as_bytes().to_vec(),
         _ => return Err(BodyError::Json),
     };
@@ -149,10 +171,16 @@ mod tests {
 
     #[tokio::test]
     async fn form_values_are_decoded_to_exact_bytes() {
-        let f = decode(Some("application/x-www-form-urlencoded"), b"sign=AB12&data=%7B%22a%22%3A+1%7D%80&extra=1")
-            .await
-            .unwrap();
-        assert_eq!(f.data, b"{\"a\": 1}\x80", "'+' is a space and %80 stays a raw byte");
+        let f = decode(
+            Some("application/x-www-form-urlencoded"),
+            b"sign=AB12&data=%7B%22a%22%3A+1%7D%80&extra=1",
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            f.data, b"{\"a\": 1}\x80",
+            "'+' is a space and %80 stays a raw byte"
+        );
         assert_eq!(f.sign, "AB12");
     }
 
@@ -165,28 +193,71 @@ mod tests {
     #[tokio::test]
     async fn missing_duplicate_and_unsupported_are_refused() {
         let form = Some("application/x-www-form-urlencoded; charset=utf-8");
-        assert_eq!(decode(form, b"data=x").await.err(), Some(BodyError::Missing("sign")));
-        assert_eq!(decode(form, b"sign=x").await.err(), Some(BodyError::Missing("data")));
-        assert_eq!(decode(form, b"data=x&data=y&sign=z").await.err(), Some(BodyError::Duplicate("data")));
-        assert_eq!(decode(Some("text/plain"), b"data=x&sign=y").await.err(), Some(BodyError::UnsupportedContentType));
+        assert_eq!(
+            decode(form, b"data=x").await.err(),
+            Some(BodyError::Missing("sign"))
+        );
+        assert_eq!(
+            decode(form, b"sign=x").await.err(),
+            Some(BodyError::Missing("data"))
+        );
+        assert_eq!(
+            decode(form, b"data=x&data=y&sign=z").await.err(),
+            Some(BodyError::Duplicate("data"))
+        );
+        assert_eq!(
+            decode(Some("text/plain"), b"data=x&sign=y").await.err(),
+            Some(BodyError::UnsupportedContentType)
+        );
     }
 
     #[tokio::test]
     async fn multipart_fields_are_read() {
         let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"data\"\r\n\r\n{\"a\":1}\r\n--XyZ\r\nContent-Disposition: form-data; name=\"sign\"\r\n\r\nabc\r\n--XyZ--\r\n";
-        let f = decode(Some("multipart/form-data; boundary=XyZ"), body).await.unwrap();
-        assert_eq!((f.data.as_slice(), f.sign.as_str()), (&b"{\"a\":1}"[..], "abc"));
-        assert_eq!(decode(Some("multipart/form-data"), body).await.err(), Some(BodyError::Multipart));
+        let f = decode(Some("multipart/form-data; boundary=XyZ"), body)
+            .await
+            .unwrap();
+        assert_eq!(
+            (f.data.as_slice(), f.sign.as_str()),
+            (&b"{\"a\":1}"[..], "abc")
+        );
+        assert_eq!(
+            decode(Some("multipart/form-data"), body).await.err(),
+            Some(BodyError::Multipart)
+        );
     }
 
     #[tokio::test]
     async fn json_bodies_accept_a_string_or_an_embedded_object() {
-        let f = decode(Some("application/json"), br#"{"data":"{\"a\":1}","sign":"s"}"#).await.unwrap();
+        let f = decode(
+            Some("application/json"),
+            br#"{"data":"{\"a\":1}","sign":"s"}"#,
+        )
+        .await
+        .unwrap();
         assert_eq!(f.data, br#"{"a":1}"#);
-        let f = decode(Some("application/json"), br#"{"data": {"a": 1},"sign":"s"}"#).await.unwrap();
+        let f = decode(
+            Some("application/json"),
+            br#"{"data": {"a": 1},"sign":"s"}"#,
+        )
+        .await
+        .unwrap();
         assert_eq!(f.data, br#"{"a": 1}"#, "the object's exact text");
-        assert_eq!(decode(Some("application/json"), br#"{"data":1,"sign":"s"}"#).await.err(), Some(BodyError::Json));
-        assert_eq!(decode(Some("application/json"), br#"{"sign":"s"}"#).await.err(), Some(BodyError::Missing("data")));
-        assert_eq!(decode(Some("application/json"), b"not json").await.err(), Some(BodyError::Json));
+        assert_eq!(
+            decode(Some("application/json"), br#"{"data":1,"sign":"s"}"#)
+                .await
+                .err(),
+            Some(BodyError::Json)
+        );
+        assert_eq!(
+            decode(Some("application/json"), br#"{"sign":"s"}"#)
+                .await
+                .err(),
+            Some(BodyError::Missing("data"))
+        );
+        assert_eq!(
+            decode(Some("application/json"), b"not json").await.err(),
+            Some(BodyError::Json)
+        );
     }
 }

@@ -11,7 +11,9 @@ use serde_json::json;
 use super::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
 }
 
 async fn healthz() -> Response {
@@ -20,10 +22,15 @@ async fn healthz() -> Response {
 
 async fn readyz(State(state): State<AppState>) -> Response {
     match state.store.ping().await {
-        Ok(()) => axum::Json(json!({"status": "ready", "database": state.store.engine()})).into_response(),
+        Ok(()) => {
+            axum::Json(json!({"status": "ready", "database": state.store.engine()})).into_response()
+        }
         Err(e) => {
             tracing::warn!(error.message = %e, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"status": "unavailable", "database": state.store.engine()})))
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"status": "unavailable", "database": state.store.engine()})),
+            )
                 .into_response()
         }
     }

@@ -59,9 +59,11 @@ impl From<sqlx::Error> for StoreError {
                 // intervention: shutdown, database dropped) and 3D000 (no such database);
                 // SQLite BUSY(5) LOCKED(6) NOMEM(7) READONLY(8) IOERR(10) FULL(13) CANTOPEN(14)
                 // and their extended codes.
-                let pg_unavailable = ["08", "53", "57"].iter().any(|c| code.starts_with(c)) || code == "3D000";
+                let pg_unavailable =
+                    ["08", "53", "57"].iter().any(|c| code.starts_with(c)) || code == "3D000";
                 let sqlite_primary = code.parse::<i32>().ok().map(|c| c & 0xff);
-                let sqlite_unavailable = matches!(sqlite_primary, Some(5 | 6 | 7 | 8 | 10 | 13 | 14));
+                let sqlite_unavailable =
+                    matches!(sqlite_primary, Some(5 | 6 | 7 | 8 | 10 | 13 | 14));
                 if pg_unavailable || sqlite_unavailable {
                     Self::Unavailable(error)
                 } else {
@@ -167,7 +169,12 @@ pub struct FetchInfo {
 
 impl Default for FetchInfo {
     fn default() -> Self {
-        Self { state: FetchState::None, calls_used: 0, next_at: None, last_error: None }
+        Self {
+            state: FetchState::None,
+            calls_used: 0,
+            next_at: None,
+            last_error: None,
+        }
     }
 }
 
@@ -299,9 +306,15 @@ pub struct LeasedJob {
 #[derive(Debug, Clone, PartialEq)]
 pub enum JobUpdate {
     /// Stay pending; try again at `next_at`.
-    Retry { next_at: i64, last_error: Option<String> },
+    Retry {
+        next_at: i64,
+        last_error: Option<String>,
+    },
     /// Leave the pending state for good.
-    Finish { state: FetchState, last_error: Option<String> },
+    Finish {
+        state: FetchState,
+        last_error: Option<String>,
+    },
 }
 
 /// An image decoded from a get_result answer.
@@ -365,7 +378,12 @@ pub trait Store: Send + Sync + 'static {
     /// record as PENDING if unknown (keeping any existing one), and create a pending job if
     /// the biz_id has none and its record does not already hold a final result (status rank
     /// 3). An existing job is never reset, so its budget is never refilled.
-    async fn accept_return_get(&self, entry: &NewCallback, biz_id: &str, job: NewJob) -> StoreResult<Verification>;
+    async fn accept_return_get(
+        &self,
+        entry: &NewCallback,
+        biz_id: &str,
+        job: NewJob,
+    ) -> StoreResult<Verification>;
 
     async fn get(&self, biz_id: &str) -> StoreResult<Option<Verification>>;
 
@@ -377,15 +395,33 @@ pub trait Store: Send + Sync + 'static {
 
     /// Leases up to `limit` pending jobs due at `now` whose lease is free or lapsed, for
     /// `owner` until `lease_until`. Replicas on PostgreSQL skip each other's rows.
-    async fn lease_due_jobs(&self, owner: &str, now: i64, lease_until: i64, limit: i64) -> StoreResult<Vec<LeasedJob>>;
+    async fn lease_due_jobs(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<LeasedJob>>;
 
     /// Spends one call of the budget, in one conditional statement: succeeds only while
     /// `owner` holds a live lease, the job is pending, `calls_used < max_calls` and `now` is
     /// before the window's end. Returns the new `calls_used`, or `None` when refused.
-    async fn reserve_call(&self, biz_id: &str, owner: &str, now: i64, max_calls: i32) -> StoreResult<Option<i32>>;
+    async fn reserve_call(
+        &self,
+        biz_id: &str,
+        owner: &str,
+        now: i64,
+        max_calls: i32,
+    ) -> StoreResult<Option<i32>>;
 
     /// Ends `owner`'s turn on a job (clearing the lease). No-op if the lease was lost.
-    async fn update_job(&self, biz_id: &str, owner: &str, now: i64, update: &JobUpdate) -> StoreResult<()>;
+    async fn update_job(
+        &self,
+        biz_id: &str,
+        owner: &str,
+        now: i64,
+        update: &JobUpdate,
+    ) -> StoreResult<()>;
 
     /// In one transaction: merge a fetched result, store its images (even when the merge
     /// is `Unchanged`: a signed notify may already hold the result, the fetch was for the
@@ -409,7 +445,13 @@ pub trait Store: Send + Sync + 'static {
     /// key is unknown (an existing record is kept; only a missing biz_no is filled in), and
     /// make its job pending and due at `job.next_at` as [`Store::schedule_fetch`] does,
     /// without touching `calls_used`. Returns the record as stored afterwards.
-    async fn request_fetch(&self, biz_id: &str, biz_no: Option<&str>, job: NewJob, now: i64) -> StoreResult<Verification>;
+    async fn request_fetch(
+        &self,
+        biz_id: &str,
+        biz_no: Option<&str>,
+        job: NewJob,
+        now: i64,
+    ) -> StoreResult<Verification>;
 
     /// A stored image's JPEG bytes.
     async fn image(&self, biz_id: &str, name: &str) -> StoreResult<Option<Vec<u8>>>;
@@ -437,6 +479,10 @@ pub struct ConnectOptions {
 
 impl Default for ConnectOptions {
     fn default() -> Self {
-        Self { max_connections: 10, connect_timeout: std::time::Duration::from_secs(5), sqlite_synchronous: "full".into() }
+        Self {
+            max_connections: 10,
+            connect_timeout: std::time::Duration::from_secs(5),
+            sqlite_synchronous: "full".into(),
+        }
     }
 }
