@@ -51,7 +51,7 @@ async fn the_worker_logs_no_secret_url_token_identity_or_image_data() {
 
     let overrides = [
         ("APP__FETCH__RETURN_IMAGE", "4"),
-        ("APP__MEGVII__TIMEOUT", "300ms"),
+        ("APP__MEGVII__TIMEOUT", "500ms"),
     ];
     let h = harness_with(common::Engine::Sqlite, &overrides, None)
         .await

@@ -244,7 +244,7 @@ async fn wrong_credentials_fail_the_job_after_one_call(engine: Engine) {
 }
 
 async fn timeouts_are_retried_until_the_budget_is_spent(engine: Engine) {
-    let Some(h) = harness_with(engine, &[("APP__MEGVII__TIMEOUT", "300ms")], None).await else {
+    let Some(h) = harness_with(engine, &[("APP__MEGVII__TIMEOUT", "500ms")], None).await else {
         return;
     };
     let id = h.mint(&["slow:1500:OK"]);
