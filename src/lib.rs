@@ -2,22 +2,41 @@
 //! up with get_result under FaceID's one-day, three-call budget.
 //!
 //! Layout: [`protocol`] is pure FaceID knowledge; [`store`] is durable state behind one trait
-//! for PostgreSQL and SQLite; [`http`] is the axum surface; [`startup`] wires them into an
-//! [`Application`] that tests and `main` run alike.
+//! for PostgreSQL and SQLite; [`http`] is the axum surface; [`megvii`] is the get_result
+//! client and [`fetcher`] the follow-up worker that spends the budget; [`startup`] wires them
+//! into an [`Application`] that tests and `main` run alike; [`sim`] is a FaceID stand-in (get_result
+//! upstream and callback sender) for tests and local development.
 
 pub mod clock;
 pub mod config;
+pub mod fetcher;
 pub mod http;
+pub mod megvii;
+pub mod metrics;
 pub mod protocol;
+pub mod sim;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
 
 pub use startup::Application;
 
-/// Installs rustls' ring crypto provider for reqwest and sqlx (idempotent). Call before
-/// building any HTTP client.
+/// Installs rustls' `ring` provider as the process-wide default.
+///
+/// reqwest is built with `rustls-no-provider`, so this crate chooses the provider itself, and a
+/// client built before any provider is installed panics. Call this before building an HTTP
+/// client; calling it again, or after another provider was installed, is harmless.
 pub fn install_crypto_provider() {
+    // An error only means a provider is already installed, which is what we want.
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
-pub mod metrics;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn installing_the_crypto_provider_twice_is_harmless() {
+        super::install_crypto_provider();
+        super::install_crypto_provider();
+        assert!(rustls::crypto::CryptoProvider::get_default().is_some());
+    }
+}

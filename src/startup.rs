@@ -1,9 +1,10 @@
-//! Wiring: settings → store (migrated) → router and background tasks → a bound listener.
+//! Wiring: settings → store (migrated) → router and the follow-up worker → a bound listener.
 //!
 //! [`Application::build`] binds before returning (port 0 in tests), so callers know the
-//! address before serving. Everything runs until the [`CancellationToken`] passed to
-//! [`Application::run_until_stopped`] is cancelled — passed in, never global, so several
-//! applications can share one test process.
+//! address before serving. The HTTP server and the worker run as two tasks sharing the
+//! [`CancellationToken`] passed to [`Application::run_until_stopped`] — passed in, never
+//! global, so several applications can share one test process. When either task ends, the
+//! token is cancelled so the other ends too, and which one ended first is logged.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,12 +16,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{DEV_TOKEN, Settings};
+use crate::fetcher;
 use crate::http::{self, AppState};
 use crate::store::{self, ConnectOptions, Store};
 
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    /// `None` when built [`Application::without_worker`].
+    worker: Option<fetcher::Context>,
 }
 
 impl Application {
@@ -52,6 +56,7 @@ impl Application {
         {
             tracing::warn!("development API token in use: Authorization: Bearer {DEV_TOKEN}");
         }
+        let worker = fetcher::Context::new(&settings, store.clone(), clock.clone())?;
         let state = AppState {
             store,
             settings: Arc::new(settings),
@@ -59,7 +64,18 @@ impl Application {
             wake_fetcher: Arc::new(tokio::sync::Notify::new()),
             metrics: crate::metrics::install(),
         };
-        Ok(Self { listener, state })
+        Ok(Self {
+            listener,
+            state,
+            worker: Some(worker),
+        })
+    }
+
+    /// Serves HTTP only, without the follow-up worker (tests that drive
+    /// [`fetcher::run_once`] themselves).
+    pub fn without_worker(mut self) -> Self {
+        self.worker = None;
+        self
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -80,7 +96,8 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves until `shutdown` is cancelled, then lets in-flight requests finish.
+    /// Serves (and follows up) until `shutdown` is cancelled or a task ends, then lets
+    /// in-flight requests and the worker's current pass finish.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let addr = self.local_addr();
         let router = http::router(self.state.clone());
@@ -90,11 +107,48 @@ impl Application {
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-        let result = server.await.context("HTTP server failed");
-        // Whatever ended the server ends everything else too.
-        shutdown.cancel();
-        result
+        let mut server = tokio::spawn(async move { server.await.context("HTTP server failed") });
+        let wake = self.state.wake_fetcher.clone();
+        let worker_shutdown = shutdown.clone();
+        let mut worker = tokio::spawn(async move {
+            match self.worker {
+                Some(ctx) => fetcher::run(ctx, wake, worker_shutdown).await,
+                // Without a worker there is nothing to do but wait for the end.
+                None => {
+                    worker_shutdown.cancelled().await;
+                    Ok(())
+                }
+            }
+        });
+
+        // Whichever task ends first ends the other: a receiver that stopped following up,
+        // or stopped serving, must not keep running half-alive.
+        let (server_result, worker_result) = tokio::select! {
+            result = &mut server => {
+                report_exit("http server", &result);
+                shutdown.cancel();
+                (result, worker.await)
+            }
+            result = &mut worker => {
+                report_exit("follow-up worker", &result);
+                shutdown.cancel();
+                (server.await, result)
+            }
+        };
+        flatten(server_result).and(flatten(worker_result))
     }
+}
+
+fn report_exit(task: &str, result: &Result<anyhow::Result<()>, tokio::task::JoinError>) {
+    match result {
+        Ok(Ok(())) => tracing::info!(task, "task exited"),
+        Ok(Err(e)) => tracing::error!(task, error.cause_chain = %format!("{e:#}"), "task failed"),
+        Err(e) => tracing::error!(task, error.message = %e, "task panicked or was cancelled"),
+    }
+}
+
+fn flatten(result: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
+    result.map_err(|e| anyhow::anyhow!("task did not complete: {e}"))?
 }
 
 pub async fn connect_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {

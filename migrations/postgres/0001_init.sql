@@ -11,7 +11,7 @@ CREATE TABLE verifications (
     signed       BOOLEAN NOT NULL,           -- the result came with a valid sign
     result       TEXT,                       -- raw FaceID JSON, byte-exact, images stripped
     image_names  TEXT,                       -- comma-separated names of stored images
-    revision     INTEGER NOT NULL,           -- 1 on insert, +1 per applied update
+    revision     INTEGER NOT NULL,           -- 0 while PENDING, 1 with the first result, +1 per applied update
     created_at   BIGINT NOT NULL,
     updated_at   BIGINT NOT NULL
 );

@@ -32,6 +32,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/verifications", get(list_verifications))
         .route("/verifications/{biz_id}", get(get_verification))
         .route("/callbacks", get(list_callbacks))
+        .merge(super::fetch::router())
         .route_layer(axum::middleware::from_fn_with_state(state, require_token))
 }
 

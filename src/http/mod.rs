@@ -9,6 +9,7 @@ pub mod api;
 pub mod callbacks;
 pub mod error;
 pub mod extract;
+pub mod fetch;
 pub mod ops;
 
 use std::sync::Arc;

@@ -13,6 +13,8 @@ use std::fmt;
 
 /// One day, FaceID's retention for get_result.
 pub const RESULT_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
+/// FaceID serves a result at most this many times; the next call answers `DATA_DESTROYED`.
+pub const RESULT_MAX_CALLS: u32 = 3;
 /// Upper bound on a stored biz_id, generous next to FaceID's ~48 characters.
 pub const MAX_LEN: usize = 160;
 

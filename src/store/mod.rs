@@ -12,6 +12,7 @@
 //!   caller's `max_calls` (and never past 3, by a CHECK constraint);
 //! - times are epoch milliseconds supplied by the caller's clock, never the database's.
 
+mod engine;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -355,6 +356,11 @@ pub trait Store: Send + Sync + 'static {
     /// Answers when the database can serve a trivial query.
     async fn ping(&self) -> StoreResult<()>;
 
+    /// Closes the pool: waits for checked-out connections to come back, then closes them.
+    /// Every later call answers [`StoreError::Unavailable`]. Used at shutdown, and by tests
+    /// that need storage to go away.
+    async fn close(&self);
+
     /// Journals a delivery that was refused (`outcome = rejected`). Returns the journal id.
     async fn journal_rejected(&self, entry: &NewCallback) -> StoreResult<i64>;
 
@@ -370,7 +376,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// In one transaction for an unsigned return GET: journal it (`pending`), create the
     /// record as PENDING if unknown (keeping any existing one), and create a pending job if
-    /// the biz_id has none. An existing job is never reset, so its budget is never refilled.
+    /// the biz_id has none and its record does not already hold a final result (status rank
+    /// 3). An existing job is never reset, so its budget is never refilled.
     async fn accept_return_get(
         &self,
         entry: &NewCallback,
@@ -416,18 +423,35 @@ pub trait Store: Send + Sync + 'static {
         update: &JobUpdate,
     ) -> StoreResult<()>;
 
-    /// In one transaction: merge a fetched result, store its images, and end the job's turn.
+    /// In one transaction: merge a fetched result, store its images (even when the merge
+    /// is `Unchanged`: a signed notify may already hold the result, the fetch was for the
+    /// images), and end `owner`'s turn on the job as [`Store::update_job`] does. `now` stamps
+    /// the rows.
     async fn save_fetched(
         &self,
         owner: &str,
         result: &IncomingResult,
         images: &[NewImage],
         update: &JobUpdate,
+        now: i64,
     ) -> StoreResult<MergeOutcome>;
 
     /// Makes the job pending and due at `job.next_at` (creating it if needed), without
     /// touching `calls_used`. Returns the resulting fetch info.
     async fn schedule_fetch(&self, biz_id: &str, job: NewJob, now: i64) -> StoreResult<FetchInfo>;
+
+    /// In one transaction for a follow-up asked through the API (a manual fetch of a biz_id
+    /// we have not seen, or a RAW token): create the record as PENDING with `biz_no` if the
+    /// key is unknown (an existing record is kept; only a missing biz_no is filled in), and
+    /// make its job pending and due at `job.next_at` as [`Store::schedule_fetch`] does,
+    /// without touching `calls_used`. Returns the record as stored afterwards.
+    async fn request_fetch(
+        &self,
+        biz_id: &str,
+        biz_no: Option<&str>,
+        job: NewJob,
+        now: i64,
+    ) -> StoreResult<Verification>;
 
     /// A stored image's JPEG bytes.
     async fn image(&self, biz_id: &str, name: &str) -> StoreResult<Option<Vec<u8>>>;

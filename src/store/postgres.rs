@@ -1,96 +1,51 @@
-//! STUB: replaced by the real engine implementation.
-#![allow(unused_variables)]
-use async_trait::async_trait;
+//! PostgreSQL engine: [`PgStore`].
+//!
+//! Owns the pool settings, the embedded `migrations/postgres`, and the one statement that
+//! differs from SQLite: leasing with `FOR UPDATE SKIP LOCKED`, so replicas sharing the
+//! database never lease the same job and never wait on each other's rows. Everything else is
+//! the shared SQL in [`super::sql`] run by the shared method bodies in [`super::engine`].
+//!
+//! Write transactions are plain `BEGIN` (READ COMMITTED): each shared statement is either a
+//! single conditional write, which PostgreSQL re-checks against the latest row version, or
+//! an upsert that locks the row it conflicts with.
+
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
 
 use super::*;
 
-pub struct PgStore;
+pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+const LEASE_DUE_JOBS: &str = super::sql::lease_due_jobs!("FOR UPDATE SKIP LOCKED");
+
+pub struct PgStore {
+    pool: PgPool,
+}
 
 impl PgStore {
+    /// Connects eagerly: the first connection must succeed within `connect_timeout`, so a
+    /// wrong URL or a database that is down fails at startup, not at the first callback.
     pub async fn connect(url: &str, options: &ConnectOptions) -> StoreResult<Self> {
-        unimplemented!()
+        let connect = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.connect_timeout)
+            .connect_with(connect)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        self.pool.begin().await
     }
 }
 
-#[async_trait]
-impl Store for PgStore {
-    fn engine(&self) -> &'static str {
-        unimplemented!()
-    }
-    async fn migrate(&self) -> StoreResult<()> {
-        unimplemented!()
-    }
-    async fn ping(&self) -> StoreResult<()> {
-        unimplemented!()
-    }
-    async fn journal_rejected(&self, entry: &NewCallback) -> StoreResult<i64> {
-        unimplemented!()
-    }
-    async fn accept_signed(
-        &self,
-        entry: &NewCallback,
-        result: &IncomingResult,
-        job: JobEffect,
-    ) -> StoreResult<(MergeOutcome, Verification)> {
-        unimplemented!()
-    }
-    async fn accept_return_get(
-        &self,
-        entry: &NewCallback,
-        biz_id: &str,
-        job: NewJob,
-    ) -> StoreResult<Verification> {
-        unimplemented!()
-    }
-    async fn get(&self, biz_id: &str) -> StoreResult<Option<Verification>> {
-        unimplemented!()
-    }
-    async fn list(&self, query: &ListQuery) -> StoreResult<Vec<Verification>> {
-        unimplemented!()
-    }
-    async fn callbacks(&self, query: &CallbackQuery) -> StoreResult<Vec<CallbackRecord>> {
-        unimplemented!()
-    }
-    async fn lease_due_jobs(
-        &self,
-        owner: &str,
-        now: i64,
-        lease_until: i64,
-        limit: i64,
-    ) -> StoreResult<Vec<LeasedJob>> {
-        unimplemented!()
-    }
-    async fn reserve_call(
-        &self,
-        biz_id: &str,
-        owner: &str,
-        now: i64,
-        max_calls: i32,
-    ) -> StoreResult<Option<i32>> {
-        unimplemented!()
-    }
-    async fn update_job(
-        &self,
-        biz_id: &str,
-        owner: &str,
-        now: i64,
-        update: &JobUpdate,
-    ) -> StoreResult<()> {
-        unimplemented!()
-    }
-    async fn save_fetched(
-        &self,
-        owner: &str,
-        result: &IncomingResult,
-        images: &[NewImage],
-        update: &JobUpdate,
-    ) -> StoreResult<MergeOutcome> {
-        unimplemented!()
-    }
-    async fn schedule_fetch(&self, biz_id: &str, job: NewJob, now: i64) -> StoreResult<FetchInfo> {
-        unimplemented!()
-    }
-    async fn image(&self, biz_id: &str, name: &str) -> StoreResult<Option<Vec<u8>>> {
-        unimplemented!()
-    }
+super::engine::impl_store! {
+    store: PgStore,
+    connection: PgConnection,
+    engine: "postgres",
+    migrator: MIGRATOR,
+    lease_due_jobs: LEASE_DUE_JOBS,
 }

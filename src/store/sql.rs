@@ -1,1 +1,213 @@
-//! SQL shared by both engines (identical text); engine-specific statements live beside each engine.
+//! SQL shared by both engines, as text identical for PostgreSQL and SQLite.
+//!
+//! Owns every statement that does not depend on the engine; the few that do (row locking,
+//! how a write transaction begins) live beside their engine and are built from the
+//! skeletons here, so the two can't drift apart.
+//!
+//! Rules the text keeps so both engines read it the same way:
+//! - placeholders are `$1..$n` (sqlx-sqlite binds `$N` by position, and a repeated `$N` is
+//!   one parameter), and every placeholder is bound: SQLite turns an unbound one into NULL;
+//! - optional filters are written `($n IS NULL OR col = $n)` so each statement stays one
+//!   constant instead of being assembled at run time;
+//! - times are epoch-ms integers bound by the caller, never `now()`;
+//! - `INSERT .. ON CONFLICT .. DO UPDATE .. WHERE .. RETURNING` returns no row when the
+//!   `WHERE` refuses the update, on both engines (SQLite ≥ 3.35): that is how a merge learns
+//!   it was a duplicate without a separate read.
+
+/// Liveness probe.
+pub const PING: &str = "SELECT 1";
+
+/// Appends one delivery to the journal. Binds: kind, biz_id, verified, outcome, reason,
+/// received_at, remote_addr, content_type, body_sha256, body_len, body.
+pub const INSERT_CALLBACK: &str = "INSERT INTO callbacks \
+     (kind, biz_id, verified, outcome, reason, received_at, remote_addr, content_type, body_sha256, body_len, body) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+     RETURNING id";
+
+/// Every column of `verifications`, in the order the inserts below give values.
+macro_rules! insert_verification {
+    () => {
+        "INSERT INTO verifications \
+         (biz_id, biz_no, status, status_rank, liveness, confidence, source, signed, result, \
+          image_names, revision, created_at, updated_at) "
+    };
+}
+
+/// The merge rule, atomically: insert the first result, or replace the stored one only when
+/// the new status ranks higher, or ranks the same and is signed while the stored one is not.
+/// A PENDING row (rank 0, revision 0) is replaced by any real result. Returns the new
+/// revision (1 = first result), or no row when the stored record was kept.
+///
+/// Binds: biz_id, biz_no, status, status_rank, liveness, confidence, source, signed, result,
+/// now.
+pub const MERGE_RESULT: &str = concat!(
+    insert_verification!(),
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, 1, $10, $10) \
+     ON CONFLICT (biz_id) DO UPDATE SET \
+         biz_no = COALESCE(excluded.biz_no, verifications.biz_no), \
+         status = excluded.status, \
+         status_rank = excluded.status_rank, \
+         liveness = excluded.liveness, \
+         confidence = excluded.confidence, \
+         source = excluded.source, \
+         signed = excluded.signed, \
+         result = excluded.result, \
+         revision = verifications.revision + 1, \
+         updated_at = excluded.updated_at \
+     WHERE excluded.status_rank > verifications.status_rank \
+        OR (excluded.status_rank = verifications.status_rank AND excluded.signed AND NOT verifications.signed) \
+     RETURNING revision"
+);
+
+/// After an `Unchanged` merge: learn a biz_no the stored record lacked (never replace one).
+/// Binds: biz_id, biz_no.
+pub const FILL_BIZ_NO: &str =
+    "UPDATE verifications SET biz_no = $2 WHERE biz_id = $1 AND biz_no IS NULL";
+
+/// A record about which nothing is known yet; keeps any existing record. Revision 0 so that
+/// the first real result counts as `Created`. Binds: biz_id, status (PENDING), source
+/// (return for a return GET, get_result for a fetch asked through the API), now.
+pub const INSERT_PENDING: &str = concat!(
+    insert_verification!(),
+    "VALUES ($1, NULL, $2, 0, NULL, NULL, $3, FALSE, NULL, NULL, 0, $4, $4) \
+     ON CONFLICT (biz_id) DO NOTHING"
+);
+
+/// Columns of a record with its follow-up; `fetch_*` are NULL when there is no job.
+macro_rules! select_verification {
+    () => {
+        "SELECT v.biz_id, v.biz_no, v.status, v.liveness, v.confidence, v.source, v.signed, v.result, \
+                v.image_names, v.created_at, v.updated_at, \
+                j.state AS fetch_state, j.calls_used AS fetch_calls_used, \
+                j.next_at AS fetch_next_at, j.last_error AS fetch_last_error \
+         FROM verifications v LEFT JOIN fetch_jobs j ON j.biz_id = v.biz_id "
+    };
+}
+
+/// One record. Binds: biz_id.
+pub const GET_VERIFICATION: &str = concat!(select_verification!(), "WHERE v.biz_id = $1");
+
+/// Newest first, keyset-paginated on (created_at, biz_id). Binds: biz_no, status, since,
+/// after.created_at, after.biz_id, limit (filters NULL when absent).
+pub const LIST_VERIFICATIONS: &str = concat!(
+    select_verification!(),
+    "WHERE ($1 IS NULL OR v.biz_no = $1) \
+       AND ($2 IS NULL OR v.status = $2) \
+       AND ($3 IS NULL OR v.created_at >= $3) \
+       AND ($4 IS NULL OR v.created_at < $4 OR (v.created_at = $4 AND v.biz_id < $5)) \
+     ORDER BY v.created_at DESC, v.biz_id DESC \
+     LIMIT $6"
+);
+
+/// The journal, newest first. Binds: biz_id, verified, before_id, limit (NULL when absent).
+pub const LIST_CALLBACKS: &str = "SELECT id, kind, biz_id, verified, outcome, reason, received_at, remote_addr, \
+            content_type, body_sha256, body_len \
+     FROM callbacks \
+     WHERE ($1 IS NULL OR biz_id = $1) \
+       AND ($2 IS NULL OR verified = $2) \
+       AND ($3 IS NULL OR id < $3) \
+     ORDER BY id DESC \
+     LIMIT $4";
+
+/// The columns a new job is given; values bind as (biz_id, next_at, window_ends_at,
+/// return_image, now) and a new job starts pending with nothing spent.
+macro_rules! insert_job {
+    () => {
+        "INSERT INTO fetch_jobs \
+         (biz_id, state, calls_used, next_at, window_ends_at, return_image, created_at, updated_at) "
+    };
+}
+
+/// Creates a pending job, or makes the existing one pending and due at the new `next_at`.
+/// Never touches `calls_used` (the budget), `window_ends_at`, the lease or `created_at`.
+macro_rules! upsert_pending_job {
+    () => {
+        concat!(
+            insert_job!(),
+            "VALUES ($1, 'pending', 0, $2, $3, $4, $5, $5) \
+             ON CONFLICT (biz_id) DO UPDATE SET \
+                 state = 'pending', next_at = excluded.next_at, return_image = excluded.return_image, \
+                 updated_at = excluded.updated_at "
+        )
+    };
+}
+
+/// A signed final result made the follow-up pointless: a pending job becomes `none`, and its
+/// lease is dropped so a worker still holding it cannot finish it back into another state.
+/// Binds: biz_id, now.
+pub const CANCEL_PENDING_JOB: &str = "UPDATE fetch_jobs \
+     SET state = 'none', next_at = NULL, lease_owner = NULL, lease_until = NULL, updated_at = $2 \
+     WHERE biz_id = $1 AND state = 'pending'";
+
+/// Images are wanted: create a pending job, or wake a `none` one. Any other state is kept,
+/// and `calls_used` is never touched. Binds: biz_id, next_at, window_ends_at, return_image,
+/// now.
+pub const ENSURE_JOB: &str = concat!(upsert_pending_job!(), "WHERE fetch_jobs.state = 'none'");
+
+/// For a return GET: a pending job if the biz_id has none and its record does not already
+/// hold a final result (status_rank 3: fetching it again would only spend budget). An
+/// existing job (and its budget) is left alone. The `WHERE` also keeps SQLite's parser from
+/// reading `ON CONFLICT` as a join constraint. Binds: biz_id, next_at, window_ends_at,
+/// return_image, now.
+pub const INSERT_JOB_UNLESS_FINAL: &str = concat!(
+    insert_job!(),
+    "SELECT $1, 'pending', 0, $2, $3, $4, $5, $5 \
+     WHERE NOT EXISTS (SELECT 1 FROM verifications WHERE biz_id = $1 AND status_rank >= 3) \
+     ON CONFLICT (biz_id) DO NOTHING"
+);
+
+/// Makes the job pending and due at `next_at`, creating it if needed; keeps `calls_used`,
+/// the window and any lease. Binds: biz_id, next_at, window_ends_at, return_image, now.
+pub const SCHEDULE_JOB: &str = concat!(
+    upsert_pending_job!(),
+    "RETURNING state, calls_used, next_at, last_error"
+);
+
+/// Leases due jobs. `$lock` is the engine's row-locking clause for the inner select
+/// (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: none, its write transaction is exclusive).
+/// Binds: owner, now, lease_until, limit.
+macro_rules! lease_due_jobs {
+    ($lock:literal) => {
+        concat!(
+            "UPDATE fetch_jobs SET lease_owner = $1, lease_until = $3, updated_at = $2 \
+             WHERE biz_id IN ( \
+                 SELECT biz_id FROM fetch_jobs \
+                 WHERE state = 'pending' AND next_at <= $2 AND (lease_until IS NULL OR lease_until < $2) \
+                 ORDER BY next_at, biz_id \
+                 LIMIT $4 ",
+            $lock,
+            ") RETURNING biz_id, calls_used, next_at, window_ends_at, return_image, lease_until"
+        )
+    };
+}
+pub(super) use lease_due_jobs;
+
+/// Spends one call, in one statement: only for the live lease holder of a pending job under
+/// budget and inside its window. Concurrent callers serialize on the row, and each re-checks
+/// `calls_used < $4` after the previous one committed. Binds: biz_id, owner, now, max_calls.
+pub const RESERVE_CALL: &str = "UPDATE fetch_jobs SET calls_used = calls_used + 1, updated_at = $3 \
+     WHERE biz_id = $1 AND lease_owner = $2 AND lease_until > $3 AND state = 'pending' \
+       AND calls_used < $4 AND window_ends_at > $3 \
+     RETURNING calls_used";
+
+/// Ends a turn: only the lease holder may, and the lease is cleared. `state` NULL keeps the
+/// state (a retry). Binds: biz_id, owner, state, next_at, last_error, now.
+pub const END_JOB_TURN: &str = "UPDATE fetch_jobs \
+     SET state = COALESCE($3, state), next_at = $4, last_error = $5, \
+         lease_owner = NULL, lease_until = NULL, updated_at = $6 \
+     WHERE biz_id = $1 AND lease_owner = $2";
+
+/// Stores (or refreshes) one image. Binds: biz_id, name, jpeg, now.
+pub const UPSERT_IMAGE: &str = "INSERT INTO images (biz_id, name, jpeg, created_at) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (biz_id, name) DO UPDATE SET jpeg = excluded.jpeg";
+
+/// Names of a biz_id's stored images. Binds: biz_id.
+pub const IMAGE_NAMES: &str = "SELECT name FROM images WHERE biz_id = $1";
+
+/// Records which images exist; the record counts as updated only if the list changed.
+/// Binds: biz_id, image_names, now.
+pub const SET_IMAGE_NAMES: &str = "UPDATE verifications SET image_names = $2, updated_at = $3 \
+     WHERE biz_id = $1 AND image_names IS DISTINCT FROM $2";
+
+/// Binds: biz_id, name.
+pub const GET_IMAGE: &str = "SELECT jpeg FROM images WHERE biz_id = $1 AND name = $2";

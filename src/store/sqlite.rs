@@ -1,96 +1,86 @@
-//! STUB: replaced by the real engine implementation.
-#![allow(unused_variables)]
-use async_trait::async_trait;
+//! SQLite engine: [`SqliteStore`].
+//!
+//! Owns the connection settings that make an acknowledgement mean durable (WAL journal,
+//! `synchronous = FULL` unless configured otherwise, foreign keys on), the embedded
+//! `migrations/sqlite`, and how a write transaction begins.
+//!
+//! Every multi-statement write starts with `BEGIN IMMEDIATE`: it takes the write lock up
+//! front, waiting up to the busy timeout for it. A deferred `BEGIN` would read under a
+//! shared lock and then fail with SQLITE_BUSY when it tries to upgrade while another
+//! connection writes; the busy handler cannot help there. Single-statement writes take the
+//! write lock at their start, so autocommit is enough for them.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{Sqlite, Transaction};
 
 use super::*;
 
-pub struct SqliteStore;
+pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// No row locks in SQLite: the `BEGIN IMMEDIATE` around the statement is exclusive.
+const LEASE_DUE_JOBS: &str = super::sql::lease_due_jobs!("");
+
+/// How long a writer waits for another connection's write lock before SQLITE_BUSY.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
 
 impl SqliteStore {
+    /// Opens (creating if missing, together with its directory) the database file, and
+    /// connects eagerly within `connect_timeout`.
     pub async fn connect(url: &str, options: &ConnectOptions) -> StoreResult<Self> {
-        unimplemented!()
+        let synchronous = SqliteSynchronous::from_str(&options.sqlite_synchronous)?;
+        let connect = SqliteConnectOptions::from_str(url)?
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(synchronous)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true)
+            .create_if_missing(true);
+        let in_memory = is_in_memory(url);
+        if !in_memory {
+            // SQLite creates the file but not its directory (`data/` on a fresh checkout).
+            if let Some(dir) = connect
+                .get_filename()
+                .parent()
+                .filter(|dir| !dir.as_os_str().is_empty())
+            {
+                tokio::fs::create_dir_all(dir)
+                    .await
+                    .map_err(sqlx::Error::Io)?;
+            }
+        }
+        let mut pool = SqlitePoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.connect_timeout);
+        if in_memory {
+            // An in-memory database lives as long as its last connection: never recycle them.
+            pool = pool.idle_timeout(None).max_lifetime(None);
+        }
+        let pool = pool.connect_with(connect).await?;
+        Ok(Self { pool })
+    }
+
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
     }
 }
 
-#[async_trait]
-impl Store for SqliteStore {
-    fn engine(&self) -> &'static str {
-        unimplemented!()
-    }
-    async fn migrate(&self) -> StoreResult<()> {
-        unimplemented!()
-    }
-    async fn ping(&self) -> StoreResult<()> {
-        unimplemented!()
-    }
-    async fn journal_rejected(&self, entry: &NewCallback) -> StoreResult<i64> {
-        unimplemented!()
-    }
-    async fn accept_signed(
-        &self,
-        entry: &NewCallback,
-        result: &IncomingResult,
-        job: JobEffect,
-    ) -> StoreResult<(MergeOutcome, Verification)> {
-        unimplemented!()
-    }
-    async fn accept_return_get(
-        &self,
-        entry: &NewCallback,
-        biz_id: &str,
-        job: NewJob,
-    ) -> StoreResult<Verification> {
-        unimplemented!()
-    }
-    async fn get(&self, biz_id: &str) -> StoreResult<Option<Verification>> {
-        unimplemented!()
-    }
-    async fn list(&self, query: &ListQuery) -> StoreResult<Vec<Verification>> {
-        unimplemented!()
-    }
-    async fn callbacks(&self, query: &CallbackQuery) -> StoreResult<Vec<CallbackRecord>> {
-        unimplemented!()
-    }
-    async fn lease_due_jobs(
-        &self,
-        owner: &str,
-        now: i64,
-        lease_until: i64,
-        limit: i64,
-    ) -> StoreResult<Vec<LeasedJob>> {
-        unimplemented!()
-    }
-    async fn reserve_call(
-        &self,
-        biz_id: &str,
-        owner: &str,
-        now: i64,
-        max_calls: i32,
-    ) -> StoreResult<Option<i32>> {
-        unimplemented!()
-    }
-    async fn update_job(
-        &self,
-        biz_id: &str,
-        owner: &str,
-        now: i64,
-        update: &JobUpdate,
-    ) -> StoreResult<()> {
-        unimplemented!()
-    }
-    async fn save_fetched(
-        &self,
-        owner: &str,
-        result: &IncomingResult,
-        images: &[NewImage],
-        update: &JobUpdate,
-    ) -> StoreResult<MergeOutcome> {
-        unimplemented!()
-    }
-    async fn schedule_fetch(&self, biz_id: &str, job: NewJob, now: i64) -> StoreResult<FetchInfo> {
-        unimplemented!()
-    }
-    async fn image(&self, biz_id: &str, name: &str) -> StoreResult<Option<Vec<u8>>> {
-        unimplemented!()
-    }
+fn is_in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
+super::engine::impl_store! {
+    store: SqliteStore,
+    connection: SqliteConnection,
+    engine: "sqlite",
+    migrator: MIGRATOR,
+    lease_due_jobs: LEASE_DUE_JOBS,
 }

@@ -19,11 +19,29 @@ async fn the_api_requires_a_configured_bearer_token(app: TestApp) {
     assert_eq!(none.status(), 401);
     assert_eq!(none.headers()["www-authenticate"], "Bearer");
     assert_eq!(error_code(none).await, "unauthorized");
-    let wrong = app.client.get(&url).bearer_auth("test-token-abcdeX").send().await.unwrap();
+    let wrong = app
+        .client
+        .get(&url)
+        .bearer_auth("test-token-abcdeX")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(wrong.status(), 401);
-    let basic = app.client.get(&url).basic_auth("a", Some("b")).send().await.unwrap();
+    let basic = app
+        .client
+        .get(&url)
+        .basic_auth("a", Some("b"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(basic.status(), 401);
-    let right = app.client.get(&url).bearer_auth(TOKEN).send().await.unwrap();
+    let right = app
+        .client
+        .get(&url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(right.status(), 200);
     // The callback routes and health need no token.
     assert_eq!(app.get("/healthz").await.status(), 200);
@@ -39,7 +57,11 @@ async fn listing_pages_newest_first_with_cursors_and_filters(app: TestApp) {
     // 7 records, one per minute; odd ones FAILED; two share biz_no "shared".
     for i in 0..7 {
         let status = if i % 2 == 1 { "FAILED" } else { "OK" };
-        let biz_no = if i < 2 { "shared".to_owned() } else { format!("order-{i}") };
+        let biz_no = if i < 2 {
+            "shared".to_owned()
+        } else {
+            format!("order-{i}")
+        };
         let data = result_data(&format!("1795392000,list-{i}"), &biz_no, status);
         assert_eq!(app.notify(&data).await.status(), 200);
         app.clock.advance(60_000);
@@ -50,21 +72,35 @@ async fn listing_pages_newest_first_with_cursors_and_filters(app: TestApp) {
         let page = app.api_json(&path).await;
         let items = page["items"].as_array().unwrap();
         assert!(items.len() <= 3);
-        seen.extend(items.iter().map(|r| r["biz_id"].as_str().unwrap().to_owned()));
+        seen.extend(
+            items
+                .iter()
+                .map(|r| r["biz_id"].as_str().unwrap().to_owned()),
+        );
         match page["next_cursor"].as_str() {
             Some(cursor) => path = format!("/verifications?limit=3&cursor={cursor}"),
             None => break,
         }
     }
-    let expected: Vec<String> = (0..7).rev().map(|i| format!("1795392000,list-{i}")).collect();
+    let expected: Vec<String> = (0..7)
+        .rev()
+        .map(|i| format!("1795392000,list-{i}"))
+        .collect();
     assert_eq!(seen, expected, "newest first, every record once");
 
     let failed = app.api_json("/verifications?status=failed").await;
     assert_eq!(failed["items"].as_array().unwrap().len(), 3);
     let shared = app.api_json("/verifications?biz_no=shared").await;
     assert_eq!(shared["items"].as_array().unwrap().len(), 2);
-    let since = app.api_json("/verifications?since=2026-11-23T00:05:00Z").await;
-    let ids: Vec<&str> = since["items"].as_array().unwrap().iter().map(|r| r["biz_id"].as_str().unwrap()).collect();
+    let since = app
+        .api_json("/verifications?since=2026-11-23T00:05:00Z")
+        .await;
+    let ids: Vec<&str> = since["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["biz_id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["1795392000,list-6", "1795392000,list-5"]);
     assert_eq!(since["next_cursor"], Value::Null);
 }

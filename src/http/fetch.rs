@@ -1,0 +1,235 @@
+//! The follow-up part of `/api/v1` (bearer auth like the rest of it): ask for a get_result
+//! now, fetch a RAW result by token, and serve fetched images.
+//!
+//! - `POST /verifications/{biz_id}/fetch` → 202 `{"biz_id", "fetch"}` with the job due now.
+//!   The budget and the window still apply: 409 `budget_exhausted` or `window_closed` when
+//!   spent or gone. An unknown biz_id of valid shape gets a PENDING record and a job; an
+//!   unknown one of any other shape is a 404.
+//! - `POST /raw-results` `{"token", "biz_no"?}` → 202, same rules, for seed 002's RAW
+//!   get_result. **Keying decision:** RAW results have no biz_id, so the record and the job
+//!   are keyed `raw:<token>` (see [`crate::fetcher`]); that key is what
+//!   `GET /verifications/{key}` takes, `biz_no` (from the request, then from the result) is
+//!   searchable with the list filter, and the one-day window starts when we first see the
+//!   token, since a token carries no time.
+//! - `GET /verifications/{biz_id}/images/{name}` → the JPEG bytes, never cached.
+//!
+//! Invariants: scheduling never touches `calls_used` (only the worker spends the budget, in
+//! the store's conditional statement); the 409 checks here are a courtesy to the caller, the
+//! store refuses a call past the budget or the window regardless. The worker is woken after
+//! every scheduling so the call does not wait for the next poll.
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::api::FetchView;
+use super::error::{AppError, Result};
+use crate::fetcher::{self, log_key};
+use crate::protocol::BizId;
+use crate::protocol::biz_id::RESULT_RETENTION_MS;
+use crate::store::{FetchInfo, FetchState, NewJob};
+
+/// Longest `biz_no` FaceID accepts in get_token.
+const MAX_BIZ_NO: usize = 128;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/verifications/{biz_id}/fetch", post(manual_fetch))
+        .route("/verifications/{biz_id}/images/{name}", get(image))
+        .route("/raw-results", post(raw_result))
+}
+
+/// The 202 body.
+#[derive(Serialize)]
+pub struct Scheduled {
+    pub biz_id: String,
+    pub fetch: FetchView,
+}
+
+fn accepted(state: &AppState, key: &str, info: &FetchInfo) -> Response {
+    state.wake_fetcher.notify_one();
+    tracing::info!(biz_id = %log_key(key), "follow-up requested");
+    let location = format!(
+        "/api/v1/verifications/{}",
+        percent_encoding::utf8_percent_encode(key, percent_encoding::NON_ALPHANUMERIC)
+    );
+    let mut response = (
+        StatusCode::ACCEPTED,
+        Json(Scheduled {
+            biz_id: key.to_owned(),
+            fetch: FetchView::from(info),
+        }),
+    )
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+/// When the one-day window of `key` ends, given when we first saw it.
+fn window_ends_at(state: &AppState, key: &str, first_seen: i64) -> i64 {
+    let margin = fetcher::duration_ms(state.settings.fetch.safety_margin);
+    match fetcher::Target::of(key) {
+        // A token carries no time: the day starts at first sight.
+        fetcher::Target::Raw(_) => first_seen + RESULT_RETENTION_MS - margin,
+        fetcher::Target::Lite(_) => match BizId::from_signed(key) {
+            Ok(id) => id.window_ends_at_ms(first_seen, margin),
+            Err(_) => first_seen + RESULT_RETENTION_MS - margin,
+        },
+    }
+}
+
+/// 409 when no call can be made any more.
+fn refuse_if_spent(
+    state: &AppState,
+    fetch: &FetchInfo,
+    window_ends_at: i64,
+    now: i64,
+) -> Result<()> {
+    let max_calls = state.settings.fetch.max_calls;
+    if fetch.calls_used >= max_calls {
+        return Err(AppError::Conflict {
+            code: "budget_exhausted",
+            message: format!("all {max_calls} get_result calls for this verification are spent"),
+        });
+    }
+    if fetch.state == FetchState::Expired || now >= window_ends_at {
+        return Err(AppError::Conflict {
+            code: "window_closed",
+            message: "FaceID keeps a result for one day and this one's day is over".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+async fn manual_fetch(
+    State(state): State<AppState>,
+    Path(biz_id): Path<String>,
+) -> Result<Response> {
+    let now = state.clock.now_ms();
+    let return_image = state.settings.fetch.return_image;
+    if let Some(record) = state.store.get(&biz_id).await? {
+        let window_ends_at = window_ends_at(&state, &record.biz_id, record.created_at);
+        refuse_if_spent(&state, &record.fetch, window_ends_at, now)?;
+        let job = NewJob {
+            next_at: now,
+            window_ends_at,
+            return_image,
+        };
+        let info = state.store.schedule_fetch(&record.biz_id, job, now).await?;
+        return Ok(accepted(&state, &record.biz_id, &info));
+    }
+    // Unknown: only a well-formed biz_id (as a return GET would bring) gets a record.
+    let id = BizId::parse(&biz_id)
+        .map_err(|_| AppError::NotFound("no verification with this biz_id"))?;
+    let window_ends_at = id.window_ends_at_ms(
+        now,
+        fetcher::duration_ms(state.settings.fetch.safety_margin),
+    );
+    refuse_if_spent(&state, &FetchInfo::default(), window_ends_at, now)?;
+    let job = NewJob {
+        next_at: now,
+        window_ends_at,
+        return_image,
+    };
+    let record = state
+        .store
+        .request_fetch(id.as_str(), None, job, now)
+        .await?;
+    Ok(accepted(&state, &record.biz_id, &record.fetch))
+}
+
+#[derive(Deserialize)]
+struct RawRequest {
+    token: Option<serde_json::Value>,
+    biz_no: Option<serde_json::Value>,
+}
+
+async fn raw_result(State(state): State<AppState>, body: Bytes) -> Result<Response> {
+    let request: RawRequest = serde_json::from_slice(&body).map_err(|_| {
+        AppError::bad_request(
+            "malformed_body",
+            "the body must be a JSON object {\"token\": ..., \"biz_no\": ...}",
+        )
+    })?;
+    let token = match &request.token {
+        Some(serde_json::Value::String(token)) => token.as_str(),
+        _ => {
+            return Err(AppError::bad_request(
+                "missing_field",
+                "token (a string) is required",
+            ));
+        }
+    };
+    let token = fetcher::parse_raw_token(token)
+        .map_err(|reason| AppError::bad_request("invalid_token", reason))?;
+    let biz_no = match &request.biz_no {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(b)) if b.trim().is_empty() => None,
+        Some(serde_json::Value::String(b))
+            if b.len() <= MAX_BIZ_NO && !b.chars().any(char::is_control) =>
+        {
+            Some(b.trim().to_owned())
+        }
+        Some(_) => {
+            return Err(AppError::bad_request(
+                "invalid_biz_no",
+                format!("biz_no must be a string of at most {MAX_BIZ_NO} bytes"),
+            ));
+        }
+    };
+
+    let key = fetcher::raw_key(token);
+    let now = state.clock.now_ms();
+    let (first_seen, fetch) = match state.store.get(&key).await? {
+        Some(record) => (record.created_at, record.fetch),
+        None => (now, FetchInfo::default()),
+    };
+    let window_ends_at = window_ends_at(&state, &key, first_seen);
+    refuse_if_spent(&state, &fetch, window_ends_at, now)?;
+    let job = NewJob {
+        next_at: now,
+        window_ends_at,
+        return_image: state.settings.fetch.return_image,
+    };
+    let record = state
+        .store
+        .request_fetch(&key, biz_no.as_deref(), job, now)
+        .await?;
+    Ok(accepted(&state, &key, &record.fetch))
+}
+
+async fn image(
+    State(state): State<AppState>,
+    Path((biz_id, name)): Path<(String, String)>,
+) -> Result<Response> {
+    let valid_name = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !valid_name {
+        return Err(AppError::NotFound("no such image"));
+    }
+    let jpeg = state
+        .store
+        .image(&biz_id, &name)
+        .await?
+        .ok_or(AppError::NotFound("no such image"))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/jpeg"),
+            // Identity data: no shared or browser cache may keep it.
+            (header::CACHE_CONTROL, "no-store"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        jpeg,
+    )
+        .into_response())
+}

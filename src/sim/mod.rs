@@ -1,0 +1,27 @@
+//! `faceid-sim`: a stand-in for FaceID Lite, for tests and local development.
+//!
+//! - [`server`]: the get_result upstream (Lite by biz_id, RAW by token) with FaceID's real
+//!   limits — three calls, one day, documented error codes — driven by per-id [`script`]s,
+//!   with a call log tests can assert on ("never a 4th call", "never two at once").
+//! - [`sender`]: builds, signs (or forges) and delivers notify/return callbacks.
+//! - [`result`]: the result JSON both of them produce, shaped like the seeds' examples.
+//!
+//! Time comes from an injected [`Clock`](crate::clock::Clock), so tests can step through the
+//! one-day window with a [`ManualClock`](crate::clock::ManualClock). FaceID rules themselves
+//! (signatures, biz_id times, error codes) come from [`crate::protocol`], not from here.
+
+pub mod result;
+pub mod script;
+pub mod sender;
+pub mod server;
+
+pub use result::{Subject, TINY_JPEG, jpeg_data_uri, mint_biz_id};
+pub use script::{SeedShape, Step};
+pub use sender::{
+    CallbackSpec, Delivery, Encoding, Forgery, SendError, SignedCallback, http_client,
+    post_callback, return_get, return_get_url,
+};
+pub use server::{
+    Api, CallRecord, CallReport, CallsReport, ResultScript, ScriptError, SimConfig, SimServer,
+    Simulator,
+};

@@ -1,0 +1,649 @@
+//! What the two engines share beyond SQL text: row types, row → record conversions, small
+//! pure decisions, and [`impl_store!`], which writes the [`Store`](super::Store) methods
+//! once for both pool types.
+//!
+//! Why a macro and not generic functions: sqlx's executor bounds for "any database whose
+//! connection runs these statements with these bind types" are long and leak into every
+//! signature, while the bodies are the same text for `PgConnection` and
+//! `SqliteConnection`. The macro keeps one copy of the logic; each engine supplies only its
+//! pool, how a write transaction begins, its migrator and its lease statement.
+//!
+//! Invariants kept here: every write that reads before it writes runs in the engine's write
+//! transaction (`begin_write`); every multi-statement method is one transaction, so it is
+//! all-or-nothing; row types that hold identity data (`result`) do not implement `Debug`.
+
+use super::{
+    CallbackRecord, FetchInfo, FetchState, JobUpdate, LeasedJob, MergeOutcome, Source, Verification,
+};
+
+/// A `verifications` row joined with its follow-up job (`fetch_*` NULL when none).
+#[derive(sqlx::FromRow)]
+pub(super) struct VerificationRow {
+    biz_id: String,
+    biz_no: Option<String>,
+    status: String,
+    liveness: Option<String>,
+    confidence: Option<f64>,
+    source: String,
+    signed: bool,
+    result: Option<String>,
+    image_names: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+    fetch_state: Option<String>,
+    fetch_calls_used: Option<i32>,
+    fetch_next_at: Option<i64>,
+    fetch_last_error: Option<String>,
+}
+
+impl TryFrom<VerificationRow> for Verification {
+    type Error = sqlx::Error;
+
+    fn try_from(row: VerificationRow) -> Result<Self, sqlx::Error> {
+        let fetch = match row.fetch_state {
+            None => FetchInfo::default(),
+            Some(state) => FetchInfo {
+                state: parse_fetch_state(&state)?,
+                calls_used: row.fetch_calls_used.unwrap_or_default(),
+                next_at: row.fetch_next_at,
+                last_error: row.fetch_last_error,
+            },
+        };
+        Ok(Self {
+            source: Source::parse(&row.source)
+                .ok_or_else(|| decode_error("source", &row.source))?,
+            biz_id: row.biz_id,
+            biz_no: row.biz_no,
+            status: row.status,
+            liveness: row.liveness,
+            confidence: row.confidence,
+            signed: row.signed,
+            result: row.result,
+            images: split_image_names(row.image_names.as_deref()),
+            fetch,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+/// A journal row, body excluded.
+#[derive(sqlx::FromRow)]
+pub(super) struct CallbackRow {
+    id: i64,
+    kind: String,
+    biz_id: Option<String>,
+    verified: bool,
+    outcome: String,
+    reason: Option<String>,
+    received_at: i64,
+    remote_addr: Option<String>,
+    content_type: Option<String>,
+    body_sha256: String,
+    body_len: i64,
+}
+
+impl From<CallbackRow> for CallbackRecord {
+    fn from(row: CallbackRow) -> Self {
+        Self {
+            id: row.id,
+            kind: row.kind,
+            biz_id: row.biz_id,
+            verified: row.verified,
+            outcome: row.outcome,
+            reason: row.reason,
+            received_at: row.received_at,
+            remote_addr: row.remote_addr,
+            content_type: row.content_type,
+            body_sha256: row.body_sha256,
+            body_len: row.body_len,
+        }
+    }
+}
+
+/// A job as `lease_due_jobs` returns it.
+#[derive(sqlx::FromRow)]
+pub(super) struct LeaseRow {
+    biz_id: String,
+    calls_used: i32,
+    next_at: i64,
+    window_ends_at: i64,
+    return_image: i32,
+    lease_until: i64,
+}
+
+impl From<LeaseRow> for LeasedJob {
+    fn from(row: LeaseRow) -> Self {
+        Self {
+            biz_id: row.biz_id,
+            calls_used: row.calls_used,
+            next_at: row.next_at,
+            window_ends_at: row.window_ends_at,
+            return_image: row.return_image,
+            lease_until: row.lease_until,
+        }
+    }
+}
+
+/// The `fetch` columns of a job row.
+#[derive(sqlx::FromRow)]
+pub(super) struct FetchRow {
+    state: String,
+    calls_used: i32,
+    next_at: Option<i64>,
+    last_error: Option<String>,
+}
+
+impl TryFrom<FetchRow> for FetchInfo {
+    type Error = sqlx::Error;
+
+    fn try_from(row: FetchRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            state: parse_fetch_state(&row.state)?,
+            calls_used: row.calls_used,
+            next_at: row.next_at,
+            last_error: row.last_error,
+        })
+    }
+}
+
+fn parse_fetch_state(text: &str) -> Result<FetchState, sqlx::Error> {
+    FetchState::parse(text).ok_or_else(|| decode_error("fetch_jobs.state", text))
+}
+
+/// A stored enum value this build does not know: a schema/code mismatch, not bad input.
+fn decode_error(column: &str, value: &str) -> sqlx::Error {
+    sqlx::Error::Decode(format!("unknown value {value:?} in {column}").into())
+}
+
+/// What the merge statement's `RETURNING revision` means: no row, the stored record was
+/// kept; revision 1, this is the biz_id's first result (PENDING rows are revision 0).
+pub(super) fn merge_outcome(revision: Option<i32>) -> MergeOutcome {
+    match revision {
+        None => MergeOutcome::Unchanged,
+        Some(1) => MergeOutcome::Created,
+        Some(_) => MergeOutcome::Updated,
+    }
+}
+
+/// The journal outcome of a verified delivery.
+pub(super) fn journal_outcome(merge: MergeOutcome) -> &'static str {
+    match merge {
+        MergeOutcome::Created | MergeOutcome::Updated => "stored",
+        MergeOutcome::Unchanged => "duplicate",
+    }
+}
+
+/// Binds for `END_JOB_TURN`: (state or NULL to keep it, next_at, last_error).
+pub(super) fn job_turn_binds(
+    update: &JobUpdate,
+) -> (Option<&'static str>, Option<i64>, Option<&str>) {
+    match update {
+        JobUpdate::Retry {
+            next_at,
+            last_error,
+        } => (None, Some(*next_at), last_error.as_deref()),
+        JobUpdate::Finish { state, last_error } => {
+            (Some(state.as_str()), None, last_error.as_deref())
+        }
+    }
+}
+
+/// `image_names` column text: sorted, unique, comma-separated; NULL when there are none.
+/// Sorted in Rust rather than SQL so both engines agree whatever their collation.
+pub(super) fn join_image_names(mut names: Vec<String>) -> Option<String> {
+    names.sort();
+    names.dedup();
+    (!names.is_empty()).then(|| names.join(","))
+}
+
+pub(super) fn split_image_names(text: Option<&str>) -> Vec<String> {
+    text.unwrap_or_default()
+        .split(',')
+        .filter(|name| !name.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Implements [`Store`](super::Store) for an engine struct with a `pool` field.
+///
+/// The engine provides an inherent `async fn begin_write(&self) -> Result<Transaction<'static,
+/// DB>, sqlx::Error>` (PostgreSQL: a plain `BEGIN`; SQLite: `BEGIN IMMEDIATE`, so that a
+/// transaction that reads first never fails upgrading its lock), a `static` migrator and the
+/// lease statement. The invoking module must `use super::*` (the records and `Store`).
+macro_rules! impl_store {
+    (
+        store: $store:ty,
+        connection: $conn:ty,
+        engine: $engine:literal,
+        migrator: $migrator:expr,
+        lease_due_jobs: $lease_due_jobs:expr $(,)?
+    ) => {
+        use $crate::store::engine as shared;
+        use $crate::store::sql;
+
+        /// Merges `result` under the rank/signed rule; see [`sql::MERGE_RESULT`].
+        async fn merge(
+            conn: &mut $conn,
+            result: &IncomingResult,
+            now: i64,
+        ) -> Result<MergeOutcome, sqlx::Error> {
+            let revision: Option<i32> = sqlx::query_scalar(sql::MERGE_RESULT)
+                .bind(&result.biz_id)
+                .bind(&result.biz_no)
+                .bind(&result.status)
+                .bind(result.status_rank)
+                .bind(&result.liveness)
+                .bind(result.confidence)
+                .bind(result.source.as_str())
+                .bind(result.signed)
+                .bind(&result.result)
+                .bind(now)
+                .fetch_optional(&mut *conn)
+                .await?;
+            let outcome = shared::merge_outcome(revision);
+            if outcome == MergeOutcome::Unchanged
+                && let Some(biz_no) = &result.biz_no
+            {
+                sqlx::query(sql::FILL_BIZ_NO)
+                    .bind(&result.biz_id)
+                    .bind(biz_no)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Ok(outcome)
+        }
+
+        async fn journal(
+            conn: &mut $conn,
+            entry: &NewCallback,
+            outcome: &str,
+        ) -> Result<i64, sqlx::Error> {
+            sqlx::query_scalar(sql::INSERT_CALLBACK)
+                .bind(entry.kind.as_str())
+                .bind(&entry.biz_id)
+                .bind(entry.verified)
+                .bind(outcome)
+                .bind(&entry.reason)
+                .bind(entry.received_at)
+                .bind(&entry.remote_addr)
+                .bind(&entry.content_type)
+                .bind(&entry.body_sha256)
+                .bind(entry.body_len)
+                .bind(&entry.body)
+                .fetch_one(&mut *conn)
+                .await
+        }
+
+        /// Runs one of the job upserts that take (biz_id, next_at, window_ends_at,
+        /// return_image, now).
+        async fn upsert_job(
+            conn: &mut $conn,
+            statement: &'static str,
+            biz_id: &str,
+            job: &NewJob,
+            now: i64,
+        ) -> Result<(), sqlx::Error> {
+            sqlx::query(statement)
+                .bind(biz_id)
+                .bind(job.next_at)
+                .bind(job.window_ends_at)
+                .bind(job.return_image)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        }
+
+        /// Ends `owner`'s turn; matches no row (a no-op) when the lease was lost.
+        async fn end_turn(
+            conn: &mut $conn,
+            biz_id: &str,
+            owner: &str,
+            update: &JobUpdate,
+            now: i64,
+        ) -> Result<(), sqlx::Error> {
+            let (state, next_at, last_error) = shared::job_turn_binds(update);
+            sqlx::query(sql::END_JOB_TURN)
+                .bind(biz_id)
+                .bind(owner)
+                .bind(state)
+                .bind(next_at)
+                .bind(last_error)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        }
+
+        async fn verification(
+            conn: &mut $conn,
+            biz_id: &str,
+        ) -> Result<Option<Verification>, sqlx::Error> {
+            sqlx::query_as::<_, shared::VerificationRow>(sql::GET_VERIFICATION)
+                .bind(biz_id)
+                .fetch_optional(&mut *conn)
+                .await?
+                .map(Verification::try_from)
+                .transpose()
+        }
+
+        /// The record a write transaction just created or kept: it must exist.
+        async fn written_verification(
+            conn: &mut $conn,
+            biz_id: &str,
+        ) -> Result<Verification, sqlx::Error> {
+            verification(conn, biz_id)
+                .await?
+                .ok_or(sqlx::Error::RowNotFound)
+        }
+
+        #[async_trait::async_trait]
+        impl Store for $store {
+            fn engine(&self) -> &'static str {
+                $engine
+            }
+
+            async fn migrate(&self) -> StoreResult<()> {
+                $migrator.run(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn ping(&self) -> StoreResult<()> {
+                sqlx::query(sql::PING).execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn close(&self) {
+                self.pool.close().await;
+            }
+
+            async fn journal_rejected(&self, entry: &NewCallback) -> StoreResult<i64> {
+                let mut conn = self.pool.acquire().await?;
+                Ok(journal(&mut conn, entry, "rejected").await?)
+            }
+
+            async fn accept_signed(
+                &self,
+                entry: &NewCallback,
+                result: &IncomingResult,
+                job: JobEffect,
+            ) -> StoreResult<(MergeOutcome, Verification)> {
+                let now = entry.received_at;
+                let mut tx = self.begin_write().await?;
+                let outcome = merge(&mut tx, result, now).await?;
+                journal(&mut tx, entry, shared::journal_outcome(outcome)).await?;
+                match job {
+                    JobEffect::Keep => {}
+                    JobEffect::CancelPending => {
+                        sqlx::query(sql::CANCEL_PENDING_JOB)
+                            .bind(&result.biz_id)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    JobEffect::Ensure(new_job) => {
+                        upsert_job(&mut tx, sql::ENSURE_JOB, &result.biz_id, &new_job, now).await?
+                    }
+                }
+                let record = written_verification(&mut tx, &result.biz_id).await?;
+                tx.commit().await?;
+                Ok((outcome, record))
+            }
+
+            async fn accept_return_get(
+                &self,
+                entry: &NewCallback,
+                biz_id: &str,
+                job: NewJob,
+            ) -> StoreResult<Verification> {
+                let now = entry.received_at;
+                let mut tx = self.begin_write().await?;
+                journal(&mut tx, entry, "pending").await?;
+                sqlx::query(sql::INSERT_PENDING)
+                    .bind(biz_id)
+                    .bind(PENDING)
+                    .bind(Source::Return.as_str())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                upsert_job(&mut tx, sql::INSERT_JOB_UNLESS_FINAL, biz_id, &job, now).await?;
+                let record = written_verification(&mut tx, biz_id).await?;
+                tx.commit().await?;
+                Ok(record)
+            }
+
+            async fn get(&self, biz_id: &str) -> StoreResult<Option<Verification>> {
+                let mut conn = self.pool.acquire().await?;
+                Ok(verification(&mut conn, biz_id).await?)
+            }
+
+            async fn list(&self, query: &ListQuery) -> StoreResult<Vec<Verification>> {
+                let rows = sqlx::query_as::<_, shared::VerificationRow>(sql::LIST_VERIFICATIONS)
+                    .bind(query.biz_no.as_deref())
+                    .bind(query.status.as_deref())
+                    .bind(query.since)
+                    .bind(query.after.as_ref().map(|(created_at, _)| *created_at))
+                    .bind(query.after.as_ref().map(|(_, biz_id)| biz_id.as_str()))
+                    .bind(query.limit.max(0))
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(Verification::try_from)
+                    .collect::<Result<_, _>>()?)
+            }
+
+            async fn callbacks(&self, query: &CallbackQuery) -> StoreResult<Vec<CallbackRecord>> {
+                let rows = sqlx::query_as::<_, shared::CallbackRow>(sql::LIST_CALLBACKS)
+                    .bind(query.biz_id.as_deref())
+                    .bind(query.verified)
+                    .bind(query.before_id)
+                    .bind(query.limit.max(0))
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows.into_iter().map(CallbackRecord::from).collect())
+            }
+
+            async fn lease_due_jobs(
+                &self,
+                owner: &str,
+                now: i64,
+                lease_until: i64,
+                limit: i64,
+            ) -> StoreResult<Vec<LeasedJob>> {
+                let mut tx = self.begin_write().await?;
+                let rows = sqlx::query_as::<_, shared::LeaseRow>($lease_due_jobs)
+                    .bind(owner)
+                    .bind(now)
+                    .bind(lease_until)
+                    .bind(limit.max(0))
+                    .fetch_all(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                // RETURNING keeps no order: hand them out oldest-due first, as selected.
+                let mut jobs: Vec<LeasedJob> = rows.into_iter().map(LeasedJob::from).collect();
+                jobs.sort_by(|a, b| (a.next_at, &a.biz_id).cmp(&(b.next_at, &b.biz_id)));
+                Ok(jobs)
+            }
+
+            async fn reserve_call(
+                &self,
+                biz_id: &str,
+                owner: &str,
+                now: i64,
+                max_calls: i32,
+            ) -> StoreResult<Option<i32>> {
+                Ok(sqlx::query_scalar(sql::RESERVE_CALL)
+                    .bind(biz_id)
+                    .bind(owner)
+                    .bind(now)
+                    .bind(max_calls)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn update_job(
+                &self,
+                biz_id: &str,
+                owner: &str,
+                now: i64,
+                update: &JobUpdate,
+            ) -> StoreResult<()> {
+                let mut conn = self.pool.acquire().await?;
+                Ok(end_turn(&mut conn, biz_id, owner, update, now).await?)
+            }
+
+            async fn save_fetched(
+                &self,
+                owner: &str,
+                result: &IncomingResult,
+                images: &[NewImage],
+                update: &JobUpdate,
+                now: i64,
+            ) -> StoreResult<MergeOutcome> {
+                let mut tx = self.begin_write().await?;
+                // The merge comes first: on PostgreSQL its upsert locks the record's row (even
+                // when it keeps it), which serializes the image-name bookkeeping below.
+                let outcome = merge(&mut tx, result, now).await?;
+                if !images.is_empty() {
+                    for image in images {
+                        sqlx::query(sql::UPSERT_IMAGE)
+                            .bind(&result.biz_id)
+                            .bind(&image.name)
+                            .bind(&image.jpeg)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    let names: Vec<String> = sqlx::query_scalar(sql::IMAGE_NAMES)
+                        .bind(&result.biz_id)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    sqlx::query(sql::SET_IMAGE_NAMES)
+                        .bind(&result.biz_id)
+                        .bind(shared::join_image_names(names))
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                end_turn(&mut tx, &result.biz_id, owner, update, now).await?;
+                tx.commit().await?;
+                Ok(outcome)
+            }
+
+            async fn schedule_fetch(
+                &self,
+                biz_id: &str,
+                job: NewJob,
+                now: i64,
+            ) -> StoreResult<FetchInfo> {
+                let row = sqlx::query_as::<_, shared::FetchRow>(sql::SCHEDULE_JOB)
+                    .bind(biz_id)
+                    .bind(job.next_at)
+                    .bind(job.window_ends_at)
+                    .bind(job.return_image)
+                    .bind(now)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(FetchInfo::try_from(row)?)
+            }
+
+            async fn request_fetch(
+                &self,
+                biz_id: &str,
+                biz_no: Option<&str>,
+                job: NewJob,
+                now: i64,
+            ) -> StoreResult<Verification> {
+                let mut tx = self.begin_write().await?;
+                // Asked through the API, answered by get_result: the PENDING record's source.
+                sqlx::query(sql::INSERT_PENDING)
+                    .bind(biz_id)
+                    .bind(PENDING)
+                    .bind(Source::GetResult.as_str())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                if let Some(biz_no) = biz_no {
+                    sqlx::query(sql::FILL_BIZ_NO)
+                        .bind(biz_id)
+                        .bind(biz_no)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                upsert_job(&mut tx, sql::SCHEDULE_JOB, biz_id, &job, now).await?;
+                let record = written_verification(&mut tx, biz_id).await?;
+                tx.commit().await?;
+                Ok(record)
+            }
+            async fn image(&self, biz_id: &str, name: &str) -> StoreResult<Option<Vec<u8>>> {
+                Ok(sqlx::query_scalar(sql::GET_IMAGE)
+                    .bind(biz_id)
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+        }
+    };
+}
+pub(super) use impl_store;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_two_migration_folders_list_the_same_versions() {
+        let versions = |migrator: &sqlx::migrate::Migrator| {
+            migrator
+                .iter()
+                .map(|m| (m.version, m.description.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let postgres = versions(&super::super::postgres::MIGRATOR);
+        assert!(!postgres.is_empty());
+        assert_eq!(postgres, versions(&super::super::sqlite::MIGRATOR));
+    }
+
+    #[test]
+    fn revision_one_is_the_first_result_and_no_row_is_a_duplicate() {
+        assert_eq!(merge_outcome(None), MergeOutcome::Unchanged);
+        assert_eq!(merge_outcome(Some(1)), MergeOutcome::Created);
+        assert_eq!(merge_outcome(Some(2)), MergeOutcome::Updated);
+        assert_eq!(journal_outcome(MergeOutcome::Created), "stored");
+        assert_eq!(journal_outcome(MergeOutcome::Updated), "stored");
+        assert_eq!(journal_outcome(MergeOutcome::Unchanged), "duplicate");
+    }
+
+    #[test]
+    fn image_names_are_sorted_unique_and_round_trip() {
+        let joined = join_image_names(vec![
+            "image_best".into(),
+            "image_env".into(),
+            "image_best".into(),
+        ]);
+        assert_eq!(joined.as_deref(), Some("image_best,image_env"));
+        assert_eq!(
+            split_image_names(joined.as_deref()),
+            ["image_best", "image_env"]
+        );
+        assert_eq!(join_image_names(Vec::new()), None);
+        assert!(split_image_names(None).is_empty());
+        assert!(split_image_names(Some("")).is_empty());
+    }
+
+    #[test]
+    fn a_retry_keeps_the_state_and_a_finish_clears_next_at() {
+        let retry = JobUpdate::Retry {
+            next_at: 5,
+            last_error: Some("timeout".into()),
+        };
+        assert_eq!(job_turn_binds(&retry), (None, Some(5), Some("timeout")));
+        let finish = JobUpdate::Finish {
+            state: FetchState::Done,
+            last_error: None,
+        };
+        assert_eq!(job_turn_binds(&finish), (Some("done"), None, None));
+    }
+}

@@ -1,0 +1,282 @@
+//! Test databases shared by the integration suites: a fresh SQLite file or a fresh
+//! PostgreSQL database per test, removed afterwards.
+//!
+//! Include it at the root of a test target (other helpers refer to `crate::common`):
+//! ```ignore
+//! #[path = "../common/mod.rs"]
+//! mod common;
+//! ```
+//!
+//! PostgreSQL comes from `TEST_POSTGRES_URL` (default [`DEFAULT_POSTGRES_URL`]); that URL is
+//! only used as the admin connection that creates `t_<uuid>` databases and drops them
+//! (`WITH (FORCE)`, so a leaked pool connection cannot keep one alive). When no PostgreSQL
+//! answers, tests skip with a loud message, unless `REQUIRE_POSTGRES=1` turns the skip into
+//! a failure (CI).
+
+// Each test target uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use faceid_receiver::store::{self, ConnectOptions, Store};
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// How long to wait for the admin connection before deciding PostgreSQL is not there.
+const ADMIN_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// A temporary directory holding one SQLite database file; deleted on drop.
+pub struct TempDirGuard {
+    dir: tempfile::TempDir,
+    url: String,
+}
+
+impl TempDirGuard {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("faceid-test-")
+            .tempdir()
+            .expect("create a temp dir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
+        Self { dir, url }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Default for TempDirGuard {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A migrated SQLite store in its own temp dir; keep the guard alive as long as the store.
+pub async fn sqlite_store() -> (Arc<dyn Store>, TempDirGuard) {
+    let guard = TempDirGuard::new();
+    let store = connect_migrated(guard.url()).await;
+    (store, guard)
+}
+
+/// A PostgreSQL database created for one test, dropped when this is dropped (or earlier,
+/// with [`TestDb::drop_database`]).
+pub struct TestDb {
+    admin_url: String,
+    name: String,
+    url: String,
+    dropped: bool,
+}
+
+impl TestDb {
+    /// The URL of the test's own database.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Drops the database now, terminating any connection still open on it. Idempotent.
+    pub async fn drop_database(&mut self) {
+        if !self.dropped {
+            drop_database(&self.admin_url, &self.name).await;
+            self.dropped = true;
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if self.dropped {
+            return;
+        }
+        // Drop can't await, and may run inside (or outside) a runtime: do the async drop on
+        // a thread of its own with a private runtime, and wait for it so the database is
+        // gone before the test process can exit.
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let dropper = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(drop_database(&admin_url, &name));
+        });
+        if dropper.join().is_err() {
+            eprintln!("test database {} may not have been dropped", self.name);
+        }
+    }
+}
+
+async fn admin_connection(admin_url: &str) -> Result<PgConnection, String> {
+    match tokio::time::timeout(ADMIN_CONNECT_TIMEOUT, PgConnection::connect(admin_url)).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {ADMIN_CONNECT_TIMEOUT:?}")),
+    }
+}
+
+async fn drop_database(admin_url: &str, name: &str) {
+    let result = async {
+        let mut admin = admin_connection(admin_url).await?;
+        // The name is ours (`t_` + hex), so quoting it is enough.
+        let statement = format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#);
+        sqlx::raw_sql(AssertSqlSafe(statement))
+            .execute(&mut admin)
+            .await
+            .map_err(|e| e.to_string())?;
+        admin.close().await.map_err(|e| e.to_string())
+    }
+    .await;
+    if let Err(e) = result {
+        eprintln!("could not drop test database {name}: {e}");
+    }
+}
+
+fn postgres_required() -> bool {
+    std::env::var("REQUIRE_POSTGRES").is_ok_and(|v| v == "1")
+}
+
+/// Creates a fresh, empty database `t_<uuid>` on the test server, or `None` (after saying
+/// so loudly) when no PostgreSQL answers and `REQUIRE_POSTGRES` is not `1`.
+pub async fn postgres_url() -> Option<TestDb> {
+    let admin_url =
+        std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
+    let mut admin = match admin_connection(&admin_url).await {
+        Ok(admin) => admin,
+        Err(e) => {
+            let shown = redact(&admin_url);
+            if postgres_required() {
+                panic!("REQUIRE_POSTGRES=1 but PostgreSQL is not available at {shown}: {e}");
+            }
+            eprintln!(
+                "!!! PostgreSQL not available at {shown} ({e}): skipping this PostgreSQL test"
+            );
+            eprintln!(
+                "!!! set TEST_POSTGRES_URL to run it, REQUIRE_POSTGRES=1 to fail instead of skipping"
+            );
+            return None;
+        }
+    };
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    sqlx::raw_sql(AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
+        .execute(&mut admin)
+        .await
+        .expect("create the test database");
+    let _ = admin.close().await;
+    let mut url = url::Url::parse(&admin_url).expect("TEST_POSTGRES_URL is a URL");
+    url.set_path(&name);
+    Some(TestDb {
+        admin_url,
+        name,
+        url: url.into(),
+        dropped: false,
+    })
+}
+
+/// A migrated store on a fresh PostgreSQL database (see [`postgres_url`]).
+pub async fn postgres_store() -> Option<(Arc<dyn Store>, TestDb)> {
+    let db = postgres_url().await?;
+    let store = connect_migrated(db.url()).await;
+    Some((store, db))
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(Some("***"));
+            }
+            parsed.into()
+        }
+        Err(_) => "<unparsable URL>".to_owned(),
+    }
+}
+
+pub async fn connect_migrated(url: &str) -> Arc<dyn Store> {
+    let store = store::connect(url, &ConnectOptions::default())
+        .await
+        .expect("connect to the test database");
+    store.migrate().await.expect("migrate the test database");
+    store
+}
+
+/// A fresh database of either engine, for suites that connect on their own (by URL).
+pub struct TestDatabase {
+    engine: Engine,
+    guard: DatabaseGuard,
+}
+
+enum DatabaseGuard {
+    Sqlite(TempDirGuard),
+    Postgres(TestDb),
+}
+
+impl TestDatabase {
+    /// `None` only for PostgreSQL when it is unavailable and not required.
+    pub async fn create(engine: Engine) -> Option<Self> {
+        let guard = match engine {
+            Engine::Sqlite => DatabaseGuard::Sqlite(TempDirGuard::new()),
+            Engine::Postgres => DatabaseGuard::Postgres(postgres_url().await?),
+        };
+        Some(Self { engine, guard })
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    pub fn url(&self) -> &str {
+        match &self.guard {
+            DatabaseGuard::Sqlite(dir) => dir.url(),
+            DatabaseGuard::Postgres(db) => db.url(),
+        }
+    }
+}
+
+/// Expands each `async fn case(store: Arc<dyn Store>)` at the crate root into one test per
+/// engine: `sqlite::case` and `postgres::case`. The store is closed and its database
+/// removed after the case returns (and by the guards' `Drop` if it panics).
+#[macro_export]
+macro_rules! store_tests {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let (store, _dir) = $crate::common::sqlite_store().await;
+                    super::$case(store.clone()).await;
+                    store.close().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some((store, mut db)) = $crate::common::postgres_store().await else {
+                        return;
+                    };
+                    super::$case(store.clone()).await;
+                    store.close().await;
+                    db.drop_database().await;
+                }
+            )*
+        }
+    };
+}

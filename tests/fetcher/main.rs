@@ -1,0 +1,12 @@
+//! Follow-up worker integration tests: the real store (SQLite and PostgreSQL, each case on
+//! both), the FaceID simulator (or wiremock for shapes it does not make) as the upstream, and
+//! a manual clock so a day passes without sleeping.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod helpers;
+
+mod api;
+mod replicas;
+mod worker;
