@@ -2,7 +2,6 @@
 //! callbacks, return GETs and API reads, then checks that no secret, token, identity field or
 //! raw result ever reached the log.
 
-#[allow(dead_code)]
 #[path = "common/mod.rs"]
 mod common;
 // Shared with tests/api; this binary uses only part of it.
