@@ -10,34 +10,11 @@ mod common;
 #[allow(dead_code)]
 mod helpers;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use base64::Engine as _;
+use common::capture::Capture;
 use faceid_receiver::sim::{ResultScript, TINY_JPEG};
 use faceid_receiver::store::FetchState;
 use helpers::*;
-use tracing_subscriber::fmt::MakeWriter;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_logs_no_secret_url_token_identity_or_image_data() {
@@ -84,7 +61,7 @@ async fn the_worker_logs_no_secret_url_token_identity_or_image_data() {
     assert_eq!(h.record(&raw_key).await.fetch.state, FetchState::Done);
     drop(h);
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     if std::env::var_os("SHOW_LOGS").is_some() {
         eprintln!("{logs}");
     }

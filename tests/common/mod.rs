@@ -16,6 +16,8 @@
 // Each test target uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod capture;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
