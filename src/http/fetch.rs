@@ -29,11 +29,12 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::api::FetchView;
-use super::error::{AppError, Result};
+use super::error::{AppError, ErrorBody, Result};
 use crate::fetcher::{self, log_key};
 use crate::protocol::BizId;
 use crate::protocol::biz_id::RESULT_RETENTION_MS;
 use crate::store::{FetchInfo, FetchState, NewJob};
+use utoipa::ToSchema;
 
 /// Longest `biz_no` FaceID accepts in get_token.
 const MAX_BIZ_NO: usize = 128;
@@ -46,7 +47,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The 202 body.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Scheduled {
     pub biz_id: String,
     pub fetch: FetchView,
@@ -109,7 +110,22 @@ fn refuse_if_spent(
     Ok(())
 }
 
-async fn manual_fetch(
+/// Ask for a get_result call now (the budget and the one-day window permitting).
+#[utoipa::path(
+    post,
+    path = "/api/v1/verifications/{biz_id}/fetch",
+    tag = "verifications",
+    params(("biz_id" = String, Path, description = "The biz_id, URL-encoded (it contains a comma)")),
+    responses(
+        (status = 202, description = "Follow-up scheduled now", body = Scheduled,
+         headers(("Location" = String, description = "The verification's URL"))),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 404, description = "Unknown verification and not a well-formed biz_id", body = ErrorBody),
+        (status = 409, description = "`budget_exhausted` or `window_closed`", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ),
+)]
+pub async fn manual_fetch(
     State(state): State<AppState>,
     Path(biz_id): Path<String>,
 ) -> Result<Response> {
@@ -146,13 +162,34 @@ async fn manual_fetch(
     Ok(accepted(&state, &record.biz_id, &record.fetch))
 }
 
-#[derive(Deserialize)]
-struct RawRequest {
+/// `POST /raw-results` body.
+#[derive(Deserialize, ToSchema)]
+pub struct RawRequest {
+    /// The RAW flow's token (seed 002), up to 128 characters, no `/` or `,`.
+    #[schema(value_type = String)]
     token: Option<serde_json::Value>,
+    /// Optional merchant reference (at most 128 bytes) to file the result under.
+    #[schema(value_type = Option<String>)]
     biz_no: Option<serde_json::Value>,
 }
 
-async fn raw_result(State(state): State<AppState>, body: Bytes) -> Result<Response> {
+/// Fetch a RAW get_result by token; the record is keyed `raw:<token>`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/raw-results",
+    tag = "verifications",
+    request_body(content = RawRequest, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Follow-up scheduled now", body = Scheduled,
+         headers(("Location" = String, description = "The verification's URL"))),
+        (status = 400, description = "Malformed body, token or biz_no", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 409, description = "`budget_exhausted` or `window_closed`", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ),
+)]
+pub async fn raw_result(State(state): State<AppState>, body: Bytes) -> Result<Response> {
     let request: RawRequest = serde_json::from_slice(&body).map_err(|_| {
         AppError::bad_request(
             "malformed_body",
@@ -206,7 +243,23 @@ async fn raw_result(State(state): State<AppState>, body: Bytes) -> Result<Respon
     Ok(accepted(&state, &key, &record.fetch))
 }
 
-async fn image(
+/// A fetched image (identity data: never cached).
+#[utoipa::path(
+    get,
+    path = "/api/v1/verifications/{biz_id}/images/{name}",
+    tag = "verifications",
+    params(
+        ("biz_id" = String, Path, description = "The biz_id, URL-encoded"),
+        ("name" = String, Path, description = "An image name from the record's `images`"),
+    ),
+    responses(
+        (status = 200, description = "The JPEG", content_type = "image/jpeg"),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 404, description = "No such image", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ),
+)]
+pub async fn image(
     State(state): State<AppState>,
     Path((biz_id, name)): Path<(String, String)>,
 ) -> Result<Response> {
