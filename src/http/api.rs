@@ -4,7 +4,7 @@
 //! early exit); records are rendered with the stored raw result byte-exact; list endpoints
 //! page with opaque keyset cursors, newest first.
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::AppState;
+use super::extract::{ApiPath, ApiQuery};
 use super::error::ErrorBody;
 use super::error::{AppError, Result};
 #[allow(unused_imports)] // referenced by the schema attributes only
@@ -166,6 +167,7 @@ impl From<Verification> for VerificationView {
     params(("biz_id" = String, Path, description = "The biz_id, URL-encoded (it contains a comma)")),
     responses(
         (status = 200, description = "The stored outcome", body = VerificationView),
+        (status = 400, description = "Malformed path", body = ErrorBody),
         (status = 401, description = "Missing or unknown token", body = ErrorBody),
         (status = 404, description = "No such verification", body = ErrorBody),
         (status = 503, description = "Storage unavailable", body = ErrorBody),
@@ -173,7 +175,7 @@ impl From<Verification> for VerificationView {
 )]
 pub async fn get_verification(
     State(state): State<AppState>,
-    Path(biz_id): Path<String>,
+    ApiPath(biz_id): ApiPath<String>,
 ) -> Result<Json<VerificationView>> {
     let record = state
         .store
@@ -253,7 +255,7 @@ fn non_empty(value: Option<String>) -> Option<String> {
 )]
 pub async fn list_verifications(
     State(state): State<AppState>,
-    Query(params): Query<ListParams>,
+    ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<Page<VerificationView>>> {
     let limit = parse_limit(params.limit.as_deref())?;
     let since = match non_empty(params.since) {
@@ -355,7 +357,7 @@ impl From<CallbackRecord> for CallbackView {
 )]
 pub async fn list_callbacks(
     State(state): State<AppState>,
-    Query(params): Query<CallbackParams>,
+    ApiQuery(params): ApiQuery<CallbackParams>,
 ) -> Result<Json<Page<CallbackView>>> {
     let limit = parse_limit(params.limit.as_deref())?;
     let verified = match non_empty(params.verified).as_deref() {

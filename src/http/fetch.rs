@@ -21,13 +21,14 @@
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
+use super::extract::ApiPath;
 use super::api::FetchView;
 use super::error::{AppError, ErrorBody, Result};
 use crate::fetcher::{self, log_key};
@@ -119,6 +120,7 @@ fn refuse_if_spent(
     responses(
         (status = 202, description = "Follow-up scheduled now", body = Scheduled,
          headers(("Location" = String, description = "The verification's URL"))),
+        (status = 400, description = "Malformed path", body = ErrorBody),
         (status = 401, description = "Missing or unknown token", body = ErrorBody),
         (status = 404, description = "Unknown verification and not a well-formed biz_id", body = ErrorBody),
         (status = 409, description = "`budget_exhausted` or `window_closed`", body = ErrorBody),
@@ -127,7 +129,7 @@ fn refuse_if_spent(
 )]
 pub async fn manual_fetch(
     State(state): State<AppState>,
-    Path(biz_id): Path<String>,
+    ApiPath(biz_id): ApiPath<String>,
 ) -> Result<Response> {
     let now = state.clock.now_ms();
     let return_image = state.settings.fetch.return_image;
@@ -165,11 +167,11 @@ pub async fn manual_fetch(
 /// `POST /raw-results` body.
 #[derive(Deserialize, ToSchema)]
 pub struct RawRequest {
-    /// The RAW flow's token (seed 002), up to 128 characters, no `/` or `,`.
-    #[schema(value_type = String)]
+    /// The RAW flow's token (seed 002): up to 128 letters, digits and `. _ ~ + = -`.
+    #[schema(value_type = String, pattern = "^[A-Za-z0-9._~+=-]{1,128}$")]
     token: Option<serde_json::Value>,
-    /// Optional merchant reference (at most 128 bytes) to file the result under.
-    #[schema(value_type = Option<String>)]
+    /// Optional merchant reference (at most 128 bytes, no control characters).
+    #[schema(value_type = Option<String>, max_length = 128)]
     biz_no: Option<serde_json::Value>,
 }
 
@@ -254,6 +256,7 @@ pub async fn raw_result(State(state): State<AppState>, body: Bytes) -> Result<Re
     ),
     responses(
         (status = 200, description = "The JPEG", content_type = "image/jpeg"),
+        (status = 400, description = "Malformed path", body = ErrorBody),
         (status = 401, description = "Missing or unknown token", body = ErrorBody),
         (status = 404, description = "No such image", body = ErrorBody),
         (status = 503, description = "Storage unavailable", body = ErrorBody),
@@ -261,7 +264,7 @@ pub async fn raw_result(State(state): State<AppState>, body: Bytes) -> Result<Re
 )]
 pub async fn image(
     State(state): State<AppState>,
-    Path((biz_id, name)): Path<(String, String)>,
+    ApiPath((biz_id, name)): ApiPath<(String, String)>,
 ) -> Result<Response> {
     let valid_name = (1..=64).contains(&name.len())
         && name
