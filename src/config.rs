@@ -287,7 +287,7 @@ struct RawTelemetry {
 }
 
 /// Every key the files may set, for the unknown-variable warning.
-const KNOWN_KEYS: &[&str] = &[
+pub const KNOWN_KEYS: &[&str] = &[
     "server.listen",
     "server.public_url",
     "server.body_limit",
