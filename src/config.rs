@@ -796,6 +796,42 @@ mod tests {
     }
 
     #[test]
+    fn hardening_keys_have_generous_defaults_and_a_burst_is_required_with_a_rate() {
+        let s = Settings::load_from(&env(&[]), &repo_config())
+            .unwrap()
+            .settings;
+        assert_eq!(s.server.shutdown_timeout, Duration::from_secs(20));
+        assert_eq!(s.server.rate_limit_per_second, 50);
+        assert_eq!(s.server.rate_limit_burst, 200);
+        assert!(!s.server.trust_forwarded_for);
+
+        let loaded = Settings::load_from(
+            &env(&[
+                ("APP__SERVER__RATE_LIMIT_PER_SECOND", "0"),
+                ("APP__SERVER__TRUST_FORWARDED_FOR", "true"),
+                ("APP__SERVER__SHUTDOWN_TIMEOUT", "5s"),
+            ]),
+            &repo_config(),
+        )
+        .unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        assert_eq!(loaded.settings.server.rate_limit_per_second, 0);
+        assert!(loaded.settings.server.trust_forwarded_for);
+        assert_eq!(
+            loaded.settings.server.shutdown_timeout,
+            Duration::from_secs(5)
+        );
+
+        let err = Settings::load_from(
+            &env(&[("APP__SERVER__RATE_LIMIT_BURST", "0")]),
+            &repo_config(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("APP__SERVER__RATE_LIMIT_BURST"), "{err}");
+    }
+
+    #[test]
     fn https_on_a_whitelisted_port_has_no_warning() {
         assert!(
             public_url_warnings(Some(&url::Url::parse("https://v.example.com").unwrap()))

@@ -151,3 +151,23 @@ async fn redirect_or_next_query_parameters_never_choose_the_redirect_target() {
         assert!(!location.contains("evil"), "{query}: {location}");
     }
 }
+
+#[tokio::test]
+async fn malformed_api_queries_and_paths_get_a_json_400_not_plain_text() {
+    let app = app_with(Vec::new()).await;
+    for (path, code) in [
+        ("/verifications?limit=1&limit=2", "invalid_query"),
+        ("/callbacks?biz_id=a&biz_id=b", "invalid_query"),
+        ("/verifications/%FF%FE", "invalid_path"),
+        ("/verifications/%C0/images/face", "invalid_path"),
+    ] {
+        let response = app.api(path).await;
+        assert_eq!(response.status(), 400, "{path}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/json",
+            "{path}"
+        );
+        assert_eq!(error_code(response).await, code, "{path}");
+    }
+}
