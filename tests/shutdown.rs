@@ -81,13 +81,12 @@ impl Server {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("server exited early ({status}):\n{}", self.log());
             }
-            if let Ok(answer) = http(
+            let probe = http(
                 self.addr,
                 b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-            ) {
-                if answer.starts_with("HTTP/1.1 200") {
-                    return;
-                }
+            );
+            if probe.is_ok_and(|answer| answer.starts_with("HTTP/1.1 200")) {
+                return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }

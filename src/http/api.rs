@@ -19,9 +19,9 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::AppState;
-use super::extract::{ApiPath, ApiQuery};
 use super::error::ErrorBody;
 use super::error::{AppError, Result};
+use super::extract::{ApiPath, ApiQuery};
 #[allow(unused_imports)] // referenced by the schema attributes only
 use super::openapi::{CallbackPage, FetchStateName, SourceName, VerificationPage};
 use crate::clock::{parse_time, rfc3339};

@@ -28,9 +28,9 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::extract::ApiPath;
 use super::api::FetchView;
 use super::error::{AppError, ErrorBody, Result};
+use super::extract::ApiPath;
 use crate::fetcher::{self, log_key};
 use crate::protocol::BizId;
 use crate::protocol::biz_id::RESULT_RETENTION_MS;
