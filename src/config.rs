@@ -801,8 +801,8 @@ mod tests {
             .unwrap()
             .settings;
         assert_eq!(s.server.shutdown_timeout, Duration::from_secs(20));
-        assert_eq!(s.server.rate_limit_per_second, 50);
-        assert_eq!(s.server.rate_limit_burst, 200);
+        assert_eq!(s.server.rate_limit_per_second, 100);
+        assert_eq!(s.server.rate_limit_burst, 500);
         assert!(!s.server.trust_forwarded_for);
 
         let loaded = Settings::load_from(
