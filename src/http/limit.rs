@@ -4,6 +4,10 @@
 //! Invariant: the key is the TCP peer address unless `server.trust_forwarded_for` is set;
 //! a client-supplied `X-Forwarded-For` must not let anyone pick their own bucket. When it
 //! is trusted, the *last* address is used: the one our own proxy appended.
+//!
+//! Trade-off: a refused (429) delivery is *not* journaled — writing every request of a flood
+//! to the database is what the limit protects against. It is still counted in the request
+//! latency histogram with `status="429"`, and FaceID retries a notify that was not 2xx.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;

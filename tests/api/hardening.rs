@@ -57,7 +57,7 @@ async fn rapid_callbacks_from_one_ip_get_429_with_a_json_error_but_the_api_and_h
     let passed = requests_until_limited(&app, None, 20)
         .await
         .expect("limited");
-    assert!((3..=5).contains(&passed), "{passed} passed before 429");
+    assert!((3..=6).contains(&passed), "{passed} passed before 429");
 
     // A forged X-Forwarded-For does not buy a fresh bucket (not trusted by default).
     assert_eq!(
