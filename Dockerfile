@@ -19,6 +19,8 @@ COPY . .
 RUN cargo build --release --locked --bin faceid-receiver --bin faceid-sim
 
 FROM debian:bookworm-slim AS runtime
+# ca-certificates is deliberately unpinned: it must track Debian's current trust store.
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
@@ -30,7 +32,8 @@ COPY --from=builder /app/target/release/faceid-receiver /usr/local/bin/faceid-re
 COPY --from=builder /app/target/release/faceid-sim /usr/local/bin/faceid-sim
 COPY config config
 ENV APP_ENVIRONMENT=production
-USER app
+# Numeric, so the host and orchestrators can tell it is not root (uid 1001 = app).
+USER 1001:1001
 # The embedded SQLite default writes here; mount a volume to keep it.
 VOLUME /app/data
 # FaceID calls back only on 443, 5000, 16003, 8883 and 8028.

@@ -58,6 +58,14 @@ pub struct ServerSettings {
     pub public_url: Option<url::Url>,
     pub body_limit: usize,
     pub request_timeout: Duration,
+    /// After SIGTERM/SIGINT: how long in-flight requests and the worker's pass may take.
+    pub shutdown_timeout: Duration,
+    /// Per-IP requests per second on the callback routes; 0 disables the limit.
+    pub rate_limit_per_second: u32,
+    /// Requests an IP may send at once before the per-second rate applies.
+    pub rate_limit_burst: u32,
+    /// Key the rate limit on the last `X-Forwarded-For` address instead of the TCP peer.
+    pub trust_forwarded_for: bool,
 }
 
 #[derive(Clone)]
@@ -218,6 +226,11 @@ struct RawServer {
     body_limit: usize,
     #[serde(with = "humantime_serde")]
     request_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    shutdown_timeout: Duration,
+    rate_limit_per_second: u32,
+    rate_limit_burst: u32,
+    trust_forwarded_for: bool,
 }
 
 #[derive(Deserialize)]
@@ -274,11 +287,15 @@ struct RawTelemetry {
 }
 
 /// Every key the files may set, for the unknown-variable warning.
-const KNOWN_KEYS: &[&str] = &[
+pub const KNOWN_KEYS: &[&str] = &[
     "server.listen",
     "server.public_url",
     "server.body_limit",
     "server.request_timeout",
+    "server.shutdown_timeout",
+    "server.rate_limit_per_second",
+    "server.rate_limit_burst",
+    "server.trust_forwarded_for",
     "database.url",
     "database.max_connections",
     "database.connect_timeout",
@@ -431,6 +448,12 @@ fn validate(raw: Raw, environment: Environment) -> Result<Settings, ConfigError>
             "must be at least 1024 bytes".into(),
         ));
     }
+    if raw.server.rate_limit_per_second > 0 && raw.server.rate_limit_burst == 0 {
+        return Err(invalid(
+            "server.rate_limit_burst",
+            "must be at least 1 when server.rate_limit_per_second is set".into(),
+        ));
+    }
 
     let url =
         non_empty(raw.database.url).ok_or_else(|| missing("database.url", "database", "url"))?;
@@ -511,6 +534,10 @@ fn validate(raw: Raw, environment: Environment) -> Result<Settings, ConfigError>
             public_url,
             body_limit: raw.server.body_limit,
             request_timeout: raw.server.request_timeout,
+            shutdown_timeout: raw.server.shutdown_timeout,
+            rate_limit_per_second: raw.server.rate_limit_per_second,
+            rate_limit_burst: raw.server.rate_limit_burst,
+            trust_forwarded_for: raw.server.trust_forwarded_for,
         },
         database: DatabaseSettings {
             url: SecretString::from(url),
@@ -766,6 +793,42 @@ mod tests {
             ret.as_str(),
             "http://verify.example.com:8080/base/faceid/return"
         );
+    }
+
+    #[test]
+    fn hardening_keys_have_generous_defaults_and_a_burst_is_required_with_a_rate() {
+        let s = Settings::load_from(&env(&[]), &repo_config())
+            .unwrap()
+            .settings;
+        assert_eq!(s.server.shutdown_timeout, Duration::from_secs(20));
+        assert_eq!(s.server.rate_limit_per_second, 100);
+        assert_eq!(s.server.rate_limit_burst, 500);
+        assert!(!s.server.trust_forwarded_for);
+
+        let loaded = Settings::load_from(
+            &env(&[
+                ("APP__SERVER__RATE_LIMIT_PER_SECOND", "0"),
+                ("APP__SERVER__TRUST_FORWARDED_FOR", "true"),
+                ("APP__SERVER__SHUTDOWN_TIMEOUT", "5s"),
+            ]),
+            &repo_config(),
+        )
+        .unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        assert_eq!(loaded.settings.server.rate_limit_per_second, 0);
+        assert!(loaded.settings.server.trust_forwarded_for);
+        assert_eq!(
+            loaded.settings.server.shutdown_timeout,
+            Duration::from_secs(5)
+        );
+
+        let err = Settings::load_from(
+            &env(&[("APP__SERVER__RATE_LIMIT_BURST", "0")]),
+            &repo_config(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("APP__SERVER__RATE_LIMIT_BURST"), "{err}");
     }
 
     #[test]

@@ -97,7 +97,8 @@ impl Application {
     }
 
     /// Serves (and follows up) until `shutdown` is cancelled or a task ends, then lets
-    /// in-flight requests and the worker's current pass finish.
+    /// in-flight requests and the worker's current pass finish — for at most
+    /// `server.shutdown_timeout`, after which it returns an error (the binary exits 1).
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let addr = self.local_addr();
         let router = http::router(self.state.clone());
@@ -121,21 +122,48 @@ impl Application {
             }
         });
 
+        let abort_server = server.abort_handle();
+        let abort_worker = worker.abort_handle();
         // Whichever task ends first ends the other: a receiver that stopped following up,
         // or stopped serving, must not keep running half-alive.
-        let (server_result, worker_result) = tokio::select! {
-            result = &mut server => {
-                report_exit("http server", &result);
-                shutdown.cancel();
-                (result, worker.await)
-            }
-            result = &mut worker => {
-                report_exit("follow-up worker", &result);
-                shutdown.cancel();
-                (server.await, result)
-            }
+        let both = async {
+            let (server_result, worker_result) = tokio::select! {
+                result = &mut server => {
+                    report_exit("http server", &result);
+                    shutdown.cancel();
+                    (result, worker.await)
+                }
+                result = &mut worker => {
+                    report_exit("follow-up worker", &result);
+                    shutdown.cancel();
+                    (server.await, result)
+                }
+            };
+            flatten(server_result).and(flatten(worker_result))
         };
-        flatten(server_result).and(flatten(worker_result))
+        // Once stopping, in-flight requests and the worker's pass get `shutdown_timeout`;
+        // a client holding a connection open must not keep the process alive forever.
+        let grace = self.state.settings.server.shutdown_timeout;
+        let deadline = async {
+            shutdown.cancelled().await;
+            tracing::info!(
+                ?grace,
+                "stopping: no new connections; finishing in-flight work"
+            );
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            result = both => result,
+            () = deadline => {
+                abort_server.abort();
+                abort_worker.abort();
+                tracing::error!(?grace, "graceful shutdown did not finish in time; stopping anyway");
+                Err(anyhow::anyhow!(
+                    "graceful shutdown did not finish within server.shutdown_timeout ({})",
+                    humantime::format_duration(grace)
+                ))
+            }
+        }
     }
 }
 

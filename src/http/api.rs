@@ -4,7 +4,7 @@
 //! early exit); records are rendered with the stored raw result byte-exact; list endpoints
 //! page with opaque keyset cursors, newest first.
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -19,10 +19,15 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::AppState;
+use super::error::ErrorBody;
 use super::error::{AppError, Result};
+use super::extract::{ApiPath, ApiQuery};
+#[allow(unused_imports)] // referenced by the schema attributes only
+use super::openapi::{CallbackPage, FetchStateName, SourceName, VerificationPage};
 use crate::clock::{parse_time, rfc3339};
 use crate::config::ApiToken;
 use crate::store::{CallbackQuery, CallbackRecord, FetchInfo, ListQuery, Verification};
+use utoipa::{IntoParams, ToSchema};
 
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 200;
@@ -34,6 +39,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/callbacks", get(list_callbacks))
         .merge(super::fetch::router())
         .route_layer(axum::middleware::from_fn_with_state(state, require_token))
+        // Added after the auth layer, so the document itself needs no token.
+        .route("/openapi.json", get(super::openapi::serve))
 }
 
 /// The token that authenticated a request, for handlers that care about scopes.
@@ -79,27 +86,43 @@ fn match_token<'a>(tokens: &'a [ApiToken], presented: &str) -> Option<&'a ApiTok
 }
 
 /// A verification as the API shows it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct VerificationView {
+    /// FaceID's biz_id (or `raw:<token>` for a RAW result).
+    #[schema(example = "1462259748,52b13fb5-8dfb-4537-a62b-a641d5e929f1")]
     pub biz_id: String,
     pub biz_no: Option<String>,
+    /// FaceID's status (`OK`, `FAILED`, …) or `PENDING` until a result is known.
+    #[schema(example = "OK")]
     pub status: String,
+    /// `PASS`/`FAIL` from liveness_result, when present.
     pub liveness: Option<String>,
+    /// verify_result.result_faceid.confidence, when present.
     pub confidence: Option<f64>,
+    #[schema(value_type = SourceName)]
     pub source: &'static str,
+    /// Whether the stored result came with a valid signature (get_result answers count).
     pub signed: bool,
     /// FaceID's JSON exactly as received (images stripped), or null while pending.
+    #[schema(value_type = Option<Object>)]
     pub result: Option<Box<RawValue>>,
+    /// Names of fetched images, for `GET …/images/{name}`.
     pub images: Vec<String>,
     pub fetch: FetchView,
+    /// RFC 3339.
     pub created_at: String,
+    /// RFC 3339.
     pub updated_at: String,
 }
 
-#[derive(Serialize)]
+/// The follow-up (get_result) state of a verification.
+#[derive(Serialize, ToSchema)]
 pub struct FetchView {
+    #[schema(value_type = FetchStateName)]
     pub state: &'static str,
+    /// get_result calls spent (at most 3, ever).
     pub calls_used: i32,
+    /// RFC 3339 time of the next call, when one is scheduled.
     pub next_at: Option<String>,
     pub last_error: Option<String>,
 }
@@ -136,9 +159,23 @@ impl From<Verification> for VerificationView {
     }
 }
 
-async fn get_verification(
+/// One stored verification.
+#[utoipa::path(
+    get,
+    path = "/api/v1/verifications/{biz_id}",
+    tag = "verifications",
+    params(("biz_id" = String, Path, description = "The biz_id, URL-encoded (it contains a comma)")),
+    responses(
+        (status = 200, description = "The stored outcome", body = VerificationView),
+        (status = 400, description = "Malformed path", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 404, description = "No such verification", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ),
+)]
+pub async fn get_verification(
     State(state): State<AppState>,
-    Path(biz_id): Path<String>,
+    ApiPath(biz_id): ApiPath<String>,
 ) -> Result<Json<VerificationView>> {
     let record = state
         .store
@@ -148,15 +185,23 @@ async fn get_verification(
     Ok(Json(record.into()))
 }
 
-#[derive(Deserialize)]
-struct ListParams {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only this merchant reference.
     biz_no: Option<String>,
+    /// Only this status (case-insensitive), e.g. `OK` or `PENDING`.
     status: Option<String>,
+    /// Only verifications created at or after this time (RFC 3339 or epoch milliseconds).
     since: Option<String>,
+    /// Page size, 1 to 200 (default 50).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
     limit: Option<String>,
+    /// `next_cursor` from the previous page.
     cursor: Option<String>,
 }
 
+/// A page of a list, newest first (documented as `VerificationPage` and `CallbackPage`).
 #[derive(Serialize)]
 pub struct Page<T> {
     pub items: Vec<T>,
@@ -195,9 +240,22 @@ fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|v| !v.is_empty())
 }
 
-async fn list_verifications(
+/// Stored verifications, newest first, paged with an opaque cursor.
+#[utoipa::path(
+    get,
+    path = "/api/v1/verifications",
+    tag = "verifications",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of verifications", body = VerificationPage),
+        (status = 400, description = "Invalid limit, since or cursor", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ),
+)]
+pub async fn list_verifications(
     State(state): State<AppState>,
-    Query(params): Query<ListParams>,
+    ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<Page<VerificationView>>> {
     let limit = parse_limit(params.limit.as_deref())?;
     let since = match non_empty(params.since) {
@@ -235,15 +293,23 @@ async fn list_verifications(
     }))
 }
 
-#[derive(Deserialize)]
-struct CallbackParams {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CallbackParams {
+    /// Only deliveries about this biz_id.
     biz_id: Option<String>,
+    /// Only accepted (`true`) or only refused (`false`) deliveries.
+    #[param(value_type = Option<bool>)]
     verified: Option<String>,
+    /// Page size, 1 to 200 (default 50).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
     limit: Option<String>,
+    /// `next_cursor` from the previous page.
     cursor: Option<String>,
 }
 
-#[derive(Serialize)]
+/// One journaled callback delivery, accepted or not.
+#[derive(Serialize, ToSchema)]
 pub struct CallbackView {
     pub id: i64,
     pub kind: String,
@@ -276,9 +342,22 @@ impl From<CallbackRecord> for CallbackView {
     }
 }
 
-async fn list_callbacks(
+/// The callback journal, newest first, including refused deliveries.
+#[utoipa::path(
+    get,
+    path = "/api/v1/callbacks",
+    tag = "callbacks",
+    params(CallbackParams),
+    responses(
+        (status = 200, description = "A page of journal entries", body = CallbackPage),
+        (status = 400, description = "Invalid limit, verified or cursor", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ),
+)]
+pub async fn list_callbacks(
     State(state): State<AppState>,
-    Query(params): Query<CallbackParams>,
+    ApiQuery(params): ApiQuery<CallbackParams>,
 ) -> Result<Json<Page<CallbackView>>> {
     let limit = parse_limit(params.limit.as_deref())?;
     let verified = match non_empty(params.verified).as_deref() {

@@ -34,6 +34,9 @@ pub enum AppError {
     /// 413.
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// 429: this client sent more callbacks than `server.rate_limit_*` allow.
+    #[error("too many requests; retry in {retry_after_secs}s")]
+    TooManyRequests { retry_after_secs: u64 },
     /// 503: storage cannot commit; the caller should retry.
     #[error("storage is unavailable, retry later")]
     Unavailable(#[source] StoreError),
@@ -58,6 +61,7 @@ impl AppError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -70,6 +74,7 @@ impl AppError {
             Self::BadSignature(_) => "bad_signature",
             Self::NotFound(_) => "not_found",
             Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::TooManyRequests { .. } => "rate_limited",
             Self::Unavailable(_) => "storage_unavailable",
             Self::Internal(_) => "internal",
         }
@@ -84,10 +89,14 @@ impl From<StoreError> for AppError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: &'a str,
-    message: String,
+/// Every error answer: `{"error": "<stable_code>", "message": "<human text>"}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Stable machine-readable code, e.g. `not_found`, `unauthorized`, `invalid_limit`.
+    #[schema(value_type = String, example = "not_found")]
+    pub error: &'static str,
+    /// Human-readable explanation; never echoes request content.
+    pub message: String,
 }
 
 impl IntoResponse for AppError {
@@ -112,6 +121,12 @@ impl IntoResponse for AppError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Self::TooManyRequests { retry_after_secs } = self {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_secs.max(1)),
+            );
         }
         if matches!(self, Self::Unavailable(_)) {
             response

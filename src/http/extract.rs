@@ -261,3 +261,33 @@ mod tests {
         );
     }
 }
+
+/// `Query<T>` whose rejection is our JSON 400 (`invalid_query`) instead of axum's plain
+/// text, which would also echo serde's wording about the input.
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(super::error::AppError))]
+pub struct ApiQuery<T>(pub T);
+
+/// `Path<T>` whose rejection is our JSON 400 (`invalid_path`), e.g. for a segment that is
+/// not valid UTF-8 once percent-decoded.
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(super::error::AppError))]
+pub struct ApiPath<T>(pub T);
+
+impl From<axum::extract::rejection::QueryRejection> for super::error::AppError {
+    fn from(_: axum::extract::rejection::QueryRejection) -> Self {
+        Self::bad_request(
+            "invalid_query",
+            "the query string is malformed (each parameter at most once, percent-encoded UTF-8)",
+        )
+    }
+}
+
+impl From<axum::extract::rejection::PathRejection> for super::error::AppError {
+    fn from(_: axum::extract::rejection::PathRejection) -> Self {
+        Self::bad_request(
+            "invalid_path",
+            "the path is malformed (segments must be percent-encoded UTF-8)",
+        )
+    }
+}

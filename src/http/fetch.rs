@@ -21,7 +21,7 @@
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -29,11 +29,13 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::api::FetchView;
-use super::error::{AppError, Result};
+use super::error::{AppError, ErrorBody, Result};
+use super::extract::ApiPath;
 use crate::fetcher::{self, log_key};
 use crate::protocol::BizId;
 use crate::protocol::biz_id::RESULT_RETENTION_MS;
 use crate::store::{FetchInfo, FetchState, NewJob};
+use utoipa::ToSchema;
 
 /// Longest `biz_no` FaceID accepts in get_token.
 const MAX_BIZ_NO: usize = 128;
@@ -46,7 +48,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The 202 body.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Scheduled {
     pub biz_id: String,
     pub fetch: FetchView,
@@ -109,9 +111,25 @@ fn refuse_if_spent(
     Ok(())
 }
 
-async fn manual_fetch(
+/// Ask for a get_result call now (the budget and the one-day window permitting).
+#[utoipa::path(
+    post,
+    path = "/api/v1/verifications/{biz_id}/fetch",
+    tag = "verifications",
+    params(("biz_id" = String, Path, description = "The biz_id, URL-encoded (it contains a comma)")),
+    responses(
+        (status = 202, description = "Follow-up scheduled now", body = Scheduled,
+         headers(("Location" = String, description = "The verification's URL"))),
+        (status = 400, description = "Malformed path", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 404, description = "Unknown verification and not a well-formed biz_id", body = ErrorBody),
+        (status = 409, description = "`budget_exhausted` or `window_closed`", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ),
+)]
+pub async fn manual_fetch(
     State(state): State<AppState>,
-    Path(biz_id): Path<String>,
+    ApiPath(biz_id): ApiPath<String>,
 ) -> Result<Response> {
     let now = state.clock.now_ms();
     let return_image = state.settings.fetch.return_image;
@@ -146,13 +164,34 @@ async fn manual_fetch(
     Ok(accepted(&state, &record.biz_id, &record.fetch))
 }
 
-#[derive(Deserialize)]
-struct RawRequest {
+/// `POST /raw-results` body.
+#[derive(Deserialize, ToSchema)]
+pub struct RawRequest {
+    /// The RAW flow's token (seed 002): up to 128 letters, digits and `. _ ~ + = -`.
+    #[schema(value_type = String, pattern = "^[A-Za-z0-9._~+=-]{1,128}$")]
     token: Option<serde_json::Value>,
+    /// Optional merchant reference (at most 128 bytes, no control characters).
+    #[schema(value_type = Option<String>, max_length = 128)]
     biz_no: Option<serde_json::Value>,
 }
 
-async fn raw_result(State(state): State<AppState>, body: Bytes) -> Result<Response> {
+/// Fetch a RAW get_result by token; the record is keyed `raw:<token>`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/raw-results",
+    tag = "verifications",
+    request_body(content = RawRequest, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Follow-up scheduled now", body = Scheduled,
+         headers(("Location" = String, description = "The verification's URL"))),
+        (status = 400, description = "Malformed body, token or biz_no", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 409, description = "`budget_exhausted` or `window_closed`", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ),
+)]
+pub async fn raw_result(State(state): State<AppState>, body: Bytes) -> Result<Response> {
     let request: RawRequest = serde_json::from_slice(&body).map_err(|_| {
         AppError::bad_request(
             "malformed_body",
@@ -206,9 +245,26 @@ async fn raw_result(State(state): State<AppState>, body: Bytes) -> Result<Respon
     Ok(accepted(&state, &key, &record.fetch))
 }
 
-async fn image(
+/// A fetched image (identity data: never cached).
+#[utoipa::path(
+    get,
+    path = "/api/v1/verifications/{biz_id}/images/{name}",
+    tag = "verifications",
+    params(
+        ("biz_id" = String, Path, description = "The biz_id, URL-encoded"),
+        ("name" = String, Path, description = "An image name from the record's `images`"),
+    ),
+    responses(
+        (status = 200, description = "The JPEG", content_type = "image/jpeg"),
+        (status = 400, description = "Malformed path", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 404, description = "No such image", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    ),
+)]
+pub async fn image(
     State(state): State<AppState>,
-    Path((biz_id, name)): Path<(String, String)>,
+    ApiPath((biz_id, name)): ApiPath<(String, String)>,
 ) -> Result<Response> {
     let valid_name = (1..=64).contains(&name.len())
         && name

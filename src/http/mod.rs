@@ -1,6 +1,6 @@
 //! The HTTP surface: FaceID's callbacks, the merchant API, and operational endpoints, with
 //! the cross-cutting layers (tracing by matched route, sensitive-header redaction, body
-//! limit, timeout, panic catching).
+//! limit, timeout, panic catching, a per-IP rate limit on the callback routes).
 //!
 //! Invariant: request spans carry the method and the *matched* route only — never the raw
 //! URI or query, which may hold a biz_id list, tokens or other callers' data.
@@ -10,6 +10,8 @@ pub mod callbacks;
 pub mod error;
 pub mod extract;
 pub mod fetch;
+pub mod limit;
+pub mod openapi;
 pub mod ops;
 
 use std::sync::Arc;
@@ -61,6 +63,12 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.server.body_limit;
     let timeout = state.settings.server.request_timeout;
     let callbacks = callbacks::router().layer(DefaultBodyLimit::max(body_limit));
+    // Only the public callback routes are rate limited: the API has tokens, and the health
+    // routes must keep answering an orchestrator.
+    let callbacks = match limit::layer(&state.settings.server) {
+        Some(rate_limit) => callbacks.layer(rate_limit),
+        None => callbacks,
+    };
     let api = api::router(state.clone()).layer(DefaultBodyLimit::max(64 * 1024));
     Router::new()
         .merge(callbacks)

@@ -41,6 +41,8 @@ impl Drop for TestApp {
 pub struct Options {
     pub redirect_url: Option<&'static str>,
     pub secret: &'static str,
+    /// Extra `APP__…` variables (e.g. a small rate limit or timeout).
+    pub env: Vec<(&'static str, &'static str)>,
 }
 
 impl Default for Options {
@@ -48,6 +50,7 @@ impl Default for Options {
         Self {
             redirect_url: Some("https://shop.example.com/verified?from=faceid"),
             secret: SECRET,
+            env: Vec::new(),
         }
     }
 }
@@ -68,6 +71,9 @@ pub async fn spawn_app(engine: common::Engine, options: Options) -> Option<TestA
         env.insert("APP__RETURN__REDIRECT_URL".into(), url.into());
     }
     env.insert("APP__MEGVII__API_SECRET".into(), options.secret.into());
+    for (key, value) in &options.env {
+        env.insert((*key).to_owned(), (*value).to_owned());
+    }
     let config_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
     let settings = Settings::load_from(&env, &config_dir)
         .expect("test settings load")

@@ -7,6 +7,8 @@ mod common;
 mod helpers;
 
 mod callbacks;
+mod hardening;
+mod openapi;
 mod ops;
 mod query_api;
 mod return_url;

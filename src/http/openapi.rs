@@ -1,0 +1,129 @@
+//! The OpenAPI 3 document of `/api/v1`, generated with utoipa from the handlers' annotations
+//! and served (without a token: it describes the API, it holds no data) at
+//! `GET /api/v1/openapi.json`.
+//!
+//! Invariant: the document is the contract the committed `openapi.json` at the repository
+//! root records; `tests/api/openapi.rs` fails when they differ, and Schemathesis
+//! (`scripts/schemathesis.sh`) checks the running service against it.
+//!
+//! Some schemas here are documentation-only mirrors (pages, enums of state names) of types
+//! whose Rust shape is generic or a `&'static str`; they describe exactly what is serialized.
+
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use super::api::{CallbackView, FetchView, VerificationView};
+use super::error::ErrorBody;
+use super::fetch::{RawRequest, Scheduled};
+
+/// Bearer token security scheme name used by every operation.
+pub const BEARER: &str = "bearer";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "faceid-receiver API",
+        description = "Query stored Megvii FaceID verification outcomes and the callback journal, and ask for follow-ups. Every operation needs `Authorization: Bearer <token>` (one of `api.tokens`). This document itself is served without a token at `GET /api/v1/openapi.json`.",
+        license(name = "MIT OR Apache-2.0"),
+    ),
+    paths(
+        super::api::list_verifications,
+        super::api::get_verification,
+        super::api::list_callbacks,
+        super::fetch::manual_fetch,
+        super::fetch::image,
+        super::fetch::raw_result,
+    ),
+    components(schemas(
+        VerificationView,
+        FetchView,
+        CallbackView,
+        Scheduled,
+        RawRequest,
+        ErrorBody,
+        VerificationPage,
+        CallbackPage,
+        FetchStateName,
+        SourceName,
+    )),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags((name = "verifications", description = "Stored outcomes and follow-ups"),
+         (name = "callbacks", description = "The journal of every callback delivery")),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            BEARER,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("One of the tokens configured in `api.tokens`."))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The document as pretty JSON with a trailing newline: the exact bytes of the committed copy.
+pub fn document_json() -> String {
+    let mut text = ApiDoc::openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serializes");
+    text.push('\n');
+    text
+}
+
+/// `GET /api/v1/openapi.json`.
+pub async fn serve() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        document_json(),
+    )
+        .into_response()
+}
+
+/// A page of verifications, newest first (`Page<VerificationView>`).
+#[derive(Serialize, ToSchema)]
+pub struct VerificationPage {
+    pub items: Vec<VerificationView>,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A page of journal entries, newest first (`Page<CallbackView>`).
+#[derive(Serialize, ToSchema)]
+pub struct CallbackPage {
+    pub items: Vec<CallbackView>,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// State of the follow-up (`fetch.state`).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FetchStateName {
+    None,
+    Pending,
+    Done,
+    NotFound,
+    Expired,
+    Exhausted,
+    Failed,
+}
+
+/// Which delivery the stored result came from.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceName {
+    Notify,
+    Return,
+    GetResult,
+}
