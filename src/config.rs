@@ -50,6 +50,32 @@ pub struct Settings {
     pub r#return: ReturnSettings,
     pub fetch: FetchSettings,
     pub telemetry: TelemetrySettings,
+    pub retention: RetentionSettings,
+}
+
+/// How long identity data is kept. `0` days keeps it forever.
+#[derive(Debug, Clone)]
+pub struct RetentionSettings {
+    /// Raw results and images of verifications older than this are purged.
+    pub result_days: u32,
+    /// Journal bodies older than this are emptied.
+    pub journal_days: u32,
+    /// How often `serve` purges.
+    pub interval: Duration,
+}
+
+impl RetentionSettings {
+    /// Whether anything is ever purged.
+    pub fn enabled(&self) -> bool {
+        self.result_days > 0 || self.journal_days > 0
+    }
+
+    /// The cutoffs at `now` (epoch ms); `None` for "keep forever".
+    pub fn cutoffs(&self, now: i64) -> (Option<i64>, Option<i64>) {
+        const DAY_MS: i64 = 86_400_000;
+        let cutoff = |days: u32| (days > 0).then(|| now - i64::from(days) * DAY_MS);
+        (cutoff(self.result_days), cutoff(self.journal_days))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -124,6 +150,14 @@ impl ApiToken {
 
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)
+    }
+
+    /// Who used a token, for the access log: the first 12 hex digits of its SHA-256. Enough
+    /// to tell configured tokens apart, useless for recovering one.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(self.token.expose_secret().as_bytes());
+        hex::encode(digest)[..12].to_owned()
     }
 }
 
@@ -209,6 +243,15 @@ struct Raw {
     r#return: RawReturn,
     fetch: RawFetch,
     telemetry: RawTelemetry,
+    retention: RawRetention,
+}
+
+#[derive(Deserialize)]
+struct RawRetention {
+    result_days: u32,
+    journal_days: u32,
+    #[serde(with = "humantime_serde")]
+    interval: Duration,
 }
 
 #[derive(Deserialize)]
@@ -299,6 +342,9 @@ const KNOWN_KEYS: &[&str] = &[
     "fetch.poll_interval",
     "telemetry.format",
     "telemetry.filter",
+    "retention.result_days",
+    "retention.journal_days",
+    "retention.interval",
 ];
 
 /// The environment variable that sets `key` (`megvii.api_secret` → `APP__MEGVII__API_SECRET`).
@@ -504,6 +550,15 @@ fn validate(raw: Raw, environment: Environment) -> Result<Settings, ConfigError>
         ));
     }
 
+    if raw.retention.interval < Duration::from_secs(1) {
+        return Err(invalid("retention.interval", "must be at least 1s".into()));
+    }
+    let retention = RetentionSettings {
+        result_days: raw.retention.result_days,
+        journal_days: raw.retention.journal_days,
+        interval: raw.retention.interval,
+    };
+
     Ok(Settings {
         environment,
         server: ServerSettings {
@@ -540,6 +595,7 @@ fn validate(raw: Raw, environment: Environment) -> Result<Settings, ConfigError>
             format: raw.telemetry.format,
             filter: raw.telemetry.filter,
         },
+        retention,
     })
 }
 

@@ -1,4 +1,5 @@
-//! The `faceid-receiver` command: `serve` (default), `migrate`, `check-config`, `healthcheck`.
+//! The `faceid-receiver` command: `serve` (default), `migrate`, `check-config`, `healthcheck`,
+//! `purge`.
 
 use std::process::ExitCode;
 
@@ -27,6 +28,13 @@ enum Command {
     Migrate,
     /// Validate the configuration and print the URLs to register with FaceID's get_token.
     CheckConfig,
+    /// Purge identity data older than retention.result_days / retention.journal_days now,
+    /// and print how much went.
+    Purge {
+        /// Only count what would go; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Exit 0 when URL answers 2xx (for container health checks; no curl needed).
     Healthcheck {
         /// e.g. http://127.0.0.1:5000/healthz
@@ -67,6 +75,7 @@ async fn run(command: Command) -> ExitCode {
     }
     let result = match command {
         Command::Migrate => migrate(&settings).await,
+        Command::Purge { dry_run } => purge(&settings, dry_run).await,
         _ => serve(settings).await,
     };
     match result {
@@ -90,6 +99,28 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     let store = startup::connect_store(settings).await?;
     store.migrate().await?;
     tracing::info!(database = store.engine(), "migrations applied");
+    Ok(())
+}
+
+async fn purge(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
+    let retention = &settings.retention;
+    if !retention.enabled() {
+        println!(
+            "retention is off (retention.result_days = 0 and retention.journal_days = 0): nothing to purge"
+        );
+        return Ok(());
+    }
+    let store = startup::connect_store(settings).await?;
+    store.migrate().await?;
+    let clock: faceid_receiver::clock::SharedClock =
+        std::sync::Arc::new(faceid_receiver::clock::SystemClock);
+    let counts =
+        faceid_receiver::retention::purge_once(store.as_ref(), retention, &clock, dry_run).await?;
+    let verb = if dry_run { "would purge" } else { "purged" };
+    println!(
+        "{verb}: {} results, {} images, {} journal bodies",
+        counts.results, counts.images, counts.journal_bodies
+    );
     Ok(())
 }
 

@@ -4,7 +4,9 @@
 //! address before serving. The HTTP server and the worker run as two tasks sharing the
 //! [`CancellationToken`] passed to [`Application::run_until_stopped`] — passed in, never
 //! global, so several applications can share one test process. When either task ends, the
-//! token is cancelled so the other ends too, and which one ended first is logged.
+//! token is cancelled so the other ends too, and which one ended first is logged. A third
+//! task purges identity data by `retention.*` on the same token (idle when retention is
+//! off); it never ends by itself, so it is simply stopped with the others.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -108,6 +110,12 @@ impl Application {
         )
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let mut server = tokio::spawn(async move { server.await.context("HTTP server failed") });
+        let retention = tokio::spawn(crate::retention::run(
+            self.state.store.clone(),
+            self.state.settings.retention.clone(),
+            self.state.clock.clone(),
+            shutdown.clone(),
+        ));
         let wake = self.state.wake_fetcher.clone();
         let worker_shutdown = shutdown.clone();
         let mut worker = tokio::spawn(async move {
@@ -135,7 +143,11 @@ impl Application {
                 (server.await, result)
             }
         };
-        flatten(server_result).and(flatten(worker_result))
+        let retention_result = retention.await;
+        report_exit("retention", &retention_result);
+        flatten(server_result)
+            .and(flatten(worker_result))
+            .and(flatten(retention_result))
     }
 }
 

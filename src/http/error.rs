@@ -22,6 +22,9 @@ pub enum AppError {
     /// 401: no or unknown bearer token.
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    /// 403: the token is valid but lacks the scope this needs (e.g. `pii` for images).
+    #[error("{0}")]
+    Forbidden(&'static str),
     /// 403: the callback's sign does not match.
     #[error("{0}")]
     BadSignature(String),
@@ -54,7 +57,7 @@ impl AppError {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::BadSignature(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::BadSignature(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -67,6 +70,7 @@ impl AppError {
         match self {
             Self::BadRequest { code, .. } | Self::Conflict { code, .. } => code,
             Self::Unauthorized => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
             Self::BadSignature(_) => "bad_signature",
             Self::NotFound(_) => "not_found",
             Self::PayloadTooLarge { .. } => "payload_too_large",
