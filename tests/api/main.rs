@@ -8,6 +8,7 @@ mod helpers;
 
 mod callbacks;
 mod ops;
+mod privacy;
 mod query_api;
 mod return_url;
 mod vectors;
