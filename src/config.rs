@@ -51,6 +51,28 @@ pub struct Settings {
     pub fetch: FetchSettings,
     pub telemetry: TelemetrySettings,
     pub retention: RetentionSettings,
+    pub encryption: EncryptionSettings,
+}
+
+/// Encryption at rest of raw results, journal bodies and images (off without a key).
+#[derive(Debug, Clone, Default)]
+pub struct EncryptionSettings {
+    /// Base64 of 32 bytes; encrypts new values.
+    pub key: Option<SecretString>,
+    /// Older keys, kept only to decrypt values written before a rotation.
+    pub previous_keys: Vec<SecretString>,
+}
+
+impl EncryptionSettings {
+    /// The keyring these keys make (validated at load, so this only fails on a bug).
+    pub fn keyring(&self) -> Result<crate::store::Keyring, crate::store::BadKey> {
+        let previous: Vec<&str> = self
+            .previous_keys
+            .iter()
+            .map(|k| k.expose_secret())
+            .collect();
+        crate::store::Keyring::new(self.key.as_ref().map(|k| k.expose_secret()), &previous)
+    }
 }
 
 /// How long identity data is kept. `0` days keeps it forever.
@@ -244,6 +266,15 @@ struct Raw {
     fetch: RawFetch,
     telemetry: RawTelemetry,
     retention: RawRetention,
+    #[serde(default)]
+    encryption: RawEncryption,
+}
+
+#[derive(Deserialize, Default)]
+struct RawEncryption {
+    key: Option<String>,
+    #[serde(default)]
+    previous_keys: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -345,6 +376,8 @@ const KNOWN_KEYS: &[&str] = &[
     "retention.result_days",
     "retention.journal_days",
     "retention.interval",
+    "encryption.key",
+    "encryption.previous_keys",
 ];
 
 /// The environment variable that sets `key` (`megvii.api_secret` → `APP__MEGVII__API_SECRET`).
@@ -402,6 +435,7 @@ impl Settings {
                     .separator("__")
                     .list_separator(",")
                     .with_list_parse_key("api.tokens")
+                    .with_list_parse_key("encryption.previous_keys")
                     .try_parsing(true)
                     .source(Some(app_vars.clone())),
             );
@@ -559,6 +593,27 @@ fn validate(raw: Raw, environment: Environment) -> Result<Settings, ConfigError>
         interval: raw.retention.interval,
     };
 
+    let encryption = EncryptionSettings {
+        key: non_empty(raw.encryption.key).map(SecretString::from),
+        previous_keys: raw
+            .encryption
+            .previous_keys
+            .into_iter()
+            .filter_map(|k| non_empty(Some(k)))
+            .map(SecretString::from)
+            .collect(),
+    };
+    if let Err(e) =
+        crate::store::Keyring::new(encryption.key.as_ref().map(|k| k.expose_secret()), &[])
+    {
+        return Err(invalid("encryption.key", e.to_string()));
+    }
+    for key in &encryption.previous_keys {
+        if let Err(e) = crate::store::Keyring::new(None, &[key.expose_secret()]) {
+            return Err(invalid("encryption.previous_keys", e.to_string()));
+        }
+    }
+
     Ok(Settings {
         environment,
         server: ServerSettings {
@@ -596,6 +651,7 @@ fn validate(raw: Raw, environment: Environment) -> Result<Settings, ConfigError>
             filter: raw.telemetry.filter,
         },
         retention,
+        encryption,
     })
 }
 

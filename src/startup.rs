@@ -37,6 +37,7 @@ impl Application {
             .migrate()
             .await
             .context("applying database migrations")?;
+        check_keys(store.as_ref()).await?;
         Self::build_with(settings, store, Arc::new(SystemClock)).await
     }
 
@@ -163,13 +164,36 @@ fn flatten(result: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow
     result.map_err(|e| anyhow::anyhow!("task did not complete: {e}"))?
 }
 
+/// Connects the configured database behind [`store::EncryptedStore`]: always wrapped, so
+/// that values encrypted earlier are recognised (and refused clearly) even if the key was
+/// removed from the configuration.
 pub async fn connect_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     let options = ConnectOptions {
         max_connections: settings.database.max_connections,
         connect_timeout: settings.database.connect_timeout,
         sqlite_synchronous: settings.database.sqlite_synchronous.clone(),
     };
-    store::connect(settings.database.url.expose_secret(), &options)
+    let keys = settings
+        .encryption
+        .keyring()
+        .context("encryption keys are invalid")?;
+    let inner = store::connect(settings.database.url.expose_secret(), &options)
         .await
-        .with_context(|| format!("connecting to {}", settings.database.redacted_url()))
+        .with_context(|| format!("connecting to {}", settings.database.redacted_url()))?;
+    Ok(Arc::new(store::EncryptedStore::new(inner, keys)))
+}
+
+/// Fails when the newest stored result does not decrypt with the configured keys: a wrong
+/// `encryption.key` stops startup with the key id in the message, instead of failing every
+/// read afterwards. (A database with no encrypted result yet passes.)
+pub async fn check_keys(store: &dyn Store) -> anyhow::Result<()> {
+    let newest = store::ListQuery {
+        limit: 1,
+        ..Default::default()
+    };
+    match store.list(&newest).await {
+        Err(e @ store::StoreError::Decrypt(_)) => Err(anyhow::Error::new(e)
+            .context("encryption.key / encryption.previous_keys do not decrypt the stored data")),
+        _ => Ok(()),
+    }
 }

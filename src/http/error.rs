@@ -83,8 +83,13 @@ impl AppError {
 impl From<StoreError> for AppError {
     fn from(error: StoreError) -> Self {
         // Any storage failure means we could not durably do what was asked: 503 so the
-        // sender retries, never a 2xx and never a 500 that looks like bad input.
-        Self::Unavailable(error)
+        // sender retries, never a 2xx and never a 500 that looks like bad input. Except a
+        // value that does not decrypt: retrying will not help, it is a configuration fault
+        // (wrong key) for the operator, and the log says which key id.
+        match error {
+            StoreError::Decrypt(_) => Self::Internal(anyhow::Error::new(error)),
+            error => Self::Unavailable(error),
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 //!   caller's `max_calls` (and never past 3, by a CHECK constraint);
 //! - times are epoch milliseconds supplied by the caller's clock, never the database's.
 
+mod encrypted;
 mod engine;
 mod postgres;
 mod sql;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use encrypted::{BadKey, EncryptedStore, Keyring};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -37,6 +39,10 @@ pub enum StoreError {
     /// Migrations could not be applied.
     #[error("database migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value cannot be decrypted (wrong or missing key, or altered data). The
+    /// message names the key id, never the value.
+    #[error("stored data cannot be decrypted: {0}")]
+    Decrypt(String),
     /// The database URL names neither engine.
     #[error("database.url must start with sqlite:// or postgres:// (got scheme {0:?})")]
     UnsupportedUrl(String),
