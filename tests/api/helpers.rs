@@ -32,7 +32,7 @@ pub struct TestApp {
     pub store: Arc<dyn Store>,
     pub clock: ManualClock,
     shutdown: CancellationToken,
-    _db: common::TestDatabase,
+    pub db: common::TestDatabase,
 }
 
 impl Drop for TestApp {
@@ -108,7 +108,7 @@ pub async fn spawn_app(engine: common::Engine, options: Options) -> Option<TestA
         store,
         clock,
         shutdown,
-        _db: db,
+        db,
     })
 }
 

@@ -7,6 +7,7 @@ mod common;
 mod helpers;
 
 mod callbacks;
+mod encryption;
 mod ops;
 mod privacy;
 mod query_api;
