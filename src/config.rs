@@ -893,4 +893,54 @@ mod tests {
             .is_empty()
         );
     }
+
+    #[test]
+    fn retention_and_encryption_are_off_by_default_and_set_from_the_environment() {
+        let defaults = Settings::load_from(&env(&[]), &repo_config())
+            .unwrap()
+            .settings;
+        assert!(!defaults.retention.enabled());
+        assert_eq!(defaults.retention.interval, Duration::from_secs(3600));
+        assert!(defaults.encryption.key.is_none());
+        assert!(!defaults.encryption.keyring().unwrap().encrypts());
+
+        let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        let old = "HxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE=";
+        let loaded = Settings::load_from(
+            &env(&[
+                ("APP__RETENTION__RESULT_DAYS", "30"),
+                ("APP__RETENTION__JOURNAL_DAYS", "7"),
+                ("APP__RETENTION__INTERVAL", "10m"),
+                ("APP__ENCRYPTION__KEY", key),
+                ("APP__ENCRYPTION__PREVIOUS_KEYS", &format!("{old},{key}")),
+            ]),
+            &repo_config(),
+        )
+        .unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let s = loaded.settings;
+        assert_eq!(
+            s.retention.cutoffs(10 * 86_400_000),
+            (Some(-20 * 86_400_000), Some(3 * 86_400_000))
+        );
+        assert_eq!(s.retention.interval, Duration::from_secs(600));
+        assert_eq!(s.encryption.previous_keys.len(), 2);
+        assert!(s.encryption.keyring().unwrap().encrypts());
+        assert!(!format!("{s:?}").contains(key), "keys stay out of Debug");
+    }
+
+    #[test]
+    fn a_bad_encryption_key_names_the_key_but_never_echoes_it() {
+        for (var, key) in [
+            ("APP__ENCRYPTION__KEY", "c2hvcnQtc2VjcmV0"),
+            ("APP__ENCRYPTION__PREVIOUS_KEYS", "c2hvcnQtc2VjcmV0"),
+        ] {
+            let error = Settings::load_from(&env(&[(var, key)]), &repo_config())
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(var), "{error}");
+            assert!(error.contains("32 bytes"), "{error}");
+            assert!(!error.contains(key), "{error}");
+        }
+    }
 }

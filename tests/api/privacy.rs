@@ -157,3 +157,74 @@ async fn pii_reads_are_access_logged_and_other_reads_are_not(app: TestApp) {
         "the token itself is never stored"
     );
 }
+
+const DAY_MS: i64 = 86_400_000;
+
+/// `serve` purges on its own, every `retention.interval`, by the app's clock.
+async fn the_serve_task_purges_old_results_by_the_clock(engine: crate::common::Engine) {
+    let options = Options {
+        env: vec![
+            ("APP__RETENTION__RESULT_DAYS", "30".to_owned()),
+            ("APP__RETENTION__INTERVAL", "1s".to_owned()),
+        ],
+        ..Default::default()
+    };
+    let Some(app) = spawn_app(engine, options).await else {
+        return;
+    };
+    let (old, recent) = ("1795392000,ret-old", "1795392000,ret-recent");
+    app.clock.set(NOW_MS - 40 * DAY_MS);
+    assert_eq!(app.notify(&result_data(old, "o", "OK")).await.status(), 200);
+    app.clock.set(NOW_MS);
+    assert_eq!(
+        app.notify(&result_data(recent, "o", "OK")).await.status(),
+        200
+    );
+
+    // The task ticks every second; give it a generous bound on a loaded machine.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while app
+        .store
+        .get(old)
+        .await
+        .unwrap()
+        .unwrap()
+        .purged_at
+        .is_none()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no purge within 20s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    let record = app.record(old).await;
+    assert_eq!(record["result"], Value::Null);
+    assert_eq!(record["status"], "OK");
+    assert_eq!(record["liveness"], "PASS");
+    assert_eq!(record["confidence"], 77.5);
+    assert!(
+        record["purged_at"]
+            .as_str()
+            .unwrap()
+            .starts_with("2026-11-23T")
+    );
+    let kept = app.record(recent).await;
+    assert_eq!(kept["result"]["idcard_info"]["idcard_name"], "张三");
+    assert!(kept.get("purged_at").is_none());
+}
+
+mod serve_retention {
+    use crate::common::Engine;
+
+    #[tokio::test]
+    async fn sqlite() {
+        super::the_serve_task_purges_old_results_by_the_clock(Engine::Sqlite).await;
+    }
+
+    #[tokio::test]
+    async fn postgres() {
+        super::the_serve_task_purges_old_results_by_the_clock(Engine::Postgres).await;
+    }
+}
