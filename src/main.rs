@@ -1,5 +1,5 @@
 //! The `faceid-receiver` command: `serve` (default), `migrate`, `check-config`, `healthcheck`,
-//! `purge`.
+//! `purge`, `reencrypt`.
 
 use std::process::ExitCode;
 
@@ -32,6 +32,14 @@ enum Command {
     /// and print how much went.
     Purge {
         /// Only count what would go; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Rewrite stored results, images and journal bodies with the current encryption.key
+    /// (after a rotation, or to encrypt data stored before encryption was turned on; with no
+    /// key set, decrypts everything). Prints how many values were rewritten.
+    Reencrypt {
+        /// Only count what would be rewritten; change nothing.
         #[arg(long)]
         dry_run: bool,
     },
@@ -76,6 +84,7 @@ async fn run(command: Command) -> ExitCode {
     let result = match command {
         Command::Migrate => migrate(&settings).await,
         Command::Purge { dry_run } => purge(&settings, dry_run).await,
+        Command::Reencrypt { dry_run } => reencrypt(&settings, dry_run).await,
         _ => serve(settings).await,
     };
     match result {
@@ -117,6 +126,23 @@ async fn purge(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
     let counts =
         faceid_receiver::retention::purge_once(store.as_ref(), retention, &clock, dry_run).await?;
     let verb = if dry_run { "would purge" } else { "purged" };
+    println!(
+        "{verb}: {} results, {} images, {} journal bodies",
+        counts.results, counts.images, counts.journal_bodies
+    );
+    Ok(())
+}
+
+async fn reencrypt(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
+    use faceid_receiver::store::Store as _;
+    let store = startup::connect_encrypted(settings).await?;
+    store.migrate().await?;
+    let counts = store.reencrypt(dry_run).await?;
+    let verb = if dry_run {
+        "would re-encrypt"
+    } else {
+        "re-encrypted"
+    };
     println!(
         "{verb}: {} results, {} images, {} journal bodies",
         counts.results, counts.images, counts.journal_bodies

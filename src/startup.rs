@@ -168,6 +168,11 @@ fn flatten(result: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow
 /// that values encrypted earlier are recognised (and refused clearly) even if the key was
 /// removed from the configuration.
 pub async fn connect_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(Arc::new(connect_encrypted(settings).await?))
+}
+
+/// [`connect_store`] as the concrete wrapper, for `reencrypt`.
+pub async fn connect_encrypted(settings: &Settings) -> anyhow::Result<store::EncryptedStore> {
     let options = ConnectOptions {
         max_connections: settings.database.max_connections,
         connect_timeout: settings.database.connect_timeout,
@@ -180,7 +185,7 @@ pub async fn connect_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>
     let inner = store::connect(settings.database.url.expose_secret(), &options)
         .await
         .with_context(|| format!("connecting to {}", settings.database.redacted_url()))?;
-    Ok(Arc::new(store::EncryptedStore::new(inner, keys)))
+    Ok(store::EncryptedStore::new(inner, keys))
 }
 
 /// Fails when the newest stored result does not decrypt with the configured keys: a wrong

@@ -177,6 +177,56 @@ impl Keyring {
     }
 }
 
+impl Keyring {
+    /// Whether `stored` is already in the form [`Keyring::seal`] writes now: sealed with the
+    /// current key (checked by decrypting, so a key id shared with an old key is no excuse),
+    /// or plaintext when no key is current.
+    fn is_current(&self, stored: &[u8], context: &str) -> bool {
+        match self.keys.first().filter(|_| self.current) {
+            None => !stored.starts_with(MAGIC),
+            Some((id, cipher)) => {
+                stored.len() >= HEADER_LEN
+                    && stored.starts_with(MAGIC)
+                    && stored[MAGIC.len() + 1] == *id
+                    && {
+                        let nonce: [u8; NONCE_LEN] = stored[MAGIC.len() + 2..HEADER_LEN]
+                            .try_into()
+                            .expect("the header length was checked");
+                        cipher
+                            .decrypt(
+                                &Nonce::from(nonce),
+                                Payload {
+                                    msg: &stored[HEADER_LEN..],
+                                    aad: context.as_bytes(),
+                                },
+                            )
+                            .is_ok()
+                    }
+            }
+        }
+    }
+
+    fn text_is_current(&self, stored: &str, context: &str) -> bool {
+        match stored.strip_prefix(TEXT_PREFIX) {
+            None => !self.current,
+            Some(encoded) => STANDARD
+                .decode(encoded)
+                .is_ok_and(|sealed| self.is_current(&sealed, context)),
+        }
+    }
+}
+
+/// How many stored values a re-encryption rewrote (or, dry, would rewrite).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReencryptCounts {
+    pub results: u64,
+    pub images: u64,
+    pub journal_bodies: u64,
+}
+
+/// Rows read per page while re-encrypting.
+const REENCRYPT_PAGE: i64 = 200;
+
 fn key_id(key: &[u8]) -> u8 {
     Sha256::digest(key)[0]
 }
@@ -200,6 +250,79 @@ pub struct EncryptedStore {
 impl EncryptedStore {
     pub fn new(inner: Arc<dyn Store>, keys: Keyring) -> Self {
         Self { inner, keys }
+    }
+
+    /// Rewrites every stored result, image and journal body that is not in the current form
+    /// (old key, or plaintext) with the current key — or in clear when no key is set, which
+    /// is how encryption is turned off. Each rewrite is a compare-and-swap, so a value
+    /// changed meanwhile (a merge, a purge) is left to its writer. Safe to re-run: values
+    /// already current are skipped.
+    pub async fn reencrypt(&self, dry_run: bool) -> StoreResult<ReencryptCounts> {
+        let mut counts = ReencryptCounts::default();
+
+        let mut after = String::new();
+        loop {
+            let page = self.inner.stored_results(&after, REENCRYPT_PAGE).await?;
+            let Some((last, _)) = page.last() else { break };
+            after = last.clone();
+            for (biz_id, stored) in page {
+                let context = result_context(&biz_id);
+                if self.keys.text_is_current(&stored, &context) {
+                    continue;
+                }
+                let plain = self.keys.open_text(stored.clone(), &context)?;
+                counts.results += 1;
+                if !dry_run {
+                    let new = self.keys.seal_text(&plain, &context);
+                    self.inner.replace_result(&biz_id, &stored, &new).await?;
+                }
+            }
+        }
+
+        let (mut after_id, mut after_name) = (String::new(), String::new());
+        loop {
+            let page = self
+                .inner
+                .stored_images(&after_id, &after_name, REENCRYPT_PAGE)
+                .await?;
+            let Some((last_id, last_name, _)) = page.last() else {
+                break;
+            };
+            (after_id, after_name) = (last_id.clone(), last_name.clone());
+            for (biz_id, name, stored) in page {
+                let context = image_context(&biz_id, &name);
+                if self.keys.is_current(&stored, &context) {
+                    continue;
+                }
+                let plain = self.keys.open(&stored, &context)?;
+                counts.images += 1;
+                if !dry_run {
+                    let new = self.keys.seal(&plain, &context);
+                    self.inner
+                        .replace_image(&biz_id, &name, &stored, &new)
+                        .await?;
+                }
+            }
+        }
+
+        let mut after_body = 0;
+        loop {
+            let page = self.inner.stored_bodies(after_body, REENCRYPT_PAGE).await?;
+            let Some((last, _)) = page.last() else { break };
+            after_body = *last;
+            for (id, stored) in page {
+                if self.keys.is_current(&stored, BODY_CONTEXT) {
+                    continue;
+                }
+                let plain = self.keys.open(&stored, BODY_CONTEXT)?;
+                counts.journal_bodies += 1;
+                if !dry_run {
+                    let new = self.keys.seal(&plain, BODY_CONTEXT);
+                    self.inner.replace_body(id, &stored, &new).await?;
+                }
+            }
+        }
+        Ok(counts)
     }
 
     fn seal_entry(&self, entry: &NewCallback) -> NewCallback {
@@ -385,6 +508,45 @@ impl Store for EncryptedStore {
 
     async fn purge(&self, plan: &PurgePlan) -> StoreResult<PurgeCounts> {
         self.inner.purge(plan).await
+    }
+
+    // The stored form, as is: these are the raw material of `reencrypt`.
+
+    async fn stored_results(&self, after: &str, limit: i64) -> StoreResult<Vec<(String, String)>> {
+        self.inner.stored_results(after, limit).await
+    }
+
+    async fn replace_result(&self, biz_id: &str, old: &str, new: &str) -> StoreResult<bool> {
+        self.inner.replace_result(biz_id, old, new).await
+    }
+
+    async fn stored_images(
+        &self,
+        after_biz_id: &str,
+        after_name: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<(String, String, Vec<u8>)>> {
+        self.inner
+            .stored_images(after_biz_id, after_name, limit)
+            .await
+    }
+
+    async fn replace_image(
+        &self,
+        biz_id: &str,
+        name: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> StoreResult<bool> {
+        self.inner.replace_image(biz_id, name, old, new).await
+    }
+
+    async fn stored_bodies(&self, after_id: i64, limit: i64) -> StoreResult<Vec<(i64, Vec<u8>)>> {
+        self.inner.stored_bodies(after_id, limit).await
+    }
+
+    async fn replace_body(&self, id: i64, old: &[u8], new: &[u8]) -> StoreResult<bool> {
+        self.inner.replace_body(id, old, new).await
     }
 }
 

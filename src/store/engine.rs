@@ -682,6 +682,86 @@ macro_rules! impl_store {
                 tx.commit().await?;
                 Ok(counts)
             }
+
+            async fn stored_results(
+                &self,
+                after: &str,
+                limit: i64,
+            ) -> StoreResult<Vec<(String, String)>> {
+                Ok(sqlx::query_as(sql::STORED_RESULTS)
+                    .bind(after)
+                    .bind(limit.max(0))
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn replace_result(
+                &self,
+                biz_id: &str,
+                old: &str,
+                new: &str,
+            ) -> StoreResult<bool> {
+                let done = sqlx::query(sql::REPLACE_RESULT)
+                    .bind(biz_id)
+                    .bind(old)
+                    .bind(new)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn stored_images(
+                &self,
+                after_biz_id: &str,
+                after_name: &str,
+                limit: i64,
+            ) -> StoreResult<Vec<(String, String, Vec<u8>)>> {
+                Ok(sqlx::query_as(sql::STORED_IMAGES)
+                    .bind(after_biz_id)
+                    .bind(after_name)
+                    .bind(limit.max(0))
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn replace_image(
+                &self,
+                biz_id: &str,
+                name: &str,
+                old: &[u8],
+                new: &[u8],
+            ) -> StoreResult<bool> {
+                let done = sqlx::query(sql::REPLACE_IMAGE)
+                    .bind(biz_id)
+                    .bind(name)
+                    .bind(old)
+                    .bind(new)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn stored_bodies(
+                &self,
+                after_id: i64,
+                limit: i64,
+            ) -> StoreResult<Vec<(i64, Vec<u8>)>> {
+                Ok(sqlx::query_as(sql::STORED_BODIES)
+                    .bind(after_id)
+                    .bind(limit.max(0))
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn replace_body(&self, id: i64, old: &[u8], new: &[u8]) -> StoreResult<bool> {
+                let done = sqlx::query(sql::REPLACE_BODY)
+                    .bind(id)
+                    .bind(old)
+                    .bind(new)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
         }
     };
 }

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use encrypted::{BadKey, EncryptedStore, Keyring};
+pub use encrypted::{BadKey, EncryptedStore, Keyring, ReencryptCounts};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -512,6 +512,38 @@ pub trait Store: Send + Sync + 'static {
     /// (keeping their metadata and `body_sha256`). Status, liveness, confidence and times
     /// are kept. Already purged data is not counted again. With `dry_run`, only counts.
     async fn purge(&self, plan: &PurgePlan) -> StoreResult<PurgeCounts>;
+
+    // ---- key rotation: the stored form of identity values, as is ----
+
+    /// Up to `limit` stored results (biz_id, stored text) with biz_id after `after`, by biz_id.
+    async fn stored_results(&self, after: &str, limit: i64) -> StoreResult<Vec<(String, String)>>;
+
+    /// Replaces a stored result only if it is still `old` (a merge meanwhile wins).
+    async fn replace_result(&self, biz_id: &str, old: &str, new: &str) -> StoreResult<bool>;
+
+    /// Up to `limit` stored images (biz_id, name, stored bytes) after (`after_biz_id`,
+    /// `after_name`), in that order.
+    async fn stored_images(
+        &self,
+        after_biz_id: &str,
+        after_name: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<(String, String, Vec<u8>)>>;
+
+    /// Replaces a stored image only if it is still `old`.
+    async fn replace_image(
+        &self,
+        biz_id: &str,
+        name: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> StoreResult<bool>;
+
+    /// Up to `limit` non-empty journal bodies (id, stored bytes) with id above `after_id`.
+    async fn stored_bodies(&self, after_id: i64, limit: i64) -> StoreResult<Vec<(i64, Vec<u8>)>>;
+
+    /// Replaces a journal body only if it is still `old` (a purge meanwhile wins).
+    async fn replace_body(&self, id: i64, old: &[u8], new: &[u8]) -> StoreResult<bool>;
 }
 
 /// Opens the store named by `url` (`sqlite://…` or `postgres://…`), waiting at most

@@ -258,3 +258,26 @@ pub const COUNT_JOURNAL_DUE: &str =
 /// the empty body.
 pub const PURGE_JOURNAL: &str =
     "UPDATE callbacks SET body = $2 WHERE received_at < $1 AND length(body) > 0";
+
+/// Key rotation pages and compare-and-swap rewrites. Binds: after biz_id, limit.
+pub const STORED_RESULTS: &str = "SELECT biz_id, result FROM verifications \
+     WHERE result IS NOT NULL AND biz_id > $1 ORDER BY biz_id LIMIT $2";
+
+/// Binds: biz_id, old, new.
+pub const REPLACE_RESULT: &str =
+    "UPDATE verifications SET result = $3 WHERE biz_id = $1 AND result = $2";
+
+/// Binds: after biz_id, after name, limit.
+pub const STORED_IMAGES: &str = "SELECT biz_id, name, jpeg FROM images \
+     WHERE biz_id > $1 OR (biz_id = $1 AND name > $2) ORDER BY biz_id, name LIMIT $3";
+
+/// Binds: biz_id, name, old, new.
+pub const REPLACE_IMAGE: &str =
+    "UPDATE images SET jpeg = $4 WHERE biz_id = $1 AND name = $2 AND jpeg = $3";
+
+/// Binds: after id, limit.
+pub const STORED_BODIES: &str =
+    "SELECT id, body FROM callbacks WHERE id > $1 AND length(body) > 0 ORDER BY id LIMIT $2";
+
+/// Binds: id, old, new.
+pub const REPLACE_BODY: &str = "UPDATE callbacks SET body = $3 WHERE id = $1 AND body = $2";

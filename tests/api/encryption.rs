@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use faceid_receiver::Application;
 use faceid_receiver::config::Settings;
 use faceid_receiver::startup;
-use faceid_receiver::store::{IncomingResult, JobUpdate, NewImage, Source, StoreError};
+use faceid_receiver::store::{
+    IncomingResult, JobUpdate, NewImage, ReencryptCounts, Source, Store, StoreError,
+};
 
 use crate::common::Engine;
 use crate::helpers::*;
@@ -200,8 +202,64 @@ async fn a_wrong_key_stops_startup_and_reads_fail_clearly(engine: Engine) {
     store.close().await;
 }
 
+async fn reencrypt_moves_every_value_to_the_new_key(engine: Engine) {
+    let Some(app) = encrypted_app(engine).await else {
+        return;
+    };
+    store_seed_with_image(&app).await;
+    let url = app.db.url().to_owned();
+    let mut rotated = settings_with_key(&url, OTHER_KEY);
+    rotated.encryption.previous_keys = vec![KEY.to_owned().into()];
+    let store = startup::connect_encrypted(&rotated).await.unwrap();
+
+    let all = ReencryptCounts {
+        results: 1,
+        images: 1,
+        journal_bodies: 1,
+    };
+    assert_eq!(store.reencrypt(true).await.unwrap(), all, "dry run counts");
+    assert_eq!(
+        store.reencrypt(true).await.unwrap(),
+        all,
+        "and changes nothing"
+    );
+    assert_eq!(store.reencrypt(false).await.unwrap(), all);
+    assert_eq!(
+        store.reencrypt(false).await.unwrap(),
+        ReencryptCounts::default(),
+        "a second run finds nothing left"
+    );
+    store.close().await;
+
+    // The old key can now be dropped: the new one alone reads everything.
+    let new_only = startup::connect_store(&settings_with_key(&url, OTHER_KEY))
+        .await
+        .unwrap();
+    let record = new_only.get(SEED_BIZ_ID).await.unwrap().unwrap();
+    assert_eq!(record.result.as_deref(), Some(SEED_OK));
+    assert_eq!(
+        new_only
+            .image(SEED_BIZ_ID, "image_best")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(JPEG)
+    );
+    new_only.close().await;
+    for column in raw_columns(&url).await {
+        for needle in NEEDLES {
+            assert!(!contains(&column, needle.as_bytes()), "{needle} in clear");
+        }
+    }
+}
+
 mod sqlite {
     use super::*;
+
+    #[tokio::test]
+    async fn reencrypt_moves_every_value_to_the_new_key() {
+        super::reencrypt_moves_every_value_to_the_new_key(Engine::Sqlite).await;
+    }
 
     #[tokio::test]
     async fn identity_data_round_trips_through_the_api_and_the_tables_hold_no_plaintext() {
@@ -219,6 +277,11 @@ mod sqlite {
 
 mod postgres {
     use super::*;
+
+    #[tokio::test]
+    async fn reencrypt_moves_every_value_to_the_new_key() {
+        super::reencrypt_moves_every_value_to_the_new_key(Engine::Postgres).await;
+    }
 
     #[tokio::test]
     async fn identity_data_round_trips_through_the_api_and_the_tables_hold_no_plaintext() {
