@@ -157,6 +157,24 @@ fn check_config(settings: &Settings, warnings: &[String]) -> ExitCode {
     );
     println!("database: {}", settings.database.redacted_url());
     println!("FaceID API: {}", settings.megvii.base_url);
+    let days = |d: u32| match d {
+        0 => "kept forever".to_owned(),
+        d => format!("purged after {d} days"),
+    };
+    println!(
+        "retention: results and images {}, journal bodies {}",
+        days(settings.retention.result_days),
+        days(settings.retention.journal_days)
+    );
+    println!(
+        "encryption at rest: {} ({} previous key(s))",
+        if settings.encryption.key.is_some() {
+            "on"
+        } else {
+            "off"
+        },
+        settings.encryption.previous_keys.len()
+    );
     match settings.callback_urls() {
         Some((notify, ret)) => {
             println!("register with get_token:");
