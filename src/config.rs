@@ -50,6 +50,54 @@ pub struct Settings {
     pub r#return: ReturnSettings,
     pub fetch: FetchSettings,
     pub telemetry: TelemetrySettings,
+    pub retention: RetentionSettings,
+    pub encryption: EncryptionSettings,
+}
+
+/// Encryption at rest of raw results, journal bodies and images (off without a key).
+#[derive(Debug, Clone, Default)]
+pub struct EncryptionSettings {
+    /// Base64 of 32 bytes; encrypts new values.
+    pub key: Option<SecretString>,
+    /// Older keys, kept only to decrypt values written before a rotation.
+    pub previous_keys: Vec<SecretString>,
+}
+
+impl EncryptionSettings {
+    /// The keyring these keys make (validated at load, so this only fails on a bug).
+    pub fn keyring(&self) -> Result<crate::store::Keyring, crate::store::BadKey> {
+        let previous: Vec<&str> = self
+            .previous_keys
+            .iter()
+            .map(|k| k.expose_secret())
+            .collect();
+        crate::store::Keyring::new(self.key.as_ref().map(|k| k.expose_secret()), &previous)
+    }
+}
+
+/// How long identity data is kept. `0` days keeps it forever.
+#[derive(Debug, Clone)]
+pub struct RetentionSettings {
+    /// Raw results and images of verifications older than this are purged.
+    pub result_days: u32,
+    /// Journal bodies older than this are emptied.
+    pub journal_days: u32,
+    /// How often `serve` purges.
+    pub interval: Duration,
+}
+
+impl RetentionSettings {
+    /// Whether anything is ever purged.
+    pub fn enabled(&self) -> bool {
+        self.result_days > 0 || self.journal_days > 0
+    }
+
+    /// The cutoffs at `now` (epoch ms); `None` for "keep forever".
+    pub fn cutoffs(&self, now: i64) -> (Option<i64>, Option<i64>) {
+        const DAY_MS: i64 = 86_400_000;
+        let cutoff = |days: u32| (days > 0).then(|| now - i64::from(days) * DAY_MS);
+        (cutoff(self.result_days), cutoff(self.journal_days))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -132,6 +180,14 @@ impl ApiToken {
 
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)
+    }
+
+    /// Who used a token, for the access log: the first 12 hex digits of its SHA-256. Enough
+    /// to tell configured tokens apart, useless for recovering one.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(self.token.expose_secret().as_bytes());
+        hex::encode(digest)[..12].to_owned()
     }
 }
 
@@ -217,6 +273,24 @@ struct Raw {
     r#return: RawReturn,
     fetch: RawFetch,
     telemetry: RawTelemetry,
+    retention: RawRetention,
+    #[serde(default)]
+    encryption: RawEncryption,
+}
+
+#[derive(Deserialize, Default)]
+struct RawEncryption {
+    key: Option<String>,
+    #[serde(default)]
+    previous_keys: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct RawRetention {
+    result_days: u32,
+    journal_days: u32,
+    #[serde(with = "humantime_serde")]
+    interval: Duration,
 }
 
 #[derive(Deserialize)]
@@ -316,6 +390,11 @@ pub const KNOWN_KEYS: &[&str] = &[
     "fetch.poll_interval",
     "telemetry.format",
     "telemetry.filter",
+    "retention.result_days",
+    "retention.journal_days",
+    "retention.interval",
+    "encryption.key",
+    "encryption.previous_keys",
 ];
 
 /// The environment variable that sets `key` (`megvii.api_secret` → `APP__MEGVII__API_SECRET`).
@@ -373,6 +452,7 @@ impl Settings {
                     .separator("__")
                     .list_separator(",")
                     .with_list_parse_key("api.tokens")
+                    .with_list_parse_key("encryption.previous_keys")
                     .try_parsing(true)
                     .source(Some(app_vars.clone())),
             );
@@ -527,6 +607,36 @@ fn validate(raw: Raw, environment: Environment) -> Result<Settings, ConfigError>
         ));
     }
 
+    if raw.retention.interval < Duration::from_secs(1) {
+        return Err(invalid("retention.interval", "must be at least 1s".into()));
+    }
+    let retention = RetentionSettings {
+        result_days: raw.retention.result_days,
+        journal_days: raw.retention.journal_days,
+        interval: raw.retention.interval,
+    };
+
+    let encryption = EncryptionSettings {
+        key: non_empty(raw.encryption.key).map(SecretString::from),
+        previous_keys: raw
+            .encryption
+            .previous_keys
+            .into_iter()
+            .filter_map(|k| non_empty(Some(k)))
+            .map(SecretString::from)
+            .collect(),
+    };
+    if let Err(e) =
+        crate::store::Keyring::new(encryption.key.as_ref().map(|k| k.expose_secret()), &[])
+    {
+        return Err(invalid("encryption.key", e.to_string()));
+    }
+    for key in &encryption.previous_keys {
+        if let Err(e) = crate::store::Keyring::new(None, &[key.expose_secret()]) {
+            return Err(invalid("encryption.previous_keys", e.to_string()));
+        }
+    }
+
     Ok(Settings {
         environment,
         server: ServerSettings {
@@ -567,6 +677,8 @@ fn validate(raw: Raw, environment: Environment) -> Result<Settings, ConfigError>
             format: raw.telemetry.format,
             filter: raw.telemetry.filter,
         },
+        retention,
+        encryption,
     })
 }
 
@@ -843,5 +955,55 @@ mod tests {
             ))
             .is_empty()
         );
+    }
+
+    #[test]
+    fn retention_and_encryption_are_off_by_default_and_set_from_the_environment() {
+        let defaults = Settings::load_from(&env(&[]), &repo_config())
+            .unwrap()
+            .settings;
+        assert!(!defaults.retention.enabled());
+        assert_eq!(defaults.retention.interval, Duration::from_secs(3600));
+        assert!(defaults.encryption.key.is_none());
+        assert!(!defaults.encryption.keyring().unwrap().encrypts());
+
+        let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        let old = "HxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE=";
+        let loaded = Settings::load_from(
+            &env(&[
+                ("APP__RETENTION__RESULT_DAYS", "30"),
+                ("APP__RETENTION__JOURNAL_DAYS", "7"),
+                ("APP__RETENTION__INTERVAL", "10m"),
+                ("APP__ENCRYPTION__KEY", key),
+                ("APP__ENCRYPTION__PREVIOUS_KEYS", &format!("{old},{key}")),
+            ]),
+            &repo_config(),
+        )
+        .unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let s = loaded.settings;
+        assert_eq!(
+            s.retention.cutoffs(10 * 86_400_000),
+            (Some(-20 * 86_400_000), Some(3 * 86_400_000))
+        );
+        assert_eq!(s.retention.interval, Duration::from_secs(600));
+        assert_eq!(s.encryption.previous_keys.len(), 2);
+        assert!(s.encryption.keyring().unwrap().encrypts());
+        assert!(!format!("{s:?}").contains(key), "keys stay out of Debug");
+    }
+
+    #[test]
+    fn a_bad_encryption_key_names_the_key_but_never_echoes_it() {
+        for (var, key) in [
+            ("APP__ENCRYPTION__KEY", "c2hvcnQtc2VjcmV0"),
+            ("APP__ENCRYPTION__PREVIOUS_KEYS", "c2hvcnQtc2VjcmV0"),
+        ] {
+            let error = Settings::load_from(&env(&[(var, key)]), &repo_config())
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(var), "{error}");
+            assert!(error.contains("32 bytes"), "{error}");
+            assert!(!error.contains(key), "{error}");
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! The `faceid-receiver` command: `serve` (default), `migrate`, `check-config`, `healthcheck`.
+//! The `faceid-receiver` command: `serve` (default), `migrate`, `check-config`, `healthcheck`,
+//! `purge`, `reencrypt`.
 
 use std::process::ExitCode;
 
@@ -27,6 +28,21 @@ enum Command {
     Migrate,
     /// Validate the configuration and print the URLs to register with FaceID's get_token.
     CheckConfig,
+    /// Purge identity data older than retention.result_days / retention.journal_days now,
+    /// and print how much went.
+    Purge {
+        /// Only count what would go; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Rewrite stored results, images and journal bodies with the current encryption.key
+    /// (after a rotation, or to encrypt data stored before encryption was turned on; with no
+    /// key set, decrypts everything). Prints how many values were rewritten.
+    Reencrypt {
+        /// Only count what would be rewritten; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Exit 0 when URL answers 2xx (for container health checks; no curl needed).
     Healthcheck {
         /// e.g. http://127.0.0.1:5000/healthz
@@ -67,6 +83,8 @@ async fn run(command: Command) -> ExitCode {
     }
     let result = match command {
         Command::Migrate => migrate(&settings).await,
+        Command::Purge { dry_run } => purge(&settings, dry_run).await,
+        Command::Reencrypt { dry_run } => reencrypt(&settings, dry_run).await,
         _ => serve(settings).await,
     };
     match result {
@@ -93,6 +111,45 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn purge(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
+    let retention = &settings.retention;
+    if !retention.enabled() {
+        println!(
+            "retention is off (retention.result_days = 0 and retention.journal_days = 0): nothing to purge"
+        );
+        return Ok(());
+    }
+    let store = startup::connect_store(settings).await?;
+    store.migrate().await?;
+    let clock: faceid_receiver::clock::SharedClock =
+        std::sync::Arc::new(faceid_receiver::clock::SystemClock);
+    let counts =
+        faceid_receiver::retention::purge_once(store.as_ref(), retention, &clock, dry_run).await?;
+    let verb = if dry_run { "would purge" } else { "purged" };
+    println!(
+        "{verb}: {} results, {} images, {} journal bodies",
+        counts.results, counts.images, counts.journal_bodies
+    );
+    Ok(())
+}
+
+async fn reencrypt(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
+    use faceid_receiver::store::Store as _;
+    let store = startup::connect_encrypted(settings).await?;
+    store.migrate().await?;
+    let counts = store.reencrypt(dry_run).await?;
+    let verb = if dry_run {
+        "would re-encrypt"
+    } else {
+        "re-encrypted"
+    };
+    println!(
+        "{verb}: {} results, {} images, {} journal bodies",
+        counts.results, counts.images, counts.journal_bodies
+    );
+    Ok(())
+}
+
 fn check_config(settings: &Settings, warnings: &[String]) -> ExitCode {
     println!(
         "configuration OK (profile {})",
@@ -100,6 +157,24 @@ fn check_config(settings: &Settings, warnings: &[String]) -> ExitCode {
     );
     println!("database: {}", settings.database.redacted_url());
     println!("FaceID API: {}", settings.megvii.base_url);
+    let days = |d: u32| match d {
+        0 => "kept forever".to_owned(),
+        d => format!("purged after {d} days"),
+    };
+    println!(
+        "retention: results and images {}, journal bodies {}",
+        days(settings.retention.result_days),
+        days(settings.retention.journal_days)
+    );
+    println!(
+        "encryption at rest: {} ({} previous key(s))",
+        if settings.encryption.key.is_some() {
+            "on"
+        } else {
+            "off"
+        },
+        settings.encryption.previous_keys.len()
+    );
     match settings.callback_urls() {
         Some((notify, ret)) => {
             println!("register with get_token:");

@@ -4,7 +4,9 @@
 //! address before serving. The HTTP server and the worker run as two tasks sharing the
 //! [`CancellationToken`] passed to [`Application::run_until_stopped`] — passed in, never
 //! global, so several applications can share one test process. When either task ends, the
-//! token is cancelled so the other ends too, and which one ended first is logged.
+//! token is cancelled so the other ends too, and which one ended first is logged. A third
+//! task purges identity data by `retention.*` on the same token (idle when retention is
+//! off); it never ends by itself, so it is simply stopped with the others.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,6 +37,7 @@ impl Application {
             .migrate()
             .await
             .context("applying database migrations")?;
+        check_keys(store.as_ref()).await?;
         Self::build_with(settings, store, Arc::new(SystemClock)).await
     }
 
@@ -109,6 +112,12 @@ impl Application {
         )
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let mut server = tokio::spawn(async move { server.await.context("HTTP server failed") });
+        let retention = tokio::spawn(crate::retention::run(
+            self.state.store.clone(),
+            self.state.settings.retention.clone(),
+            self.state.clock.clone(),
+            shutdown.clone(),
+        ));
         let wake = self.state.wake_fetcher.clone();
         let worker_shutdown = shutdown.clone();
         let mut worker = tokio::spawn(async move {
@@ -124,6 +133,7 @@ impl Application {
 
         let abort_server = server.abort_handle();
         let abort_worker = worker.abort_handle();
+        let abort_retention = retention.abort_handle();
         // Whichever task ends first ends the other: a receiver that stopped following up,
         // or stopped serving, must not keep running half-alive.
         let both = async {
@@ -139,7 +149,12 @@ impl Application {
                     (server.await, result)
                 }
             };
-            flatten(server_result).and(flatten(worker_result))
+            // Retention stops on the same token, which both branches above have cancelled.
+            let retention_result = retention.await;
+            report_exit("retention", &retention_result);
+            flatten(server_result)
+                .and(flatten(worker_result))
+                .and(flatten(retention_result))
         };
         // Once stopping, in-flight requests and the worker's pass get `shutdown_timeout`;
         // a client holding a connection open must not keep the process alive forever.
@@ -157,6 +172,7 @@ impl Application {
             () = deadline => {
                 abort_server.abort();
                 abort_worker.abort();
+                abort_retention.abort();
                 tracing::error!(?grace, "graceful shutdown did not finish in time; stopping anyway");
                 Err(anyhow::anyhow!(
                     "graceful shutdown did not finish within server.shutdown_timeout ({})",
@@ -179,13 +195,41 @@ fn flatten(result: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow
     result.map_err(|e| anyhow::anyhow!("task did not complete: {e}"))?
 }
 
+/// Connects the configured database behind [`store::EncryptedStore`]: always wrapped, so
+/// that values encrypted earlier are recognised (and refused clearly) even if the key was
+/// removed from the configuration.
 pub async fn connect_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(Arc::new(connect_encrypted(settings).await?))
+}
+
+/// [`connect_store`] as the concrete wrapper, for `reencrypt`.
+pub async fn connect_encrypted(settings: &Settings) -> anyhow::Result<store::EncryptedStore> {
     let options = ConnectOptions {
         max_connections: settings.database.max_connections,
         connect_timeout: settings.database.connect_timeout,
         sqlite_synchronous: settings.database.sqlite_synchronous.clone(),
     };
-    store::connect(settings.database.url.expose_secret(), &options)
+    let keys = settings
+        .encryption
+        .keyring()
+        .context("encryption keys are invalid")?;
+    let inner = store::connect(settings.database.url.expose_secret(), &options)
         .await
-        .with_context(|| format!("connecting to {}", settings.database.redacted_url()))
+        .with_context(|| format!("connecting to {}", settings.database.redacted_url()))?;
+    Ok(store::EncryptedStore::new(inner, keys))
+}
+
+/// Fails when the newest stored result does not decrypt with the configured keys: a wrong
+/// `encryption.key` stops startup with the key id in the message, instead of failing every
+/// read afterwards. (A database with no encrypted result yet passes.)
+pub async fn check_keys(store: &dyn Store) -> anyhow::Result<()> {
+    let newest = store::ListQuery {
+        limit: 1,
+        ..Default::default()
+    };
+    match store.list(&newest).await {
+        Err(e @ store::StoreError::Decrypt(_)) => Err(anyhow::Error::new(e)
+            .context("encryption.key / encryption.previous_keys do not decrypt the stored data")),
+        _ => Ok(()),
+    }
 }

@@ -1,15 +1,20 @@
 //! The merchant's query API under `/api/v1`, behind bearer tokens from `api.tokens`.
 //!
 //! Invariants: tokens are compared in constant time (each configured token is checked, no
-//! early exit); records are rendered with the stored raw result byte-exact; list endpoints
-//! page with opaque keyset cursors, newest first.
+//! early exit); list endpoints page with opaque keyset cursors, newest first.
+//!
+//! Identity data: a caller whose token has the `pii` scope sees the stored raw result
+//! byte-exact, and every such disclosure is written to the access log *before* the response
+//! is sent (a log that cannot be written fails the request with 503: no unaudited reads).
+//! Any other caller sees the result with its identity fields masked by
+//! [`crate::protocol::pii`], re-serialized (so not byte-exact), and is not logged.
 
 use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use secrecy::ExposeSecret;
@@ -26,7 +31,10 @@ use super::extract::{ApiPath, ApiQuery};
 use super::openapi::{CallbackPage, FetchStateName, SourceName, VerificationPage};
 use crate::clock::{parse_time, rfc3339};
 use crate::config::ApiToken;
-use crate::store::{CallbackQuery, CallbackRecord, FetchInfo, ListQuery, Verification};
+use crate::protocol::pii;
+use crate::store::{
+    AccessEntry, CallbackQuery, CallbackRecord, FetchInfo, ListQuery, Verification,
+};
 use utoipa::{IntoParams, ToSchema};
 
 pub const DEFAULT_LIMIT: i64 = 50;
@@ -47,6 +55,36 @@ pub fn router(state: AppState) -> Router<AppState> {
 #[derive(Clone)]
 pub struct Caller {
     pub scopes: Vec<String>,
+    /// [`ApiToken::fingerprint`], for the access log.
+    pub token_fp: String,
+}
+
+impl Caller {
+    /// May see identity data (unmasked results, image bytes).
+    pub fn has_pii(&self) -> bool {
+        self.scopes.iter().any(|s| s == pii::PII_SCOPE)
+    }
+
+    /// Records that this caller was shown `biz_ids` through `route`. Call before answering.
+    pub async fn log_access<'a>(
+        &self,
+        state: &AppState,
+        route: &str,
+        biz_ids: impl IntoIterator<Item = &'a str>,
+    ) -> Result<()> {
+        let accessed_at = state.clock.now_ms();
+        let entries: Vec<AccessEntry> = biz_ids
+            .into_iter()
+            .map(|biz_id| AccessEntry {
+                token_fp: self.token_fp.clone(),
+                route: route.to_owned(),
+                biz_id: Some(biz_id.to_owned()),
+                accessed_at,
+            })
+            .collect();
+        state.store.record_access(&entries).await?;
+        Ok(())
+    }
 }
 
 /// Accepts `Authorization: Bearer <token>` when it matches one of `api.tokens`.
@@ -68,6 +106,7 @@ async fn require_token(
     let token = match_token(&state.settings.api.tokens, presented).ok_or(AppError::Unauthorized)?;
     request.extensions_mut().insert(Caller {
         scopes: token.scopes.clone(),
+        token_fp: token.fingerprint(),
     });
     Ok(next.run(request).await)
 }
@@ -103,7 +142,8 @@ pub struct VerificationView {
     pub source: &'static str,
     /// Whether the stored result came with a valid signature (get_result answers count).
     pub signed: bool,
-    /// FaceID's JSON exactly as received (images stripped), or null while pending.
+    /// FaceID's JSON exactly as received (images stripped) for `pii` callers, masked for
+    /// others; null while pending or once purged.
     #[schema(value_type = Option<Object>)]
     pub result: Option<Box<RawValue>>,
     /// Names of fetched images, for `GET …/images/{name}`.
@@ -113,6 +153,9 @@ pub struct VerificationView {
     pub created_at: String,
     /// RFC 3339.
     pub updated_at: String,
+    /// When retention removed the raw result and images; absent when never.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purged_at: Option<String>,
 }
 
 /// The follow-up (get_result) state of a verification.
@@ -139,9 +182,23 @@ impl From<&FetchInfo> for FetchView {
 }
 
 impl From<Verification> for VerificationView {
+    /// The unmasked view (for `pii` callers).
     fn from(v: Verification) -> Self {
-        // The stored text was validated as one JSON object before it was stored.
-        let result = v.result.and_then(|raw| RawValue::from_string(raw).ok());
+        Self::render(v, true)
+    }
+}
+
+impl VerificationView {
+    /// The view of `v`, with identity data masked unless `pii`.
+    pub fn render(v: Verification, pii: bool) -> Self {
+        let result = v.result.and_then(|raw| {
+            if pii {
+                // The stored text was validated as one JSON object before it was stored.
+                RawValue::from_string(raw).ok()
+            } else {
+                serde_json::value::to_raw_value(&pii::mask_result(&raw)).ok()
+            }
+        });
         Self {
             fetch: FetchView::from(&v.fetch),
             biz_id: v.biz_id,
@@ -155,6 +212,7 @@ impl From<Verification> for VerificationView {
             images: v.images,
             created_at: rfc3339(v.created_at),
             updated_at: rfc3339(v.updated_at),
+            purged_at: v.purged_at.map(rfc3339),
         }
     }
 }
@@ -175,6 +233,7 @@ impl From<Verification> for VerificationView {
 )]
 pub async fn get_verification(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiPath(biz_id): ApiPath<String>,
 ) -> Result<Json<VerificationView>> {
     let record = state
@@ -182,7 +241,17 @@ pub async fn get_verification(
         .get(&biz_id)
         .await?
         .ok_or(AppError::NotFound("no verification with this biz_id"))?;
-    Ok(Json(record.into()))
+    let pii = caller.has_pii();
+    if pii {
+        caller
+            .log_access(
+                &state,
+                "GET /api/v1/verifications/{biz_id}",
+                [record.biz_id.as_str()],
+            )
+            .await?;
+    }
+    Ok(Json(VerificationView::render(record, pii)))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -255,6 +324,7 @@ fn non_empty(value: Option<String>) -> Option<String> {
 )]
 pub async fn list_verifications(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<Page<VerificationView>>> {
     let limit = parse_limit(params.limit.as_deref())?;
@@ -287,8 +357,21 @@ pub async fn list_verifications(
     } else {
         None
     };
+    let pii = caller.has_pii();
+    if pii {
+        caller
+            .log_access(
+                &state,
+                "GET /api/v1/verifications",
+                records.iter().map(|r| r.biz_id.as_str()),
+            )
+            .await?;
+    }
     Ok(Json(Page {
-        items: records.into_iter().map(Into::into).collect(),
+        items: records
+            .into_iter()
+            .map(|r| VerificationView::render(r, pii))
+            .collect(),
         next_cursor,
     }))
 }

@@ -22,6 +22,9 @@ pub enum AppError {
     /// 401: no or unknown bearer token.
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    /// 403: the token is valid but lacks the scope this needs (e.g. `pii` for images).
+    #[error("{0}")]
+    Forbidden(&'static str),
     /// 403: the callback's sign does not match.
     #[error("{0}")]
     BadSignature(String),
@@ -57,7 +60,7 @@ impl AppError {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::BadSignature(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::BadSignature(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -71,6 +74,7 @@ impl AppError {
         match self {
             Self::BadRequest { code, .. } | Self::Conflict { code, .. } => code,
             Self::Unauthorized => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
             Self::BadSignature(_) => "bad_signature",
             Self::NotFound(_) => "not_found",
             Self::PayloadTooLarge { .. } => "payload_too_large",
@@ -84,8 +88,13 @@ impl AppError {
 impl From<StoreError> for AppError {
     fn from(error: StoreError) -> Self {
         // Any storage failure means we could not durably do what was asked: 503 so the
-        // sender retries, never a 2xx and never a 500 that looks like bad input.
-        Self::Unavailable(error)
+        // sender retries, never a 2xx and never a 500 that looks like bad input. Except a
+        // value that does not decrypt: retrying will not help, it is a configuration fault
+        // (wrong key) for the operator, and the log says which key id.
+        match error {
+            StoreError::Decrypt(_) => Self::Internal(anyhow::Error::new(error)),
+            error => Self::Unavailable(error),
+        }
     }
 }
 

@@ -11,24 +11,25 @@
 //!   `GET /verifications/{key}` takes, `biz_no` (from the request, then from the result) is
 //!   searchable with the list filter, and the one-day window starts when we first see the
 //!   token, since a token carries no time.
-//! - `GET /verifications/{biz_id}/images/{name}` → the JPEG bytes, never cached.
+//! - `GET /verifications/{biz_id}/images/{name}` → the JPEG bytes, never cached; only for a
+//!   token with the `pii` scope (403 `forbidden` otherwise), and each one is access-logged.
 //!
 //! Invariants: scheduling never touches `calls_used` (only the worker spends the budget, in
 //! the store's conditional statement); the 409 checks here are a courtesy to the caller, the
 //! store refuses a call past the budget or the window regardless. The worker is woken after
 //! every scheduling so the call does not wait for the next poll.
 
-use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::api::FetchView;
+use super::api::{Caller, FetchView};
 use super::error::{AppError, ErrorBody, Result};
 use super::extract::ApiPath;
 use crate::fetcher::{self, log_key};
@@ -264,8 +265,15 @@ pub async fn raw_result(State(state): State<AppState>, body: Bytes) -> Result<Re
 )]
 pub async fn image(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiPath((biz_id, name)): ApiPath<(String, String)>,
 ) -> Result<Response> {
+    // Face and ID card pictures are identity data through and through: no masked form.
+    if !caller.has_pii() {
+        return Err(AppError::Forbidden(
+            "image bytes need a token with the pii scope",
+        ));
+    }
     let valid_name = (1..=64).contains(&name.len())
         && name
             .bytes()
@@ -278,6 +286,13 @@ pub async fn image(
         .image(&biz_id, &name)
         .await?
         .ok_or(AppError::NotFound("no such image"))?;
+    caller
+        .log_access(
+            &state,
+            "GET /api/v1/verifications/{biz_id}/images/{name}",
+            [biz_id.as_str()],
+        )
+        .await?;
     Ok((
         [
             (header::CONTENT_TYPE, "image/jpeg"),

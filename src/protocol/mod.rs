@@ -7,6 +7,7 @@
 pub mod biz_id;
 pub mod error;
 pub mod payload;
+pub mod pii;
 pub mod sign;
 
 pub use biz_id::{BizId, BizIdError};

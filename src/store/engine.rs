@@ -13,7 +13,8 @@
 //! all-or-nothing; row types that hold identity data (`result`) do not implement `Debug`.
 
 use super::{
-    CallbackRecord, FetchInfo, FetchState, JobUpdate, LeasedJob, MergeOutcome, Source, Verification,
+    AccessEntry, CallbackRecord, FetchInfo, FetchState, JobUpdate, LeasedJob, MergeOutcome, Source,
+    Verification,
 };
 
 /// A `verifications` row joined with its follow-up job (`fetch_*` NULL when none).
@@ -30,6 +31,7 @@ pub(super) struct VerificationRow {
     image_names: Option<String>,
     created_at: i64,
     updated_at: i64,
+    purged_at: Option<i64>,
     fetch_state: Option<String>,
     fetch_calls_used: Option<i32>,
     fetch_next_at: Option<i64>,
@@ -63,7 +65,28 @@ impl TryFrom<VerificationRow> for Verification {
             fetch,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            purged_at: row.purged_at,
         })
+    }
+}
+
+/// A `pii_access` row.
+#[derive(sqlx::FromRow)]
+pub(super) struct AccessRow {
+    token_fp: String,
+    route: String,
+    biz_id: Option<String>,
+    accessed_at: i64,
+}
+
+impl From<AccessRow> for AccessEntry {
+    fn from(row: AccessRow) -> Self {
+        Self {
+            token_fp: row.token_fp,
+            route: row.route,
+            biz_id: row.biz_id,
+            accessed_at: row.accessed_at,
+        }
     }
 }
 
@@ -583,6 +606,161 @@ macro_rules! impl_store {
                     .bind(name)
                     .fetch_optional(&self.pool)
                     .await?)
+            }
+
+            async fn record_access(&self, entries: &[AccessEntry]) -> StoreResult<()> {
+                if entries.is_empty() {
+                    return Ok(());
+                }
+                let mut tx = self.pool.begin().await?;
+                for entry in entries {
+                    sqlx::query(sql::INSERT_ACCESS)
+                        .bind(&entry.token_fp)
+                        .bind(&entry.route)
+                        .bind(&entry.biz_id)
+                        .bind(entry.accessed_at)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn access_log(
+                &self,
+                biz_id: Option<&str>,
+                limit: i64,
+            ) -> StoreResult<Vec<AccessEntry>> {
+                let rows = sqlx::query_as::<_, shared::AccessRow>(sql::LIST_ACCESS)
+                    .bind(biz_id)
+                    .bind(limit.max(0))
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows.into_iter().map(AccessEntry::from).collect())
+            }
+
+            async fn purge(&self, plan: &PurgePlan) -> StoreResult<PurgeCounts> {
+                let mut counts = PurgeCounts::default();
+                let mut tx = self.begin_write().await?;
+                if let Some(cutoff) = plan.results_before {
+                    let results: i64 = sqlx::query_scalar(sql::COUNT_RESULTS_DUE)
+                        .bind(cutoff)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let images: i64 = sqlx::query_scalar(sql::COUNT_IMAGES_DUE)
+                        .bind(cutoff)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    counts.results = results as u64;
+                    counts.images = images as u64;
+                    if !plan.dry_run {
+                        sqlx::query(sql::PURGE_IMAGES)
+                            .bind(cutoff)
+                            .execute(&mut *tx)
+                            .await?;
+                        sqlx::query(sql::PURGE_RESULTS)
+                            .bind(cutoff)
+                            .bind(plan.now)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                if let Some(cutoff) = plan.journal_before {
+                    let bodies: i64 = sqlx::query_scalar(sql::COUNT_JOURNAL_DUE)
+                        .bind(cutoff)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    counts.journal_bodies = bodies as u64;
+                    if !plan.dry_run {
+                        sqlx::query(sql::PURGE_JOURNAL)
+                            .bind(cutoff)
+                            .bind(Vec::<u8>::new())
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(counts)
+            }
+
+            async fn stored_results(
+                &self,
+                after: &str,
+                limit: i64,
+            ) -> StoreResult<Vec<(String, String)>> {
+                Ok(sqlx::query_as(sql::STORED_RESULTS)
+                    .bind(after)
+                    .bind(limit.max(0))
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn replace_result(
+                &self,
+                biz_id: &str,
+                old: &str,
+                new: &str,
+            ) -> StoreResult<bool> {
+                let done = sqlx::query(sql::REPLACE_RESULT)
+                    .bind(biz_id)
+                    .bind(old)
+                    .bind(new)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn stored_images(
+                &self,
+                after_biz_id: &str,
+                after_name: &str,
+                limit: i64,
+            ) -> StoreResult<Vec<(String, String, Vec<u8>)>> {
+                Ok(sqlx::query_as(sql::STORED_IMAGES)
+                    .bind(after_biz_id)
+                    .bind(after_name)
+                    .bind(limit.max(0))
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn replace_image(
+                &self,
+                biz_id: &str,
+                name: &str,
+                old: &[u8],
+                new: &[u8],
+            ) -> StoreResult<bool> {
+                let done = sqlx::query(sql::REPLACE_IMAGE)
+                    .bind(biz_id)
+                    .bind(name)
+                    .bind(old)
+                    .bind(new)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn stored_bodies(
+                &self,
+                after_id: i64,
+                limit: i64,
+            ) -> StoreResult<Vec<(i64, Vec<u8>)>> {
+                Ok(sqlx::query_as(sql::STORED_BODIES)
+                    .bind(after_id)
+                    .bind(limit.max(0))
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn replace_body(&self, id: i64, old: &[u8], new: &[u8]) -> StoreResult<bool> {
+                let done = sqlx::query(sql::REPLACE_BODY)
+                    .bind(id)
+                    .bind(old)
+                    .bind(new)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
             }
         }
     };

@@ -12,6 +12,7 @@
 //!   caller's `max_calls` (and never past 3, by a CHECK constraint);
 //! - times are epoch milliseconds supplied by the caller's clock, never the database's.
 
+mod encrypted;
 mod engine;
 mod postgres;
 mod sql;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use encrypted::{BadKey, EncryptedStore, Keyring, ReencryptCounts};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -37,6 +39,10 @@ pub enum StoreError {
     /// Migrations could not be applied.
     #[error("database migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value cannot be decrypted (wrong or missing key, or altered data). The
+    /// message names the key id, never the value.
+    #[error("stored data cannot be decrypted: {0}")]
+    Decrypt(String),
     /// The database URL names neither engine.
     #[error("database.url must start with sqlite:// or postgres:// (got scheme {0:?})")]
     UnsupportedUrl(String),
@@ -197,6 +203,8 @@ pub struct Verification {
     pub fetch: FetchInfo,
     pub created_at: i64,
     pub updated_at: i64,
+    /// When retention purged the raw result and images (`None`: never).
+    pub purged_at: Option<i64>,
 }
 
 impl std::fmt::Debug for Verification {
@@ -345,6 +353,40 @@ pub struct CallbackQuery {
     pub before_id: Option<i64>,
 }
 
+/// One disclosure of identity data, for the `pii_access` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessEntry {
+    /// [`crate::config::ApiToken::fingerprint`]: never the token itself.
+    pub token_fp: String,
+    /// The route template, e.g. `GET /api/v1/verifications/{biz_id}`.
+    pub route: String,
+    pub biz_id: Option<String>,
+    pub accessed_at: i64,
+}
+
+/// What retention removes: data older than each cutoff (epoch ms); `None` keeps it forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PurgePlan {
+    /// Raw results and images of verifications created before this time.
+    pub results_before: Option<i64>,
+    /// Bodies of journal rows received before this time.
+    pub journal_before: Option<i64>,
+    /// Count only; change nothing.
+    pub dry_run: bool,
+    /// Stamped into `purged_at`.
+    pub now: i64,
+}
+
+/// How much a purge removed (or, dry, would remove).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PurgeCounts {
+    /// Verifications whose raw result or image list was cleared.
+    pub results: u64,
+    pub images: u64,
+    /// Journal rows whose body was emptied.
+    pub journal_bodies: u64,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Which engine, for logs and metrics: "postgres" or "sqlite".
@@ -455,6 +497,53 @@ pub trait Store: Send + Sync + 'static {
 
     /// A stored image's JPEG bytes.
     async fn image(&self, biz_id: &str, name: &str) -> StoreResult<Option<Vec<u8>>>;
+
+    // ---- identity data protection ----
+
+    /// Appends disclosures to the access log, all or none (one transaction).
+    async fn record_access(&self, entries: &[AccessEntry]) -> StoreResult<()>;
+
+    /// The access log for `biz_id` (or all of it), oldest first, at most `limit` rows.
+    async fn access_log(&self, biz_id: Option<&str>, limit: i64) -> StoreResult<Vec<AccessEntry>>;
+
+    /// Applies retention in one transaction: clears `result` and `image_names` (stamping
+    /// `purged_at`) and deletes the images of verifications created before
+    /// `results_before`; empties the bodies of journal rows received before `journal_before`
+    /// (keeping their metadata and `body_sha256`). Status, liveness, confidence and times
+    /// are kept. Already purged data is not counted again. With `dry_run`, only counts.
+    async fn purge(&self, plan: &PurgePlan) -> StoreResult<PurgeCounts>;
+
+    // ---- key rotation: the stored form of identity values, as is ----
+
+    /// Up to `limit` stored results (biz_id, stored text) with biz_id after `after`, by biz_id.
+    async fn stored_results(&self, after: &str, limit: i64) -> StoreResult<Vec<(String, String)>>;
+
+    /// Replaces a stored result only if it is still `old` (a merge meanwhile wins).
+    async fn replace_result(&self, biz_id: &str, old: &str, new: &str) -> StoreResult<bool>;
+
+    /// Up to `limit` stored images (biz_id, name, stored bytes) after (`after_biz_id`,
+    /// `after_name`), in that order.
+    async fn stored_images(
+        &self,
+        after_biz_id: &str,
+        after_name: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<(String, String, Vec<u8>)>>;
+
+    /// Replaces a stored image only if it is still `old`.
+    async fn replace_image(
+        &self,
+        biz_id: &str,
+        name: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> StoreResult<bool>;
+
+    /// Up to `limit` non-empty journal bodies (id, stored bytes) with id above `after_id`.
+    async fn stored_bodies(&self, after_id: i64, limit: i64) -> StoreResult<Vec<(i64, Vec<u8>)>>;
+
+    /// Replaces a journal body only if it is still `old` (a purge meanwhile wins).
+    async fn replace_body(&self, id: i64, old: &[u8], new: &[u8]) -> StoreResult<bool>;
 }
 
 /// Opens the store named by `url` (`sqlite://…` or `postgres://…`), waiting at most

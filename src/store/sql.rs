@@ -77,7 +77,7 @@ pub const INSERT_PENDING: &str = concat!(
 macro_rules! select_verification {
     () => {
         "SELECT v.biz_id, v.biz_no, v.status, v.liveness, v.confidence, v.source, v.signed, v.result, \
-                v.image_names, v.created_at, v.updated_at, \
+                v.image_names, v.created_at, v.updated_at, v.purged_at, \
                 j.state AS fetch_state, j.calls_used AS fetch_calls_used, \
                 j.next_at AS fetch_next_at, j.last_error AS fetch_last_error \
          FROM verifications v LEFT JOIN fetch_jobs j ON j.biz_id = v.biz_id "
@@ -211,3 +211,73 @@ pub const SET_IMAGE_NAMES: &str = "UPDATE verifications SET image_names = $2, up
 
 /// Binds: biz_id, name.
 pub const GET_IMAGE: &str = "SELECT jpeg FROM images WHERE biz_id = $1 AND name = $2";
+
+/// Appends one disclosure to the access log. Binds: token_fp, route, biz_id, accessed_at.
+pub const INSERT_ACCESS: &str =
+    "INSERT INTO pii_access (token_fp, route, biz_id, accessed_at) VALUES ($1, $2, $3, $4)";
+
+/// The access log, oldest first. Binds: biz_id (NULL for all), limit.
+pub const LIST_ACCESS: &str = "SELECT token_fp, route, biz_id, accessed_at FROM pii_access \
+     WHERE ($1 IS NULL OR biz_id = $1) ORDER BY id LIMIT $2";
+
+/// Retention: the verifications whose raw result or images are due. Shared by the count and
+/// the update so a dry run counts exactly what a real run changes. Binds: cutoff.
+macro_rules! results_due {
+    () => {
+        "FROM verifications WHERE created_at < $1 AND (result IS NOT NULL OR image_names IS NOT NULL)"
+    };
+}
+
+/// Binds: cutoff.
+pub const COUNT_RESULTS_DUE: &str = concat!("SELECT COUNT(*) ", results_due!());
+
+/// Binds: cutoff, now. Status, liveness, confidence and the timestamps stay.
+pub const PURGE_RESULTS: &str = "UPDATE verifications \
+     SET result = NULL, image_names = NULL, purged_at = $2 \
+     WHERE created_at < $1 AND (result IS NOT NULL OR image_names IS NOT NULL)";
+
+/// Images of verifications created before the cutoff. Binds: cutoff.
+macro_rules! images_due {
+    () => {
+        "FROM images WHERE biz_id IN (SELECT biz_id FROM verifications WHERE created_at < $1)"
+    };
+}
+
+/// Binds: cutoff.
+pub const COUNT_IMAGES_DUE: &str = concat!("SELECT COUNT(*) ", images_due!());
+
+/// Binds: cutoff.
+pub const PURGE_IMAGES: &str = concat!("DELETE ", images_due!());
+
+/// Journal rows whose body is due (an emptied body is not counted twice). `length` counts
+/// bytes of a PostgreSQL bytea and of a SQLite blob alike. Binds: cutoff.
+pub const COUNT_JOURNAL_DUE: &str =
+    "SELECT COUNT(*) FROM callbacks WHERE received_at < $1 AND length(body) > 0";
+
+/// Empties due bodies; kind, outcome, reason, sizes and `body_sha256` stay. Binds: cutoff,
+/// the empty body.
+pub const PURGE_JOURNAL: &str =
+    "UPDATE callbacks SET body = $2 WHERE received_at < $1 AND length(body) > 0";
+
+/// Key rotation pages and compare-and-swap rewrites. Binds: after biz_id, limit.
+pub const STORED_RESULTS: &str = "SELECT biz_id, result FROM verifications \
+     WHERE result IS NOT NULL AND biz_id > $1 ORDER BY biz_id LIMIT $2";
+
+/// Binds: biz_id, old, new.
+pub const REPLACE_RESULT: &str =
+    "UPDATE verifications SET result = $3 WHERE biz_id = $1 AND result = $2";
+
+/// Binds: after biz_id, after name, limit.
+pub const STORED_IMAGES: &str = "SELECT biz_id, name, jpeg FROM images \
+     WHERE biz_id > $1 OR (biz_id = $1 AND name > $2) ORDER BY biz_id, name LIMIT $3";
+
+/// Binds: biz_id, name, old, new.
+pub const REPLACE_IMAGE: &str =
+    "UPDATE images SET jpeg = $4 WHERE biz_id = $1 AND name = $2 AND jpeg = $3";
+
+/// Binds: after id, limit.
+pub const STORED_BODIES: &str =
+    "SELECT id, body FROM callbacks WHERE id > $1 AND length(body) > 0 ORDER BY id LIMIT $2";
+
+/// Binds: id, old, new.
+pub const REPLACE_BODY: &str = "UPDATE callbacks SET body = $3 WHERE id = $1 AND body = $2";

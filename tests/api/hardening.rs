@@ -13,7 +13,7 @@ async fn app_with(env: Vec<(&'static str, &'static str)>) -> TestApp {
     spawn_app(
         Engine::Sqlite,
         Options {
-            env,
+            env: env.into_iter().map(|(k, v)| (k, v.to_owned())).collect(),
             ..Default::default()
         },
     )

@@ -17,7 +17,10 @@ use tokio_util::sync::CancellationToken;
 use crate::common;
 
 pub const SECRET: &str = "test-secret-0123456789";
+/// The default token of the test apps; it has the `pii` scope, so it sees results unmasked.
 pub const TOKEN: &str = "test-token-abcdef";
+/// A token without the `pii` scope: it sees masked results and no images.
+pub const PLAIN_TOKEN: &str = "test-token-plain";
 /// 2026-11-23T00:00:00Z: "now" for every test app.
 pub const NOW_MS: i64 = 1_795_392_000_000;
 pub const SEED_OK: &str = include_str!("../vectors/seed_get_result_ok.json");
@@ -29,7 +32,7 @@ pub struct TestApp {
     pub store: Arc<dyn Store>,
     pub clock: ManualClock,
     shutdown: CancellationToken,
-    _db: common::TestDatabase,
+    pub db: common::TestDatabase,
 }
 
 impl Drop for TestApp {
@@ -41,8 +44,8 @@ impl Drop for TestApp {
 pub struct Options {
     pub redirect_url: Option<&'static str>,
     pub secret: &'static str,
-    /// Extra `APP__…` variables (e.g. a small rate limit or timeout).
-    pub env: Vec<(&'static str, &'static str)>,
+    /// Extra `APP__*` variables, applied last.
+    pub env: Vec<(&'static str, String)>,
 }
 
 impl Default for Options {
@@ -60,19 +63,22 @@ pub async fn spawn_app(engine: common::Engine, options: Options) -> Option<TestA
     let db = common::TestDatabase::create(engine).await?;
     let mut env: HashMap<String, String> = [
         ("APP__SERVER__LISTEN", "127.0.0.1:0"),
-        ("APP__API__TOKENS", TOKEN),
         ("APP__MEGVII__BASE_URL", "http://127.0.0.1:9"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
+    env.insert(
+        "APP__API__TOKENS".into(),
+        format!("{TOKEN}:pii,{PLAIN_TOKEN}"),
+    );
     env.insert("APP__DATABASE__URL".into(), db.url().to_owned());
     if let Some(url) = options.redirect_url {
         env.insert("APP__RETURN__REDIRECT_URL".into(), url.into());
     }
     env.insert("APP__MEGVII__API_SECRET".into(), options.secret.into());
-    for (key, value) in &options.env {
-        env.insert((*key).to_owned(), (*value).to_owned());
+    for (key, value) in options.env {
+        env.insert(key.to_owned(), value);
     }
     let config_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
     let settings = Settings::load_from(&env, &config_dir)
@@ -102,7 +108,7 @@ pub async fn spawn_app(engine: common::Engine, options: Options) -> Option<TestA
         store,
         clock,
         shutdown,
-        _db: db,
+        db,
     })
 }
 
@@ -174,9 +180,13 @@ impl TestApp {
     }
 
     pub async fn api(&self, path: &str) -> Response {
+        self.api_as(TOKEN, path).await
+    }
+
+    pub async fn api_as(&self, token: &str, path: &str) -> Response {
         self.client
             .get(self.url(&format!("/api/v1{path}")))
-            .bearer_auth(TOKEN)
+            .bearer_auth(token)
             .send()
             .await
             .expect("request sent")

@@ -7,9 +7,11 @@ mod common;
 mod helpers;
 
 mod callbacks;
+mod encryption;
 mod hardening;
 mod openapi;
 mod ops;
+mod privacy;
 mod query_api;
 mod return_url;
 mod vectors;

@@ -30,6 +30,7 @@ pub const DAY: i64 = 24 * HOUR;
 pub const KEY: &str = "dev-key";
 pub const SECRET: &str = "dev-secret";
 pub const TOKEN: &str = "fetch-test-token";
+const PII_TOKENS: &str = "fetch-test-token:pii";
 
 pub struct Harness {
     pub clock: ManualClock,
@@ -60,7 +61,8 @@ pub fn settings(db_url: &str, base_url: &str, overrides: &[(&str, &str)]) -> Set
         ("APP__MEGVII__API_KEY", KEY),
         ("APP__MEGVII__API_SECRET", SECRET),
         ("APP__MEGVII__BASE_URL", base_url),
-        ("APP__API__TOKENS", TOKEN),
+        // The pii scope: these tests read images and unmasked results.
+        ("APP__API__TOKENS", PII_TOKENS),
         ("APP__DATABASE__URL", db_url),
         // These suites hammer the callback routes from one IP on purpose (the budget must
         // hold under it); the per-IP rate limit has its own tests in tests/api/hardening.rs.

@@ -15,6 +15,8 @@ use faceid_receiver::store::{
     StoreError, Verification,
 };
 
+mod privacy;
+
 /// 2026-11-23T00:00:00Z.
 const NOW: i64 = 1_795_392_000_000;
 const DAY: i64 = 86_400_000;

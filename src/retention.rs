@@ -1,0 +1,77 @@
+//! Retention: removing identity data once it is older than configured.
+//!
+//! Owns when and what is purged: raw results and images of verifications created more than
+//! `retention.result_days` ago, and journal bodies received more than
+//! `retention.journal_days` ago (0 = keep forever). The rows themselves stay (status,
+//! liveness, confidence, timestamps; journal metadata and `body_sha256`), so the service
+//! still answers "what happened" after it has forgotten "who".
+//!
+//! Invariants: the cutoffs come from the injected clock, never the database's; a purge is
+//! one store transaction ([`Store::purge`]), so a dry run counts exactly what a real run at
+//! the same instant removes; the periodic task logs counts only, never record content, and a
+//! failed pass (database down) is logged and retried at the next interval, never fatal.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::SharedClock;
+use crate::config::RetentionSettings;
+use crate::store::{PurgeCounts, PurgePlan, Store, StoreResult};
+
+/// One purge at the clock's current time.
+pub async fn purge_once(
+    store: &dyn Store,
+    settings: &RetentionSettings,
+    clock: &SharedClock,
+    dry_run: bool,
+) -> StoreResult<PurgeCounts> {
+    let now = clock.now_ms();
+    let (results_before, journal_before) = settings.cutoffs(now);
+    if results_before.is_none() && journal_before.is_none() {
+        return Ok(PurgeCounts::default());
+    }
+    store
+        .purge(&PurgePlan {
+            results_before,
+            journal_before,
+            dry_run,
+            now,
+        })
+        .await
+}
+
+/// Purges every `settings.interval` (the first pass right away) until `shutdown`. Returns
+/// at once when retention is off.
+pub async fn run(
+    store: Arc<dyn Store>,
+    settings: RetentionSettings,
+    clock: SharedClock,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    if !settings.enabled() {
+        shutdown.cancelled().await;
+        return Ok(());
+    }
+    let mut ticker = tokio::time::interval(settings.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = ticker.tick() => {}
+        }
+        match purge_once(store.as_ref(), &settings, &clock, false).await {
+            Ok(counts) => tracing::info!(
+                results = counts.results,
+                images = counts.images,
+                journal_bodies = counts.journal_bodies,
+                "retention purge"
+            ),
+            Err(e) => tracing::warn!(
+                error.message = %e,
+                error.cause_chain = %crate::telemetry::error_chain(&e),
+                "retention purge failed; retrying at the next interval"
+            ),
+        }
+    }
+}

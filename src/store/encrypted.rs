@@ -1,0 +1,619 @@
+//! Encryption at rest: [`EncryptedStore`] wraps any [`Store`] and is the one place where
+//! identity data is encrypted on its way in and decrypted on its way out.
+//!
+//! Owns: the raw result (`verifications.result`), journal bodies (`callbacks.body`) and
+//! images (`images.jpeg`). Everything else (status, liveness, confidence, biz_id, hashes,
+//! times) stays in clear, because SQL filters, sorts and merges on it and it identifies no one.
+//!
+//! Format of an encrypted value (AES-256-GCM, a fresh random 96-bit nonce per value):
+//! `MAGIC "FIDE" | version 1 | key id | nonce (12) | ciphertext + tag (16)`. Binary columns
+//! store it as is; the TEXT `result` column stores `fide1:` + base64 of it (a FaceID result
+//! is a JSON object, so it always starts with `{` and can't be mistaken for one). The key id
+//! is the first byte of SHA-256(key): it picks the key among `encryption.key` and
+//! `encryption.previous_keys` so old values stay readable after a rotation (on an id
+//! collision every key with that id is tried). The associated data binds a value to where it
+//! lives (`result:<biz_id>`, `image:<biz_id>/<name>`, `body`), so a ciphertext copied onto
+//! another record does not decrypt.
+//!
+//! Invariants: with a key configured nothing identifying is written in clear; values written
+//! before encryption was turned on are read as they are (and re-encrypted when next written);
+//! a value that cannot be decrypted is a [`StoreError::Decrypt`] naming the key id, never a
+//! panic and never the value; keys never reach `Debug` or logs.
+
+use std::sync::Arc;
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use async_trait::async_trait;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use sha2::{Digest, Sha256};
+
+use super::*;
+
+const MAGIC: &[u8; 4] = b"FIDE";
+const VERSION: u8 = 1;
+const NONCE_LEN: usize = 12;
+const HEADER_LEN: usize = MAGIC.len() + 2 + NONCE_LEN;
+/// Prefix of an encrypted value in a TEXT column.
+const TEXT_PREFIX: &str = "fide1:";
+
+/// The configured keys: the first encrypts (when there is one); all decrypt.
+#[derive(Clone, Default)]
+pub struct Keyring {
+    /// `(key id, cipher)`; `current` tells whether the first one is for writing.
+    keys: Vec<(u8, Aes256Gcm)>,
+    current: bool,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ids: Vec<String> = self
+            .keys
+            .iter()
+            .map(|(id, _)| format!("{id:#04x}"))
+            .collect();
+        f.debug_struct("Keyring")
+            .field("key_ids", &ids)
+            .field("encrypts", &self.current)
+            .finish()
+    }
+}
+
+/// A key that is not 32 bytes of base64.
+#[derive(Debug, thiserror::Error)]
+#[error("must be the base64 of exactly 32 bytes (e.g. the output of `openssl rand -base64 32`)")]
+pub struct BadKey;
+
+impl Keyring {
+    /// `current` encrypts new values; `previous` only decrypt old ones. Keys are base64.
+    pub fn new(current: Option<&str>, previous: &[&str]) -> Result<Self, BadKey> {
+        let mut keys = Vec::new();
+        for key in current.iter().chain(previous) {
+            let bytes = STANDARD.decode(key.trim()).map_err(|_| BadKey)?;
+            if bytes.len() != 32 {
+                return Err(BadKey);
+            }
+            let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|_| BadKey)?;
+            keys.push((key_id(&bytes), cipher));
+        }
+        Ok(Self {
+            keys,
+            current: current.is_some(),
+        })
+    }
+
+    /// Whether new values are encrypted.
+    pub fn encrypts(&self) -> bool {
+        self.current
+    }
+
+    /// Encrypts with the current key; returns the plaintext unchanged when there is none.
+    pub fn seal(&self, plaintext: &[u8], context: &str) -> Vec<u8> {
+        let Some((id, cipher)) = self.keys.first().filter(|_| self.current) else {
+            return plaintext.to_vec();
+        };
+        let nonce: [u8; NONCE_LEN] = rand::random();
+        let sealed = cipher
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: context.as_bytes(),
+                },
+            )
+            // AES-GCM encryption fails only for inputs beyond 64 GiB.
+            .expect("AES-GCM encrypts any value we store");
+        let mut out = Vec::with_capacity(HEADER_LEN + sealed.len());
+        out.extend_from_slice(MAGIC);
+        out.push(VERSION);
+        out.push(*id);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        out
+    }
+
+    /// Decrypts a value [`Keyring::seal`] wrote; a value without the header is returned as
+    /// it is (written before encryption was turned on).
+    pub fn open(&self, stored: &[u8], context: &str) -> StoreResult<Vec<u8>> {
+        if !stored.starts_with(MAGIC) {
+            return Ok(stored.to_vec());
+        }
+        if stored.len() < HEADER_LEN || stored[MAGIC.len()] != VERSION {
+            return Err(StoreError::Decrypt(
+                "unknown encrypted value format".to_owned(),
+            ));
+        }
+        let id = stored[MAGIC.len() + 1];
+        let nonce_bytes: [u8; NONCE_LEN] = stored[MAGIC.len() + 2..HEADER_LEN]
+            .try_into()
+            .expect("the header length was checked");
+        let nonce = &Nonce::from(nonce_bytes);
+        let payload = || Payload {
+            msg: &stored[HEADER_LEN..],
+            aad: context.as_bytes(),
+        };
+        let mut candidates = self.keys.iter().filter(|(k, _)| *k == id).peekable();
+        if candidates.peek().is_none() {
+            return Err(StoreError::Decrypt(format!(
+                "the value was encrypted with key id {id:#04x}, which is neither encryption.key nor in encryption.previous_keys"
+            )));
+        }
+        candidates
+            .find_map(|(_, cipher)| cipher.decrypt(nonce, payload()).ok())
+            .ok_or_else(|| {
+                StoreError::Decrypt(format!(
+                    "the value does not decrypt with the configured key(s) of id {id:#04x} (wrong key, or the data was altered)"
+                ))
+            })
+    }
+
+    /// [`Keyring::seal`] for a TEXT column.
+    pub fn seal_text(&self, plaintext: &str, context: &str) -> String {
+        if !self.current {
+            return plaintext.to_owned();
+        }
+        format!(
+            "{TEXT_PREFIX}{}",
+            STANDARD.encode(self.seal(plaintext.as_bytes(), context))
+        )
+    }
+
+    /// [`Keyring::open`] for a TEXT column.
+    pub fn open_text(&self, stored: String, context: &str) -> StoreResult<String> {
+        let Some(encoded) = stored.strip_prefix(TEXT_PREFIX) else {
+            return Ok(stored);
+        };
+        let sealed = STANDARD
+            .decode(encoded)
+            .map_err(|_| StoreError::Decrypt("encrypted text is not base64".to_owned()))?;
+        if !sealed.starts_with(MAGIC) {
+            return Err(StoreError::Decrypt(
+                "unknown encrypted value format".to_owned(),
+            ));
+        }
+        String::from_utf8(self.open(&sealed, context)?)
+            .map_err(|_| StoreError::Decrypt("decrypted text is not UTF-8".to_owned()))
+    }
+}
+
+impl Keyring {
+    /// Whether `stored` is already in the form [`Keyring::seal`] writes now: sealed with the
+    /// current key (checked by decrypting, so a key id shared with an old key is no excuse),
+    /// or plaintext when no key is current.
+    fn is_current(&self, stored: &[u8], context: &str) -> bool {
+        match self.keys.first().filter(|_| self.current) {
+            None => !stored.starts_with(MAGIC),
+            Some((id, cipher)) => {
+                stored.len() >= HEADER_LEN
+                    && stored.starts_with(MAGIC)
+                    && stored[MAGIC.len() + 1] == *id
+                    && {
+                        let nonce: [u8; NONCE_LEN] = stored[MAGIC.len() + 2..HEADER_LEN]
+                            .try_into()
+                            .expect("the header length was checked");
+                        cipher
+                            .decrypt(
+                                &Nonce::from(nonce),
+                                Payload {
+                                    msg: &stored[HEADER_LEN..],
+                                    aad: context.as_bytes(),
+                                },
+                            )
+                            .is_ok()
+                    }
+            }
+        }
+    }
+
+    fn text_is_current(&self, stored: &str, context: &str) -> bool {
+        match stored.strip_prefix(TEXT_PREFIX) {
+            None => !self.current,
+            Some(encoded) => STANDARD
+                .decode(encoded)
+                .is_ok_and(|sealed| self.is_current(&sealed, context)),
+        }
+    }
+}
+
+/// How many stored values a re-encryption rewrote (or, dry, would rewrite).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReencryptCounts {
+    pub results: u64,
+    pub images: u64,
+    pub journal_bodies: u64,
+}
+
+/// Rows read per page while re-encrypting.
+const REENCRYPT_PAGE: i64 = 200;
+
+fn key_id(key: &[u8]) -> u8 {
+    Sha256::digest(key)[0]
+}
+
+fn result_context(biz_id: &str) -> String {
+    format!("result:{biz_id}")
+}
+
+fn image_context(biz_id: &str, name: &str) -> String {
+    format!("image:{biz_id}/{name}")
+}
+
+const BODY_CONTEXT: &str = "body";
+
+/// A [`Store`] that encrypts identity data with a [`Keyring`] before the inner store sees it.
+pub struct EncryptedStore {
+    inner: Arc<dyn Store>,
+    keys: Keyring,
+}
+
+impl EncryptedStore {
+    pub fn new(inner: Arc<dyn Store>, keys: Keyring) -> Self {
+        Self { inner, keys }
+    }
+
+    /// Rewrites every stored result, image and journal body that is not in the current form
+    /// (old key, or plaintext) with the current key — or in clear when no key is set, which
+    /// is how encryption is turned off. Each rewrite is a compare-and-swap, so a value
+    /// changed meanwhile (a merge, a purge) is left to its writer. Safe to re-run: values
+    /// already current are skipped.
+    pub async fn reencrypt(&self, dry_run: bool) -> StoreResult<ReencryptCounts> {
+        let mut counts = ReencryptCounts::default();
+
+        let mut after = String::new();
+        loop {
+            let page = self.inner.stored_results(&after, REENCRYPT_PAGE).await?;
+            let Some((last, _)) = page.last() else { break };
+            after = last.clone();
+            for (biz_id, stored) in page {
+                let context = result_context(&biz_id);
+                if self.keys.text_is_current(&stored, &context) {
+                    continue;
+                }
+                let plain = self.keys.open_text(stored.clone(), &context)?;
+                counts.results += 1;
+                if !dry_run {
+                    let new = self.keys.seal_text(&plain, &context);
+                    self.inner.replace_result(&biz_id, &stored, &new).await?;
+                }
+            }
+        }
+
+        let (mut after_id, mut after_name) = (String::new(), String::new());
+        loop {
+            let page = self
+                .inner
+                .stored_images(&after_id, &after_name, REENCRYPT_PAGE)
+                .await?;
+            let Some((last_id, last_name, _)) = page.last() else {
+                break;
+            };
+            (after_id, after_name) = (last_id.clone(), last_name.clone());
+            for (biz_id, name, stored) in page {
+                let context = image_context(&biz_id, &name);
+                if self.keys.is_current(&stored, &context) {
+                    continue;
+                }
+                let plain = self.keys.open(&stored, &context)?;
+                counts.images += 1;
+                if !dry_run {
+                    let new = self.keys.seal(&plain, &context);
+                    self.inner
+                        .replace_image(&biz_id, &name, &stored, &new)
+                        .await?;
+                }
+            }
+        }
+
+        let mut after_body = 0;
+        loop {
+            let page = self.inner.stored_bodies(after_body, REENCRYPT_PAGE).await?;
+            let Some((last, _)) = page.last() else { break };
+            after_body = *last;
+            for (id, stored) in page {
+                if self.keys.is_current(&stored, BODY_CONTEXT) {
+                    continue;
+                }
+                let plain = self.keys.open(&stored, BODY_CONTEXT)?;
+                counts.journal_bodies += 1;
+                if !dry_run {
+                    let new = self.keys.seal(&plain, BODY_CONTEXT);
+                    self.inner.replace_body(id, &stored, &new).await?;
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    fn seal_entry(&self, entry: &NewCallback) -> NewCallback {
+        NewCallback {
+            body: self.keys.seal(&entry.body, BODY_CONTEXT),
+            ..entry.clone()
+        }
+    }
+
+    fn seal_result(&self, result: &IncomingResult) -> IncomingResult {
+        IncomingResult {
+            result: self
+                .keys
+                .seal_text(&result.result, &result_context(&result.biz_id)),
+            ..result.clone()
+        }
+    }
+
+    fn open_record(&self, mut record: Verification) -> StoreResult<Verification> {
+        if let Some(stored) = record.result.take() {
+            record.result = Some(
+                self.keys
+                    .open_text(stored, &result_context(&record.biz_id))?,
+            );
+        }
+        Ok(record)
+    }
+}
+
+#[async_trait]
+impl Store for EncryptedStore {
+    fn engine(&self) -> &'static str {
+        self.inner.engine()
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        self.inner.migrate().await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.inner.ping().await
+    }
+
+    async fn close(&self) {
+        self.inner.close().await
+    }
+
+    async fn journal_rejected(&self, entry: &NewCallback) -> StoreResult<i64> {
+        self.inner.journal_rejected(&self.seal_entry(entry)).await
+    }
+
+    async fn accept_signed(
+        &self,
+        entry: &NewCallback,
+        result: &IncomingResult,
+        job: JobEffect,
+    ) -> StoreResult<(MergeOutcome, Verification)> {
+        let (outcome, record) = self
+            .inner
+            .accept_signed(&self.seal_entry(entry), &self.seal_result(result), job)
+            .await?;
+        Ok((outcome, self.open_record(record)?))
+    }
+
+    async fn accept_return_get(
+        &self,
+        entry: &NewCallback,
+        biz_id: &str,
+        job: NewJob,
+    ) -> StoreResult<Verification> {
+        let record = self
+            .inner
+            .accept_return_get(&self.seal_entry(entry), biz_id, job)
+            .await?;
+        self.open_record(record)
+    }
+
+    async fn get(&self, biz_id: &str) -> StoreResult<Option<Verification>> {
+        self.inner
+            .get(biz_id)
+            .await?
+            .map(|r| self.open_record(r))
+            .transpose()
+    }
+
+    async fn list(&self, query: &ListQuery) -> StoreResult<Vec<Verification>> {
+        self.inner
+            .list(query)
+            .await?
+            .into_iter()
+            .map(|r| self.open_record(r))
+            .collect()
+    }
+
+    async fn callbacks(&self, query: &CallbackQuery) -> StoreResult<Vec<CallbackRecord>> {
+        self.inner.callbacks(query).await
+    }
+
+    async fn lease_due_jobs(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<LeasedJob>> {
+        self.inner
+            .lease_due_jobs(owner, now, lease_until, limit)
+            .await
+    }
+
+    async fn reserve_call(
+        &self,
+        biz_id: &str,
+        owner: &str,
+        now: i64,
+        max_calls: i32,
+    ) -> StoreResult<Option<i32>> {
+        self.inner.reserve_call(biz_id, owner, now, max_calls).await
+    }
+
+    async fn update_job(
+        &self,
+        biz_id: &str,
+        owner: &str,
+        now: i64,
+        update: &JobUpdate,
+    ) -> StoreResult<()> {
+        self.inner.update_job(biz_id, owner, now, update).await
+    }
+
+    async fn save_fetched(
+        &self,
+        owner: &str,
+        result: &IncomingResult,
+        images: &[NewImage],
+        update: &JobUpdate,
+        now: i64,
+    ) -> StoreResult<MergeOutcome> {
+        let images: Vec<NewImage> = images
+            .iter()
+            .map(|image| NewImage {
+                name: image.name.clone(),
+                jpeg: self
+                    .keys
+                    .seal(&image.jpeg, &image_context(&result.biz_id, &image.name)),
+            })
+            .collect();
+        self.inner
+            .save_fetched(owner, &self.seal_result(result), &images, update, now)
+            .await
+    }
+
+    async fn schedule_fetch(&self, biz_id: &str, job: NewJob, now: i64) -> StoreResult<FetchInfo> {
+        self.inner.schedule_fetch(biz_id, job, now).await
+    }
+
+    async fn request_fetch(
+        &self,
+        biz_id: &str,
+        biz_no: Option<&str>,
+        job: NewJob,
+        now: i64,
+    ) -> StoreResult<Verification> {
+        let record = self.inner.request_fetch(biz_id, biz_no, job, now).await?;
+        self.open_record(record)
+    }
+
+    async fn image(&self, biz_id: &str, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.inner
+            .image(biz_id, name)
+            .await?
+            .map(|stored| self.keys.open(&stored, &image_context(biz_id, name)))
+            .transpose()
+    }
+
+    async fn record_access(&self, entries: &[AccessEntry]) -> StoreResult<()> {
+        self.inner.record_access(entries).await
+    }
+
+    async fn access_log(&self, biz_id: Option<&str>, limit: i64) -> StoreResult<Vec<AccessEntry>> {
+        self.inner.access_log(biz_id, limit).await
+    }
+
+    async fn purge(&self, plan: &PurgePlan) -> StoreResult<PurgeCounts> {
+        self.inner.purge(plan).await
+    }
+
+    // The stored form, as is: these are the raw material of `reencrypt`.
+
+    async fn stored_results(&self, after: &str, limit: i64) -> StoreResult<Vec<(String, String)>> {
+        self.inner.stored_results(after, limit).await
+    }
+
+    async fn replace_result(&self, biz_id: &str, old: &str, new: &str) -> StoreResult<bool> {
+        self.inner.replace_result(biz_id, old, new).await
+    }
+
+    async fn stored_images(
+        &self,
+        after_biz_id: &str,
+        after_name: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<(String, String, Vec<u8>)>> {
+        self.inner
+            .stored_images(after_biz_id, after_name, limit)
+            .await
+    }
+
+    async fn replace_image(
+        &self,
+        biz_id: &str,
+        name: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> StoreResult<bool> {
+        self.inner.replace_image(biz_id, name, old, new).await
+    }
+
+    async fn stored_bodies(&self, after_id: i64, limit: i64) -> StoreResult<Vec<(i64, Vec<u8>)>> {
+        self.inner.stored_bodies(after_id, limit).await
+    }
+
+    async fn replace_body(&self, id: i64, old: &[u8], new: &[u8]) -> StoreResult<bool> {
+        self.inner.replace_body(id, old, new).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY_A: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    const KEY_B: &str = "HxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE=";
+
+    #[test]
+    fn a_value_round_trips_and_its_ciphertext_hides_the_plaintext() {
+        let keys = Keyring::new(Some(KEY_A), &[]).unwrap();
+        let plaintext = r#"{"idcard_info":{"idcard_name":"陈AB"}}"#;
+        let sealed = keys.seal_text(plaintext, "result:x");
+        assert!(sealed.starts_with(TEXT_PREFIX));
+        assert!(!sealed.contains("陈AB") && !sealed.contains("idcard"));
+        assert_ne!(sealed, keys.seal_text(plaintext, "result:x"), "fresh nonce");
+        assert_eq!(keys.open_text(sealed, "result:x").unwrap(), plaintext);
+    }
+
+    #[test]
+    fn a_previous_key_still_decrypts_after_a_rotation() {
+        let old = Keyring::new(Some(KEY_A), &[]).unwrap();
+        let sealed = old.seal(b"jpeg", "image:x/image_best");
+        let rotated = Keyring::new(Some(KEY_B), &[KEY_A]).unwrap();
+        assert_eq!(
+            rotated.open(&sealed, "image:x/image_best").unwrap(),
+            b"jpeg"
+        );
+        assert!(rotated.seal(b"jpeg", "c")[5] != sealed[5], "new key id");
+    }
+
+    #[test]
+    fn a_wrong_key_or_a_moved_value_is_a_clear_error() {
+        let sealed = Keyring::new(Some(KEY_A), &[])
+            .unwrap()
+            .seal(b"secret", "result:a");
+        let other = Keyring::new(Some(KEY_B), &[]).unwrap();
+        let error = other.open(&sealed, "result:a").unwrap_err().to_string();
+        assert!(error.contains("key id"), "{error}");
+        let right = Keyring::new(Some(KEY_A), &[]).unwrap();
+        assert!(matches!(
+            right.open(&sealed, "result:b"),
+            Err(StoreError::Decrypt(_))
+        ));
+        let none = Keyring::default();
+        assert!(none.open(&sealed, "result:a").is_err());
+    }
+
+    #[test]
+    fn without_a_key_values_pass_through_and_old_plaintext_stays_readable() {
+        let none = Keyring::default();
+        assert_eq!(none.seal_text("{}", "c"), "{}");
+        let keys = Keyring::new(Some(KEY_A), &[]).unwrap();
+        assert_eq!(
+            keys.open_text("{\"a\":1}".into(), "c").unwrap(),
+            "{\"a\":1}"
+        );
+        assert_eq!(keys.open(b"\xff\xd8jpeg", "c").unwrap(), b"\xff\xd8jpeg");
+    }
+
+    #[test]
+    fn keys_must_be_32_bytes_of_base64() {
+        assert!(Keyring::new(Some("c2hvcnQ="), &[]).is_err());
+        assert!(Keyring::new(Some("not base64!"), &[]).is_err());
+        assert!(Keyring::new(None, &["c2hvcnQ="]).is_err());
+        assert!(format!("{:?}", Keyring::new(Some(KEY_A), &[]).unwrap()).contains("key_ids"));
+    }
+}

@@ -1,0 +1,180 @@
+//! Identity data protection in the store, on both engines: retention purges (driven through
+//! [`retention::purge_once`] with a manual clock) and the access log.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use faceid_receiver::clock::{ManualClock, SharedClock};
+use faceid_receiver::config::RetentionSettings;
+use faceid_receiver::retention;
+use faceid_receiver::store::{AccessEntry, CallbackQuery, NewImage, PurgeCounts, Store};
+
+use super::{DAY, NOW, biz, fetched, notify, retry_later, signed_notify};
+use faceid_receiver::store::JobEffect;
+
+crate::store_tests!(
+    purge_clears_old_results_images_and_bodies_and_keeps_the_summary,
+    a_dry_run_counts_what_a_purge_would_remove_and_changes_nothing,
+    retention_zero_keeps_everything_forever,
+    the_access_log_keeps_who_what_and_when_per_biz_id,
+);
+
+fn retention(result_days: u32, journal_days: u32) -> RetentionSettings {
+    RetentionSettings {
+        result_days,
+        journal_days,
+        interval: Duration::from_secs(3600),
+    }
+}
+
+fn clock_at(now: i64) -> SharedClock {
+    Arc::new(ManualClock::new(now))
+}
+
+/// A signed OK notify at `at`, plus one image stored by a follow-up at the same time.
+async fn verification_with_image(store: &Arc<dyn Store>, biz_id: &str, at: i64) {
+    notify(store, &signed_notify(biz_id, "OK"), at, JobEffect::Keep).await;
+    let image = NewImage {
+        name: "image_best".into(),
+        jpeg: vec![0xff, 0xd8, 0xff, 0xd9],
+    };
+    store
+        .save_fetched("w1", &fetched(biz_id, "OK"), &[image], &retry_later(), at)
+        .await
+        .unwrap();
+}
+
+/// One record 40 days old and one a day old, each with an image and a journal row.
+async fn old_and_recent(store: &Arc<dyn Store>) -> (String, String) {
+    let (old, recent) = (biz("old"), biz("recent"));
+    verification_with_image(store, &old, NOW - 40 * DAY).await;
+    verification_with_image(store, &recent, NOW - DAY).await;
+    (old, recent)
+}
+
+async fn purge_clears_old_results_images_and_bodies_and_keeps_the_summary(store: Arc<dyn Store>) {
+    let (old, recent) = old_and_recent(&store).await;
+    let settings = retention(30, 30);
+
+    let counts = retention::purge_once(store.as_ref(), &settings, &clock_at(NOW), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        counts,
+        PurgeCounts {
+            results: 1,
+            images: 1,
+            journal_bodies: 1
+        }
+    );
+
+    let purged = store.get(&old).await.unwrap().unwrap();
+    assert_eq!(purged.result, None, "raw result gone");
+    assert!(purged.images.is_empty(), "image list gone");
+    assert_eq!(purged.purged_at, Some(NOW), "marked with the clock's time");
+    assert_eq!(purged.status, "OK", "status kept");
+    assert_eq!(purged.liveness.as_deref(), Some("PASS"), "liveness kept");
+    assert_eq!(purged.confidence, Some(77.5), "confidence kept");
+    assert_eq!(purged.created_at, NOW - 40 * DAY, "timestamps kept");
+    assert_eq!(store.image(&old, "image_best").await.unwrap(), None);
+
+    let kept = store.get(&recent).await.unwrap().unwrap();
+    assert!(kept.result.is_some() && kept.purged_at.is_none());
+    assert_eq!(kept.images, ["image_best"]);
+    assert!(store.image(&recent, "image_best").await.unwrap().is_some());
+
+    // The journal row stays, with its hash; only its body went.
+    let journal = store
+        .callbacks(&CallbackQuery {
+            biz_id: Some(old.clone()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(journal.len(), 1);
+    assert_eq!(journal[0].body_sha256, "ab".repeat(32));
+
+    // Purged data is not counted twice.
+    let again = retention::purge_once(store.as_ref(), &settings, &clock_at(NOW), false)
+        .await
+        .unwrap();
+    assert_eq!(again, PurgeCounts::default());
+}
+
+async fn a_dry_run_counts_what_a_purge_would_remove_and_changes_nothing(store: Arc<dyn Store>) {
+    let (old, _) = old_and_recent(&store).await;
+    // Results kept 30 days, journal bodies only 0.5 day → both journal rows are due.
+    let settings = RetentionSettings {
+        result_days: 30,
+        journal_days: 1,
+        interval: Duration::from_secs(60),
+    };
+    let clock = clock_at(NOW + DAY / 2);
+    let before = store.get(&old).await.unwrap().unwrap();
+
+    let dry = retention::purge_once(store.as_ref(), &settings, &clock, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        dry,
+        PurgeCounts {
+            results: 1,
+            images: 1,
+            journal_bodies: 2
+        }
+    );
+    assert_eq!(
+        store.get(&old).await.unwrap().unwrap(),
+        before,
+        "dry run changed the record"
+    );
+    assert!(store.image(&old, "image_best").await.unwrap().is_some());
+
+    let real = retention::purge_once(store.as_ref(), &settings, &clock, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        real, dry,
+        "a real run removes exactly what the dry run counted"
+    );
+}
+
+async fn retention_zero_keeps_everything_forever(store: Arc<dyn Store>) {
+    let (old, _) = old_and_recent(&store).await;
+    let far_future = clock_at(NOW + 10_000 * DAY);
+    let counts = retention::purge_once(store.as_ref(), &retention(0, 0), &far_future, false)
+        .await
+        .unwrap();
+    assert_eq!(counts, PurgeCounts::default());
+    // Only journal bodies: results stay.
+    let counts = retention::purge_once(store.as_ref(), &retention(0, 1), &far_future, false)
+        .await
+        .unwrap();
+    assert_eq!(counts.results, 0);
+    assert_eq!(counts.journal_bodies, 2);
+    assert!(store.get(&old).await.unwrap().unwrap().result.is_some());
+}
+
+async fn the_access_log_keeps_who_what_and_when_per_biz_id(store: Arc<dyn Store>) {
+    let entry = |biz_id: &str, at: i64| AccessEntry {
+        token_fp: "0123456789ab".into(),
+        route: "GET /api/v1/verifications/{biz_id}".into(),
+        biz_id: Some(biz_id.into()),
+        accessed_at: at,
+    };
+    store
+        .record_access(&[entry(&biz("a"), NOW), entry(&biz("b"), NOW + 1)])
+        .await
+        .unwrap();
+    store.record_access(&[]).await.unwrap();
+    store
+        .record_access(&[entry(&biz("a"), NOW + 2)])
+        .await
+        .unwrap();
+
+    let a = store.access_log(Some(&biz("a")), 10).await.unwrap();
+    assert_eq!(a, [entry(&biz("a"), NOW), entry(&biz("a"), NOW + 2)]);
+    assert_eq!(store.access_log(None, 10).await.unwrap().len(), 3);
+    assert_eq!(store.access_log(None, 1).await.unwrap().len(), 1);
+}
