@@ -156,6 +156,8 @@ pub async fn connect_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>
         max_connections: settings.database.max_connections,
         connect_timeout: settings.database.connect_timeout,
         sqlite_synchronous: settings.database.sqlite_synchronous.clone(),
+        group_commit: settings.database.group_commit,
+        group_commit_max: settings.database.group_commit_max,
     };
     store::connect(settings.database.url.expose_secret(), &options)
         .await

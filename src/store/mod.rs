@@ -13,8 +13,12 @@
 //! - times are epoch milliseconds supplied by the caller's clock, never the database's.
 
 mod engine;
+mod group;
 mod postgres;
-mod sql;
+/// The statements themselves; public so that `examples/loadgen.rs` benchmarks the very same
+/// SQL against the database directly (pgbench script, SQLite baseline).
+#[doc(hidden)]
+pub mod sql;
 mod sqlite;
 
 use std::sync::Arc;
@@ -475,6 +479,11 @@ pub struct ConnectOptions {
     pub connect_timeout: std::time::Duration,
     /// SQLite `synchronous` pragma: `full` (default: an ack means durable) or `normal`.
     pub sqlite_synchronous: String,
+    /// Batch concurrent [`Store::accept_signed`] calls into shared transactions (each caller
+    /// still answered only after its batch committed). See `group.rs`.
+    pub group_commit: bool,
+    /// Most deliveries in one group-commit transaction.
+    pub group_commit_max: usize,
 }
 
 impl Default for ConnectOptions {
@@ -483,6 +492,8 @@ impl Default for ConnectOptions {
             max_connections: 10,
             connect_timeout: std::time::Duration::from_secs(5),
             sqlite_synchronous: "full".into(),
+            group_commit: true,
+            group_commit_max: 64,
         }
     }
 }
