@@ -6,7 +6,7 @@
 #   BENCH_ENGINES=postgres bench/notify.sh
 #
 # PostgreSQL: a fresh database on 127.0.0.1:5432 (user postgres, trust auth) is created,
-# migrated, loaded by pgbench with the exact accept_signed transaction (examples/loadgen.rs
+# migrated, loaded by pgbench with the exact accept_signed transaction (bench/loadgen.rs
 # pgbench-script) and by `loadgen http` against a release `faceid-receiver serve`, step by step
 # at each concurrency, then dropped. The server itself is never touched.
 # SQLite: fresh files (WAL, synchronous=FULL); the baseline is the same transaction as a raw
@@ -29,9 +29,9 @@ export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postg
 command -v pgbench >/dev/null || { echo "pgbench not found (apt-get install postgresql-contrib)" >&2; exit 1; }
 
 echo "== building (release)" >&2
-cargo build --release --quiet --bin faceid-receiver --example loadgen
+cargo build --release --quiet --bin faceid-receiver --bin faceid-loadgen
 BIN=$ROOT/target/release/faceid-receiver
-LOADGEN=$ROOT/target/release/examples/loadgen
+LOADGEN=$ROOT/target/release/faceid-loadgen
 
 WORK=$(mktemp -d /tmp/faceid-bench.XXXXXX)
 DB=faceid_bench_$$
@@ -45,6 +45,8 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 json_field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
+# user+system CPU seconds the process has used so far.
+cpu_s() { awk '{printf "%.2f", ($14 + $15) / '"$(getconf CLK_TCK)"'}' "/proc/$1/stat"; }
 hwm_mib() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 
 # start_server URL: serve (release) on a free port with production-like settings; no
@@ -75,7 +77,7 @@ stop_server() {
 }
 
 row_header() {
-    printf '%-6s %12s %12s %8s %9s %9s %9s %9s\n' "$1" "$2" "ours req/s" "ratio" "p50 ms" "p99 ms" "non-2xx" "RSS MiB"
+    printf '%-6s %12s %12s %8s %9s %9s %9s %9s %11s\n' "$1" "$2" "ours req/s" "ratio" "p50 ms" "p99 ms" "non-2xx" "RSS MiB" "srv CPU ms/req"
 }
 
 echo "# faceid-receiver notify throughput — $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -98,11 +100,15 @@ if [[ " $ENGINES " == *" postgres "* ]]; then
         tps=$(pgbench -n -M prepared -c "$c" -j "$j" -T "$DURATION" -f "$WORK/notify.sql" "$DB" 2>"$WORK/pgbench.err" \
             | awk '/^tps = / {print $3; exit}')
         [[ -n $tps ]] || { cat "$WORK/pgbench.err" >&2; exit 1; }
+        cpu_before=$(cpu_s "$SERVER_PID")
         out=$("$LOADGEN" http --url "http://127.0.0.1:$PORT/faceid/notify" --concurrency "$c" --duration "$DURATION")
+        cpu_after=$(cpu_s "$SERVER_PID")
         rate=$(json_field "$out" rate)
-        printf '%-6s %12.1f %12.1f %8.2f %9s %9s %9s %9s   (load %s)\n' "$c" "$tps" "$rate" \
-            "$(python3 -c "print($rate/$tps)")" "$(json_field "$out" p50_ms)" "$(json_field "$out" p99_ms)" \
-            "$(json_field "$out" failures)" "$(hwm_mib "$SERVER_PID")" "$load_before"
+        # Server CPU includes the 1 s warm-up: divided by all requests, warm-up included.
+        cpu_per_req=$(python3 -c "import json,sys; o=json.loads(sys.argv[1]); n=o['rate']*(o['seconds']+1); print(f'{($cpu_after-$cpu_before)*1000/n:.2f}')" "$out")
+        printf '%-6s %12.1f %12.1f %8.2f %9s %9s %9s %9s %11s   (load %s)\n' "$c" "$tps" "$rate" \
+            "$(python3 -c "print(f'{$rate/$tps:.2f}')")" "$(json_field "$out" p50_ms)" "$(json_field "$out" p99_ms)" \
+            "$(json_field "$out" failures)" "$(hwm_mib "$SERVER_PID")" "$cpu_per_req" "$load_before"
         echo "$out" >>"$WORK/ours.jsonl"
     done
     acked=$(python3 -c 'import json,sys; print(sum(json.loads(l)["ok"] for l in open(sys.argv[1])))' "$WORK/ours.jsonl")
@@ -125,11 +131,15 @@ if [[ " $ENGINES " == *" sqlite "* ]]; then
         base=$("$LOADGEN" sqlite-baseline --path "$base_db" --concurrency "$c" --duration "$DURATION")
         tps=$(json_field "$base" rate)
         start_server "sqlite://$svc_db?mode=rwc"
+        cpu_before=$(cpu_s "$SERVER_PID")
         out=$("$LOADGEN" http --url "http://127.0.0.1:$PORT/faceid/notify" --concurrency "$c" --duration "$DURATION")
+        cpu_after=$(cpu_s "$SERVER_PID")
         rate=$(json_field "$out" rate)
-        printf '%-6s %12.1f %12.1f %8.2f %9s %9s %9s %9s   (load %s)\n' "$c" "$tps" "$rate" \
-            "$(python3 -c "print($rate/$tps)")" "$(json_field "$out" p50_ms)" "$(json_field "$out" p99_ms)" \
-            "$(json_field "$out" failures)" "$(hwm_mib "$SERVER_PID")" "$load_before"
+        # Server CPU includes the 1 s warm-up: divided by all requests, warm-up included.
+        cpu_per_req=$(python3 -c "import json,sys; o=json.loads(sys.argv[1]); n=o['rate']*(o['seconds']+1); print(f'{($cpu_after-$cpu_before)*1000/n:.2f}')" "$out")
+        printf '%-6s %12.1f %12.1f %8.2f %9s %9s %9s %9s %11s   (load %s)\n' "$c" "$tps" "$rate" \
+            "$(python3 -c "print(f'{$rate/$tps:.2f}')")" "$(json_field "$out" p50_ms)" "$(json_field "$out" p99_ms)" \
+            "$(json_field "$out" failures)" "$(hwm_mib "$SERVER_PID")" "$cpu_per_req" "$load_before"
         stop_server
         rm -f "$base_db"* "$svc_db"*
     done
