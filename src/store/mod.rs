@@ -370,7 +370,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// In one transaction: merge a verified result, journal the delivery (`stored` or
     /// `duplicate`), and apply `job` to the follow-up. Returns what the merge did and the
-    /// record as stored afterwards.
+    /// record as stored afterwards. With group commit (`ConnectOptions::group_commit`) the
+    /// transaction may be shared with concurrent calls; `Ok` still means it committed, and the
+    /// record is the one this call's own writes left.
     async fn accept_signed(
         &self,
         entry: &NewCallback,
