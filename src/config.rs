@@ -122,6 +122,11 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     pub connect_timeout: Duration,
     pub sqlite_synchronous: String,
+    /// Batch concurrent signed callbacks into shared transactions (each acked after its
+    /// batch commits).
+    pub group_commit: bool,
+    /// Most callbacks in one group-commit transaction (at least 1).
+    pub group_commit_max: usize,
 }
 
 impl DatabaseSettings {
@@ -138,6 +143,8 @@ impl fmt::Debug for DatabaseSettings {
             .field("max_connections", &self.max_connections)
             .field("connect_timeout", &self.connect_timeout)
             .field("sqlite_synchronous", &self.sqlite_synchronous)
+            .field("group_commit", &self.group_commit)
+            .field("group_commit_max", &self.group_commit_max)
             .finish()
     }
 }
@@ -314,6 +321,8 @@ struct RawDatabase {
     #[serde(with = "humantime_serde")]
     connect_timeout: Duration,
     sqlite_synchronous: String,
+    group_commit: bool,
+    group_commit_max: usize,
 }
 
 #[derive(Deserialize)]
@@ -374,6 +383,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "database.max_connections",
     "database.connect_timeout",
     "database.sqlite_synchronous",
+    "database.group_commit",
+    "database.group_commit_max",
     "megvii.api_key",
     "megvii.api_secret",
     "megvii.base_url",
@@ -654,6 +665,8 @@ fn validate(raw: Raw, environment: Environment) -> Result<Settings, ConfigError>
             max_connections: raw.database.max_connections.max(1),
             connect_timeout: raw.database.connect_timeout,
             sqlite_synchronous,
+            group_commit: raw.database.group_commit,
+            group_commit_max: raw.database.group_commit_max.max(1),
         },
         megvii: MegviiSettings {
             api_key: SecretString::from(api_key),

@@ -208,6 +208,8 @@ pub async fn connect_encrypted(settings: &Settings) -> anyhow::Result<store::Enc
         max_connections: settings.database.max_connections,
         connect_timeout: settings.database.connect_timeout,
         sqlite_synchronous: settings.database.sqlite_synchronous.clone(),
+        group_commit: settings.database.group_commit,
+        group_commit_max: settings.database.group_commit_max,
     };
     let keys = settings
         .encryption

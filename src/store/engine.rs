@@ -230,13 +230,15 @@ pub(super) fn split_image_names(text: Option<&str>) -> Vec<String> {
 
 /// Implements [`Store`](super::Store) for an engine struct with a `pool` field.
 ///
-/// The engine provides an inherent `async fn begin_write(&self) -> Result<Transaction<'static,
+/// The engine provides a free `async fn begin_write_on(pool) -> Result<Transaction<'static,
 /// DB>, sqlx::Error>` (PostgreSQL: a plain `BEGIN`; SQLite: `BEGIN IMMEDIATE`, so that a
-/// transaction that reads first never fails upgrading its lock), a `static` migrator and the
-/// lease statement. The invoking module must `use super::*` (the records and `Store`).
+/// transaction that reads first never fails upgrading its lock) with an inherent
+/// `begin_write(&self)` calling it on `self.pool`, a `group: Option<GroupCommit>` field (see
+/// [`super::group`]), a `static` migrator and the lease statement. The invoking module must `use super::*` (the records and `Store`).
 macro_rules! impl_store {
     (
         store: $store:ty,
+        pool: $pool:ty,
         connection: $conn:ty,
         engine: $engine:literal,
         migrator: $migrator:expr,
@@ -351,6 +353,70 @@ macro_rules! impl_store {
                 .transpose()
         }
 
+        /// `accept_signed`'s writes, inside the caller's transaction.
+        async fn accept_in(
+            conn: &mut $conn,
+            entry: &NewCallback,
+            result: &IncomingResult,
+            job: JobEffect,
+        ) -> Result<(MergeOutcome, Verification), sqlx::Error> {
+            let now = entry.received_at;
+            let outcome = merge(conn, result, now).await?;
+            journal(conn, entry, shared::journal_outcome(outcome)).await?;
+            match job {
+                JobEffect::Keep => {}
+                JobEffect::CancelPending => {
+                    sqlx::query(sql::CANCEL_PENDING_JOB)
+                        .bind(&result.biz_id)
+                        .bind(now)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                JobEffect::Ensure(new_job) => {
+                    upsert_job(conn, sql::ENSURE_JOB, &result.biz_id, &new_job, now).await?
+                }
+            }
+            let record = written_verification(conn, &result.biz_id).await?;
+            Ok((outcome, record))
+        }
+
+        /// Group commit for `accept_signed` on `pool`: see [`super::group`].
+        fn spawn_group_commit(
+            pool: $pool,
+            max: usize,
+            writers: usize,
+        ) -> $crate::store::group::GroupCommit {
+            use std::sync::Arc;
+            use $crate::store::group::{GroupCommit, Member};
+            let one_pool = pool.clone();
+            GroupCommit::spawn(
+                max,
+                writers,
+                move |members: Arc<Vec<Member>>| {
+                    let pool = pool.clone();
+                    async move {
+                        let mut tx = begin_write_on(&pool).await?;
+                        let mut accepted = Vec::with_capacity(members.len());
+                        for m in members.iter() {
+                            accepted.push(accept_in(&mut tx, &m.entry, &m.result, m.job).await?);
+                        }
+                        tx.commit().await?;
+                        Ok(accepted)
+                    }
+                },
+                move |members: Arc<Vec<Member>>, i: usize| {
+                    let pool = one_pool.clone();
+                    async move {
+                        let m = &members[i];
+                        let mut tx = begin_write_on(&pool).await?;
+                        let accepted = accept_in(&mut tx, &m.entry, &m.result, m.job).await?;
+                        tx.commit().await?;
+                        Ok(accepted)
+                    }
+                },
+            )
+        }
+
         /// The record a write transaction just created or kept: it must exist.
         async fn written_verification(
             conn: &mut $conn,
@@ -392,26 +458,13 @@ macro_rules! impl_store {
                 result: &IncomingResult,
                 job: JobEffect,
             ) -> StoreResult<(MergeOutcome, Verification)> {
-                let now = entry.received_at;
-                let mut tx = self.begin_write().await?;
-                let outcome = merge(&mut tx, result, now).await?;
-                journal(&mut tx, entry, shared::journal_outcome(outcome)).await?;
-                match job {
-                    JobEffect::Keep => {}
-                    JobEffect::CancelPending => {
-                        sqlx::query(sql::CANCEL_PENDING_JOB)
-                            .bind(&result.biz_id)
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    JobEffect::Ensure(new_job) => {
-                        upsert_job(&mut tx, sql::ENSURE_JOB, &result.biz_id, &new_job, now).await?
-                    }
+                if let Some(group) = &self.group {
+                    return group.submit(entry, result, job).await;
                 }
-                let record = written_verification(&mut tx, &result.biz_id).await?;
+                let mut tx = self.begin_write().await?;
+                let accepted = accept_in(&mut tx, entry, result, job).await?;
                 tx.commit().await?;
-                Ok((outcome, record))
+                Ok(accepted)
             }
 
             async fn accept_return_get(

@@ -14,8 +14,12 @@
 
 mod encrypted;
 mod engine;
+mod group;
 mod postgres;
-mod sql;
+/// The statements themselves; public so that `examples/loadgen.rs` benchmarks the very same
+/// SQL against the database directly (pgbench script, SQLite baseline).
+#[doc(hidden)]
+pub mod sql;
 mod sqlite;
 
 use std::sync::Arc;
@@ -408,7 +412,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// In one transaction: merge a verified result, journal the delivery (`stored` or
     /// `duplicate`), and apply `job` to the follow-up. Returns what the merge did and the
-    /// record as stored afterwards.
+    /// record as stored afterwards. With group commit (`ConnectOptions::group_commit`) the
+    /// transaction may be shared with concurrent calls; `Ok` still means it committed, and the
+    /// record is the one this call's own writes left.
     async fn accept_signed(
         &self,
         entry: &NewCallback,
@@ -564,6 +570,11 @@ pub struct ConnectOptions {
     pub connect_timeout: std::time::Duration,
     /// SQLite `synchronous` pragma: `full` (default: an ack means durable) or `normal`.
     pub sqlite_synchronous: String,
+    /// Batch concurrent [`Store::accept_signed`] calls into shared transactions (each caller
+    /// still answered only after its batch committed). See `group.rs`.
+    pub group_commit: bool,
+    /// Most deliveries in one group-commit transaction.
+    pub group_commit_max: usize,
 }
 
 impl Default for ConnectOptions {
@@ -572,6 +583,8 @@ impl Default for ConnectOptions {
             max_connections: 10,
             connect_timeout: std::time::Duration::from_secs(5),
             sqlite_synchronous: "full".into(),
+            group_commit: true,
+            group_commit_max: 64,
         }
     }
 }

@@ -20,8 +20,13 @@ pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 
 const LEASE_DUE_JOBS: &str = super::sql::lease_due_jobs!("FOR UPDATE SKIP LOCKED");
 
+/// Concurrent group-commit transactions: one collects the next batch while another waits
+/// for its commit to flush. Batches are sorted by biz_id, so they never deadlock each other.
+const GROUP_COMMIT_WRITERS: usize = 2;
+
 pub struct PgStore {
     pool: PgPool,
+    group: Option<super::group::GroupCommit>,
 }
 
 impl PgStore {
@@ -34,16 +39,24 @@ impl PgStore {
             .acquire_timeout(options.connect_timeout)
             .connect_with(connect)
             .await?;
-        Ok(Self { pool })
+        let group = options.group_commit.then(|| {
+            spawn_group_commit(pool.clone(), options.group_commit_max, GROUP_COMMIT_WRITERS)
+        });
+        Ok(Self { pool, group })
     }
 
     async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-        self.pool.begin().await
+        begin_write_on(&self.pool).await
     }
+}
+
+async fn begin_write_on(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    pool.begin().await
 }
 
 super::engine::impl_store! {
     store: PgStore,
+    pool: PgPool,
     connection: PgConnection,
     engine: "postgres",
     migrator: MIGRATOR,

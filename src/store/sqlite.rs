@@ -29,8 +29,13 @@ const LEASE_DUE_JOBS: &str = super::sql::lease_due_jobs!("");
 /// How long a writer waits for another connection's write lock before SQLITE_BUSY.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// SQLite has one writer at a time (`BEGIN IMMEDIATE`): a second group-commit transaction
+/// would only wait for the first one's lock.
+const GROUP_COMMIT_WRITERS: usize = 1;
+
 pub struct SqliteStore {
     pool: SqlitePool,
+    group: Option<super::group::GroupCommit>,
 }
 
 impl SqliteStore {
@@ -65,12 +70,19 @@ impl SqliteStore {
             pool = pool.idle_timeout(None).max_lifetime(None);
         }
         let pool = pool.connect_with(connect).await?;
-        Ok(Self { pool })
+        let group = options.group_commit.then(|| {
+            spawn_group_commit(pool.clone(), options.group_commit_max, GROUP_COMMIT_WRITERS)
+        });
+        Ok(Self { pool, group })
     }
 
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
+        begin_write_on(&self.pool).await
     }
+}
+
+async fn begin_write_on(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+    pool.begin_with("BEGIN IMMEDIATE").await
 }
 
 fn is_in_memory(url: &str) -> bool {
@@ -79,6 +91,7 @@ fn is_in_memory(url: &str) -> bool {
 
 super::engine::impl_store! {
     store: SqliteStore,
+    pool: SqlitePool,
     connection: SqliteConnection,
     engine: "sqlite",
     migrator: MIGRATOR,

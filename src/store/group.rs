@@ -1,0 +1,174 @@
+//! Group commit for [`Store::accept_signed`](super::Store::accept_signed): concurrent signed
+//! deliveries share one transaction, so one durable commit (one WAL flush) acknowledges many.
+//!
+//! Callers submit into a bounded queue and wait; `writers` tasks each take whatever is queued
+//! when they are free (at least one, at most `max`) and apply it as one batch. There is no
+//! timer: a lone delivery is written at once, alone, and batches grow only while the database
+//! is busy with the previous ones.
+//!
+//! Invariants:
+//! - a caller gets `Ok` only after the transaction holding its writes has committed;
+//! - a batch that fails is retried member by member, each in its own transaction, so one bad
+//!   member (or a deadlock with another writer) cannot fail the others; a member whose own
+//!   transaction fails gets that error. When the database is unavailable the batch is not
+//!   retried: every member gets [`StoreError::Unavailable`] (503), never an acknowledgement;
+//! - members are applied in submission order, except that a batch is stably sorted by biz_id
+//!   (so two deliveries for one biz_id keep their order, and concurrent batches lock rows in
+//!   the same order and do not deadlock each other); the merge rule runs per member, exactly as
+//!   in a transaction of its own, and each member's returned record is the one its own writes
+//!   left, not the batch's final state;
+//! - if a writer is gone (the store dropped, a task panicked) callers get `Unavailable`.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use super::{
+    IncomingResult, JobEffect, MergeOutcome, NewCallback, StoreError, StoreResult, Verification,
+};
+
+pub(super) type Accepted = (MergeOutcome, Verification);
+
+/// One queued `accept_signed` call.
+pub(super) struct Member {
+    pub entry: NewCallback,
+    pub result: IncomingResult,
+    pub job: JobEffect,
+}
+
+type Reply = oneshot::Sender<StoreResult<Accepted>>;
+
+/// The submitting side; writer tasks end when it is dropped.
+pub(super) struct GroupCommit {
+    queue: mpsc::Sender<(Member, Reply)>,
+}
+
+impl GroupCommit {
+    /// Starts `writers` tasks. `write_batch` applies members in the given order in one
+    /// transaction and returns one result per member; `write_one` applies one member in a
+    /// transaction of its own.
+    pub fn spawn<B, BF, O, OF>(max: usize, writers: usize, write_batch: B, write_one: O) -> Self
+    where
+        B: Fn(Arc<Vec<Member>>) -> BF + Send + Sync + 'static,
+        BF: Future<Output = Result<Vec<Accepted>, sqlx::Error>> + Send,
+        O: Fn(Arc<Vec<Member>>, usize) -> OF + Send + Sync + 'static,
+        OF: Future<Output = Result<Accepted, sqlx::Error>> + Send,
+    {
+        let max = max.max(1);
+        let writers = writers.max(1);
+        let (queue, receiver) = mpsc::channel::<(Member, Reply)>(max * writers * 2);
+        let receiver = Arc::new(Mutex::new(receiver));
+        let write_batch = Arc::new(write_batch);
+        let write_one = Arc::new(write_one);
+        for _ in 0..writers {
+            let (receiver, write_batch, write_one) =
+                (receiver.clone(), write_batch.clone(), write_one.clone());
+            tokio::spawn(async move {
+                while let Some(batch) = next_batch(&receiver, max).await {
+                    run_batch(batch, &*write_batch, &*write_one).await;
+                }
+            });
+        }
+        Self { queue }
+    }
+
+    /// Queues one delivery and waits until its transaction has committed (or failed).
+    pub async fn submit(
+        &self,
+        entry: &NewCallback,
+        result: &IncomingResult,
+        job: JobEffect,
+    ) -> StoreResult<Accepted> {
+        let (reply, answer) = oneshot::channel();
+        let member = Member {
+            entry: entry.clone(),
+            result: result.clone(),
+            job,
+        };
+        if self.queue.send((member, reply)).await.is_err() {
+            return Err(StoreError::Unavailable(sqlx::Error::WorkerCrashed));
+        }
+        answer
+            .await
+            .unwrap_or(Err(StoreError::Unavailable(sqlx::Error::WorkerCrashed)))
+    }
+}
+
+/// Waits for one member, then takes whatever else is already queued, up to `max`. The lock is
+/// held while waiting, so one free writer collects while the others write.
+async fn next_batch(
+    receiver: &Mutex<mpsc::Receiver<(Member, Reply)>>,
+    max: usize,
+) -> Option<Vec<(Member, Reply)>> {
+    let mut receiver = receiver.lock().await;
+    let first = receiver.recv().await?;
+    let mut batch = Vec::with_capacity(max.min(16));
+    batch.push(first);
+    while batch.len() < max {
+        match receiver.try_recv() {
+            Ok(member) => batch.push(member),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
+async fn run_batch<B, BF, O, OF>(mut batch: Vec<(Member, Reply)>, write_batch: &B, write_one: &O)
+where
+    B: Fn(Arc<Vec<Member>>) -> BF,
+    BF: Future<Output = Result<Vec<Accepted>, sqlx::Error>>,
+    O: Fn(Arc<Vec<Member>>, usize) -> OF,
+    OF: Future<Output = Result<Accepted, sqlx::Error>>,
+{
+    // Stable: deliveries for one biz_id keep their submission order.
+    batch.sort_by(|(a, _), (b, _)| a.result.biz_id.cmp(&b.result.biz_id));
+    let (members, replies): (Vec<Member>, Vec<Reply>) = batch.into_iter().unzip();
+    let members = Arc::new(members);
+    metrics::histogram!("faceid_group_commit_batch_size").record(members.len() as f64);
+    match write_batch(members.clone()).await {
+        Ok(results) => {
+            for (reply, result) in replies.into_iter().zip(results) {
+                let _ = reply.send(Ok(result));
+            }
+        }
+        Err(error) => {
+            let error = StoreError::from(error);
+            if members.len() == 1 || matches!(error, StoreError::Unavailable(_)) {
+                tracing::warn!(members = members.len(), error = %error, "group commit failed");
+                let mut error = Some(error);
+                let count = replies.len();
+                for (i, reply) in replies.into_iter().enumerate() {
+                    // StoreError is not Clone: the last member gets the original.
+                    let mine = if i + 1 == count {
+                        error.take().expect("taken once")
+                    } else {
+                        duplicate(error.as_ref().expect("still there"))
+                    };
+                    let _ = reply.send(Err(mine));
+                }
+                return;
+            }
+            tracing::warn!(
+                members = members.len(),
+                error = %error,
+                "group commit failed; retrying its members one by one"
+            );
+            for (i, reply) in replies.into_iter().enumerate() {
+                let result = write_one(members.clone(), i)
+                    .await
+                    .map_err(StoreError::from);
+                let _ = reply.send(result);
+            }
+        }
+    }
+}
+
+/// The same kind of error for another member of a failed batch.
+fn duplicate(error: &StoreError) -> StoreError {
+    let message = || sqlx::Error::Protocol(format!("group commit failed: {error:#}"));
+    match error {
+        StoreError::Unavailable(_) => StoreError::Unavailable(message()),
+        _ => StoreError::Other(message()),
+    }
+}
