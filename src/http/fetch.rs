@@ -259,6 +259,7 @@ pub async fn raw_result(State(state): State<AppState>, body: Bytes) -> Result<Re
         (status = 200, description = "The JPEG", content_type = "image/jpeg"),
         (status = 400, description = "Malformed path", body = ErrorBody),
         (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 403, description = "The token lacks the `pii` scope", body = ErrorBody),
         (status = 404, description = "No such image", body = ErrorBody),
         (status = 503, description = "Storage unavailable", body = ErrorBody),
     ),
