@@ -112,14 +112,26 @@ fn refuse_if_spent(
     Ok(())
 }
 
-/// Ask for a get_result call now (the budget and the one-day window permitting).
+/// When a manual request may make the job due: now, unless the last call failed and the
+/// worker already scheduled its retry — then that backoff stands. Without this, a caller
+/// repeating `POST …/fetch` while FaceID (or the network) is in trouble would spend the whole
+/// three-call budget within milliseconds.
+fn manual_due_at(fetch: &FetchInfo, now: i64) -> i64 {
+    match (fetch.state, &fetch.last_error, fetch.next_at) {
+        (FetchState::Pending, Some(_), Some(next_at)) if next_at > now => next_at,
+        _ => now,
+    }
+}
+
+/// Ask for a get_result call now (the budget and the one-day window permitting). After a
+/// failed call, a retry the worker already scheduled is kept instead (backoff is not bypassed).
 #[utoipa::path(
     post,
     path = "/api/v1/verifications/{biz_id}/fetch",
     tag = "verifications",
     params(("biz_id" = String, Path, description = "The biz_id, URL-encoded (it contains a comma)")),
     responses(
-        (status = 202, description = "Follow-up scheduled now", body = Scheduled,
+        (status = 202, description = "Follow-up scheduled now (or, after a failed call, at the retry already scheduled)", body = Scheduled,
          headers(("Location" = String, description = "The verification's URL"))),
         (status = 400, description = "Malformed path", body = ErrorBody),
         (status = 401, description = "Missing or unknown token", body = ErrorBody),
@@ -138,7 +150,7 @@ pub async fn manual_fetch(
         let window_ends_at = window_ends_at(&state, &record.biz_id, record.created_at);
         refuse_if_spent(&state, &record.fetch, window_ends_at, now)?;
         let job = NewJob {
-            next_at: now,
+            next_at: manual_due_at(&record.fetch, now),
             window_ends_at,
             return_image,
         };
@@ -235,7 +247,7 @@ pub async fn raw_result(State(state): State<AppState>, body: Bytes) -> Result<Re
     let window_ends_at = window_ends_at(&state, &key, first_seen);
     refuse_if_spent(&state, &fetch, window_ends_at, now)?;
     let job = NewJob {
-        next_at: now,
+        next_at: manual_due_at(&fetch, now),
         window_ends_at,
         return_image: state.settings.fetch.return_image,
     };

@@ -15,6 +15,7 @@ fetcher_tests!(
     a_manual_fetch_makes_the_job_due_now_and_answers_202,
     a_manual_fetch_of_an_unknown_biz_id_creates_a_pending_record_only_for_a_valid_shape,
     a_manual_fetch_is_refused_409_when_the_budget_is_spent_or_the_window_closed,
+    repeated_manual_fetches_after_a_failed_call_keep_the_backoff_and_spend_nothing,
     the_follow_up_routes_need_the_bearer_token,
     fetched_images_are_stored_apart_and_served_as_jpeg,
     a_signed_ok_notify_still_fetches_images_when_they_are_wanted,
@@ -68,6 +69,36 @@ async fn a_manual_fetch_makes_the_job_due_now_and_answers_202(engine: Engine) {
     h.drain().await;
     assert_eq!(h.record(&id).await.fetch.calls_used, 3);
     assert_eq!(h.sim.calls(&id).count, 3);
+}
+
+async fn repeated_manual_fetches_after_a_failed_call_keep_the_backoff_and_spend_nothing(
+    engine: Engine,
+) {
+    let Some(h) = harness(engine).await else {
+        return;
+    };
+    let id = h.mint(&["500", "OK"]);
+    h.return_get(&id).await;
+    h.clock.advance(5 * SECOND);
+    h.drain().await;
+    let after_failure = h.record(&id).await.fetch;
+    assert_eq!(after_failure.calls_used, 1);
+    assert!(after_failure.last_error.is_some());
+    let retry_at = after_failure.next_at.expect("a retry is scheduled");
+    assert!(retry_at > h.clock.now_ms());
+
+    for _ in 0..10 {
+        assert_eq!(h.manual_fetch(&id).await.status(), 202);
+        assert_eq!(h.drain().await, 0, "nothing is due before the backoff ends");
+    }
+    let fetch = h.record(&id).await.fetch;
+    assert_eq!((fetch.calls_used, fetch.next_at), (1, Some(retry_at)));
+    assert_eq!(h.sim.calls(&id).count, 1);
+
+    h.clock.set(retry_at);
+    h.drain().await;
+    let record = h.record(&id).await;
+    assert_eq!((record.status.as_str(), record.fetch.calls_used), ("OK", 2));
 }
 
 async fn a_manual_fetch_of_an_unknown_biz_id_creates_a_pending_record_only_for_a_valid_shape(
