@@ -18,4 +18,5 @@ mod helpers;
 mod kill9;
 mod pg_outage;
 mod props;
+mod replicas;
 mod upstream;
