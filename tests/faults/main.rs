@@ -15,6 +15,7 @@ mod common;
 
 mod helpers;
 
+mod browser;
 mod kill9;
 mod pg_outage;
 mod props;
