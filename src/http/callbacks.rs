@@ -394,8 +394,9 @@ async fn record_return_get(
     Ok(redirect_browser(state, &record))
 }
 
-/// Finds the one `biz_id` anywhere in the query and checks its shape.
-fn biz_id_from_query(query: &str) -> std::result::Result<BizId, (&'static str, String)> {
+/// Finds the one `biz_id` anywhere in the query and checks its shape (public for the
+/// property tests in `tests/faults`).
+pub fn biz_id_from_query(query: &str) -> std::result::Result<BizId, (&'static str, String)> {
     let mut found: Option<String> = None;
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
         if name != "biz_id" {
