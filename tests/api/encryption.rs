@@ -7,16 +7,13 @@ use std::path::PathBuf;
 use faceid_receiver::Application;
 use faceid_receiver::config::Settings;
 use faceid_receiver::startup;
-use faceid_receiver::store::{
-    IncomingResult, JobUpdate, NewImage, ReencryptCounts, Source, Store, StoreError,
-};
+use faceid_receiver::store::{ReencryptCounts, Store, StoreError};
 
 use crate::common::Engine;
 use crate::helpers::*;
 
 const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const OTHER_KEY: &str = "HxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE=";
-const JPEG: &[u8] = b"\xff\xd8\xff\xe0JFIF-face-of-chen\xff\xd9";
 
 /// Identity data of the seed, as it could appear in any stored column (the journal keeps
 /// the form body, where it is percent-encoded).
@@ -34,33 +31,6 @@ async fn encrypted_app(engine: Engine) -> Option<TestApp> {
         ..Default::default()
     };
     spawn_app(engine, options).await
-}
-
-async fn store_seed_with_image(app: &TestApp) {
-    assert_eq!(app.notify(SEED_OK).await.status(), 200);
-    let fetched = IncomingResult {
-        biz_id: SEED_BIZ_ID.into(),
-        biz_no: None,
-        status: "OK".into(),
-        status_rank: 3,
-        liveness: None,
-        confidence: None,
-        source: Source::GetResult,
-        signed: false,
-        result: SEED_OK.into(),
-    };
-    let image = NewImage {
-        name: "image_best".into(),
-        jpeg: JPEG.to_vec(),
-    };
-    let update = JobUpdate::Retry {
-        next_at: NOW_MS,
-        last_error: None,
-    };
-    app.store
-        .save_fetched("test", &fetched, &[image], &update, NOW_MS)
-        .await
-        .unwrap();
 }
 
 /// Every stored result, journal body and image, read straight from the tables.

@@ -249,3 +249,35 @@ macro_rules! api_tests {
         }
     };
 }
+
+/// Bytes standing in for a JPEG face image (identity data: tests look for them in dumps).
+pub const JPEG: &[u8] = b"\xff\xd8\xff\xe0JFIF-face-of-chen\xff\xd9";
+
+/// The seed result signed by notify, plus one image as a get_result follow-up stores them.
+pub async fn store_seed_with_image(app: &TestApp) {
+    use faceid_receiver::store::{IncomingResult, JobUpdate, NewImage, Source};
+    assert_eq!(app.notify(SEED_OK).await.status(), 200);
+    let fetched = IncomingResult {
+        biz_id: SEED_BIZ_ID.into(),
+        biz_no: None,
+        status: "OK".into(),
+        status_rank: 3,
+        liveness: None,
+        confidence: None,
+        source: Source::GetResult,
+        signed: false,
+        result: SEED_OK.into(),
+    };
+    let image = NewImage {
+        name: "image_best".into(),
+        jpeg: JPEG.to_vec(),
+    };
+    let update = JobUpdate::Retry {
+        next_at: NOW_MS,
+        last_error: None,
+    };
+    app.store
+        .save_fetched("test", &fetched, &[image], &update, NOW_MS)
+        .await
+        .unwrap();
+}

@@ -1,7 +1,6 @@
 //! Identity data protection over HTTP: masking by scope, images behind the `pii` scope, and
 //! the access log of pii reads.
 
-use faceid_receiver::store::{IncomingResult, JobUpdate, NewImage, Source};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -14,8 +13,6 @@ api_tests!(
     pii_reads_are_access_logged_and_other_reads_are_not,
 );
 
-const JPEG: &[u8] = b"\xff\xd8\xff\xe0 not really a face \xff\xd9";
-
 fn record_path() -> String {
     format!("/verifications/{}", encode_path(SEED_BIZ_ID))
 }
@@ -25,34 +22,6 @@ fn image_path() -> String {
         "/verifications/{}/images/image_best",
         encode_path(SEED_BIZ_ID)
     )
-}
-
-/// The seed result plus one image, as a get_result follow-up would store them.
-async fn store_seed_with_image(app: &TestApp) {
-    assert_eq!(app.notify(SEED_OK).await.status(), 200);
-    let fetched = IncomingResult {
-        biz_id: SEED_BIZ_ID.into(),
-        biz_no: None,
-        status: "OK".into(),
-        status_rank: 3,
-        liveness: None,
-        confidence: None,
-        source: Source::GetResult,
-        signed: false,
-        result: SEED_OK.into(),
-    };
-    let image = NewImage {
-        name: "image_best".into(),
-        jpeg: JPEG.to_vec(),
-    };
-    let update = JobUpdate::Retry {
-        next_at: NOW_MS,
-        last_error: None,
-    };
-    app.store
-        .save_fetched("test", &fetched, &[image], &update, NOW_MS)
-        .await
-        .unwrap();
 }
 
 async fn results_are_masked_without_the_pii_scope_and_byte_exact_with_it(app: TestApp) {
