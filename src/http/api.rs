@@ -305,6 +305,16 @@ fn decode_cursor(cursor: &str) -> Result<(i64, String)> {
     Ok((ms.parse().map_err(|_| bad_cursor())?, biz_id.to_owned()))
 }
 
+/// Lists ask the store for `limit + 1` rows: the extra one only tells that a next page exists.
+/// Keeps the first `limit` and returns the cursor of the last one kept, when there is more.
+fn take_page<T>(rows: &mut Vec<T>, limit: i64, cursor_of: impl Fn(&T) -> String) -> Option<String> {
+    if rows.len() as i64 <= limit {
+        return None;
+    }
+    rows.truncate(limit as usize);
+    rows.last().map(cursor_of)
+}
+
 fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|v| !v.is_empty())
 }
@@ -349,14 +359,9 @@ pub async fn list_verifications(
         after,
     };
     let mut records = state.store.list(&query).await?;
-    let next_cursor = if records.len() as i64 > limit {
-        records.truncate(limit as usize);
-        records
-            .last()
-            .map(|r| encode_cursor(r.created_at, &r.biz_id))
-    } else {
-        None
-    };
+    let next_cursor = take_page(&mut records, limit, |r| {
+        encode_cursor(r.created_at, &r.biz_id)
+    });
     let pii = caller.has_pii();
     if pii {
         caller
@@ -464,12 +469,7 @@ pub async fn list_callbacks(
         before_id,
     };
     let mut rows = state.store.callbacks(&query).await?;
-    let next_cursor = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|r| r.id.to_string())
-    } else {
-        None
-    };
+    let next_cursor = take_page(&mut rows, limit, |r| r.id.to_string());
     Ok(Json(Page {
         items: rows.into_iter().map(Into::into).collect(),
         next_cursor,
