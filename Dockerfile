@@ -1,22 +1,20 @@
 # syntax=docker/dockerfile:1
-# faceid-receiver: multi-stage build. Dependencies are compiled in their own cached layer
-# (cargo-chef); TLS is rustls everywhere, so the runtime image needs no OpenSSL.
+# faceid-receiver: multi-stage build. TLS is rustls everywhere, so the runtime image needs no
+# OpenSSL.
+#
+# No cargo-chef: its `cook` step replaces path crates with stubs, and vendor/sqlx-core is one
+# (a [patch.crates-io], see Cargo.toml), so cook could not build sqlx. BuildKit cache mounts
+# keep the crates.io downloads and compiled dependencies between builds instead.
 
 ARG RUST_VERSION=1.95
-FROM rust:${RUST_VERSION}-slim-bookworm AS chef
-RUN cargo install cargo-chef --locked --version 0.1.78
+FROM rust:${RUST_VERSION}-slim-bookworm AS builder
 WORKDIR /app
-
-FROM chef AS planner
 COPY . .
-RUN cargo chef prepare --recipe-path recipe.json
-
-FROM chef AS builder
-COPY --from=planner /app/recipe.json recipe.json
-# Only the dependencies: this layer is reused until Cargo.toml/Cargo.lock change.
-RUN cargo chef cook --release --locked --recipe-path recipe.json
-COPY . .
-RUN cargo build --release --locked --bin faceid-receiver --bin faceid-sim
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/app/target-cache \
+    CARGO_TARGET_DIR=/app/target-cache cargo build --release --locked --bin faceid-receiver --bin faceid-sim \
+ && mkdir -p target/release \
+ && cp target-cache/release/faceid-receiver target-cache/release/faceid-sim target/release/
 
 FROM debian:bookworm-slim AS runtime
 # ca-certificates is deliberately unpinned: it must track Debian's current trust store.
