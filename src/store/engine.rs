@@ -234,7 +234,10 @@ pub(super) fn split_image_names(text: Option<&str>) -> Vec<String> {
 /// DB>, sqlx::Error>` (PostgreSQL: a plain `BEGIN`; SQLite: `BEGIN IMMEDIATE`, so that a
 /// transaction that reads first never fails upgrading its lock) with an inherent
 /// `begin_write(&self)` calling it on `self.pool`, a `group: Option<GroupCommit>` field (see
-/// [`super::group`]), a `static` migrator and the lease statement. The invoking module must `use super::*` (the records and `Store`).
+/// [`super::group`]), a free `async fn accept_batch(conn, &[Member]) -> Result<Vec<Accepted>,
+/// sqlx::Error>` that applies a group-commit batch inside the caller's transaction (with the
+/// same effects as `accept_in` member by member), a `static` migrator and the lease
+/// statement. The invoking module must `use super::*` (the records and `Store`).
 macro_rules! impl_store {
     (
         store: $store:ty,
@@ -396,10 +399,7 @@ macro_rules! impl_store {
                     let pool = pool.clone();
                     async move {
                         let mut tx = begin_write_on(&pool).await?;
-                        let mut accepted = Vec::with_capacity(members.len());
-                        for m in members.iter() {
-                            accepted.push(accept_in(&mut tx, &m.entry, &m.result, m.job).await?);
-                        }
+                        let accepted = accept_batch(&mut tx, &members).await?;
                         tx.commit().await?;
                         Ok(accepted)
                     }

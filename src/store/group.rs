@@ -164,11 +164,63 @@ where
     }
 }
 
+/// Splits a batch into rounds in which no biz_id appears twice: round `k` holds each biz_id's
+/// `k`-th member, in batch order. A set-based writer applies one round per statement
+/// (PostgreSQL cannot upsert one row twice in one statement) and the rounds one after
+/// another, so a biz_id's members keep their order and each sees the writes of the ones
+/// before it, exactly as one transaction per member would.
+pub(super) fn rounds<'a>(biz_ids: impl IntoIterator<Item = &'a str>) -> Vec<Vec<usize>> {
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut rounds: Vec<Vec<usize>> = Vec::new();
+    for (i, biz_id) in biz_ids.into_iter().enumerate() {
+        let occurrence = seen.entry(biz_id).or_default();
+        if rounds.len() <= *occurrence {
+            rounds.push(Vec::new());
+        }
+        rounds[*occurrence].push(i);
+        *occurrence += 1;
+    }
+    rounds
+}
+
 /// The same kind of error for another member of a failed batch.
 fn duplicate(error: &StoreError) -> StoreError {
     let message = || sqlx::Error::Protocol(format!("group commit failed: {error:#}"));
     match error {
         StoreError::Unavailable(_) => StoreError::Unavailable(message()),
         _ => StoreError::Other(message()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rounds;
+
+    #[test]
+    fn distinct_biz_ids_make_one_round_in_batch_order() {
+        assert_eq!(rounds(["a", "b", "c"]), [vec![0, 1, 2]]);
+        assert!(rounds([]).is_empty());
+    }
+
+    #[test]
+    fn repeated_biz_ids_spread_over_rounds_in_submission_order() {
+        // Sorted by biz_id, as group commit sorts a batch.
+        let batch = ["x", "x", "x", "y", "z", "z"];
+        assert_eq!(rounds(batch), [vec![0, 3, 4], vec![1, 5], vec![2]]);
+    }
+
+    #[test]
+    fn no_round_holds_a_biz_id_twice_and_every_member_is_in_one() {
+        let batch = ["b", "a", "b", "c", "a", "b"];
+        let rounds = rounds(batch);
+        let mut all: Vec<usize> = rounds.concat();
+        all.sort();
+        assert_eq!(all, (0..batch.len()).collect::<Vec<_>>());
+        for round in &rounds {
+            let mut ids: Vec<&str> = round.iter().map(|&i| batch[i]).collect();
+            ids.sort();
+            ids.dedup();
+            assert_eq!(ids.len(), round.len(), "{round:?}");
+        }
     }
 }

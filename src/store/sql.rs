@@ -17,12 +17,21 @@
 /// Liveness probe.
 pub const PING: &str = "SELECT 1";
 
+/// The journal's columns, in the order every insert gives values.
+macro_rules! insert_callback {
+    () => {
+        "INSERT INTO callbacks \
+         (kind, biz_id, verified, outcome, reason, received_at, remote_addr, content_type, body_sha256, body_len, body) "
+    };
+}
+pub(super) use insert_callback;
+
 /// Appends one delivery to the journal. Binds: kind, biz_id, verified, outcome, reason,
 /// received_at, remote_addr, content_type, body_sha256, body_len, body.
-pub const INSERT_CALLBACK: &str = "INSERT INTO callbacks \
-     (kind, biz_id, verified, outcome, reason, received_at, remote_addr, content_type, body_sha256, body_len, body) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-     RETURNING id";
+pub const INSERT_CALLBACK: &str = concat!(
+    insert_callback!(),
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id"
+);
 
 /// Every column of `verifications`, in the order the inserts below give values.
 macro_rules! insert_verification {
@@ -32,6 +41,28 @@ macro_rules! insert_verification {
           image_names, revision, created_at, updated_at) "
     };
 }
+pub(super) use insert_verification;
+
+/// The merge rule itself, as the conflict clause of an insert into `verifications` (one row
+/// here, a whole batch in PostgreSQL's group commit).
+macro_rules! merge_rule {
+    () => {
+        "ON CONFLICT (biz_id) DO UPDATE SET \
+             biz_no = COALESCE(excluded.biz_no, verifications.biz_no), \
+             status = excluded.status, \
+             status_rank = excluded.status_rank, \
+             liveness = excluded.liveness, \
+             confidence = excluded.confidence, \
+             source = excluded.source, \
+             signed = excluded.signed, \
+             result = excluded.result, \
+             revision = verifications.revision + 1, \
+             updated_at = excluded.updated_at \
+         WHERE excluded.status_rank > verifications.status_rank \
+            OR (excluded.status_rank = verifications.status_rank AND excluded.signed AND NOT verifications.signed) "
+    };
+}
+pub(super) use merge_rule;
 
 /// The merge rule, atomically: insert the first result, or replace the stored one only when
 /// the new status ranks higher, or ranks the same and is signed while the stored one is not.
@@ -42,21 +73,9 @@ macro_rules! insert_verification {
 /// now.
 pub const MERGE_RESULT: &str = concat!(
     insert_verification!(),
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, 1, $10, $10) \
-     ON CONFLICT (biz_id) DO UPDATE SET \
-         biz_no = COALESCE(excluded.biz_no, verifications.biz_no), \
-         status = excluded.status, \
-         status_rank = excluded.status_rank, \
-         liveness = excluded.liveness, \
-         confidence = excluded.confidence, \
-         source = excluded.source, \
-         signed = excluded.signed, \
-         result = excluded.result, \
-         revision = verifications.revision + 1, \
-         updated_at = excluded.updated_at \
-     WHERE excluded.status_rank > verifications.status_rank \
-        OR (excluded.status_rank = verifications.status_rank AND excluded.signed AND NOT verifications.signed) \
-     RETURNING revision"
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, 1, $10, $10) ",
+    merge_rule!(),
+    "RETURNING revision"
 );
 
 /// After an `Unchanged` merge: learn a biz_no the stored record lacked (never replace one).
@@ -83,6 +102,7 @@ macro_rules! select_verification {
          FROM verifications v LEFT JOIN fetch_jobs j ON j.biz_id = v.biz_id "
     };
 }
+pub(super) use select_verification;
 
 /// One record. Binds: biz_id.
 pub const GET_VERIFICATION: &str = concat!(select_verification!(), "WHERE v.biz_id = $1");
@@ -117,32 +137,60 @@ macro_rules! insert_job {
          (biz_id, state, calls_used, next_at, window_ends_at, return_image, created_at, updated_at) "
     };
 }
+pub(super) use insert_job;
+
+/// What an insert of a pending job does when the biz_id already has one: make it pending and
+/// due at the new `next_at`. Never touches `calls_used` (the budget), `window_ends_at`, the
+/// lease or `created_at`.
+macro_rules! pending_job_on_conflict {
+    () => {
+        "ON CONFLICT (biz_id) DO UPDATE SET \
+             state = 'pending', next_at = excluded.next_at, return_image = excluded.return_image, \
+             updated_at = excluded.updated_at "
+    };
+}
 
 /// Creates a pending job, or makes the existing one pending and due at the new `next_at`.
-/// Never touches `calls_used` (the budget), `window_ends_at`, the lease or `created_at`.
 macro_rules! upsert_pending_job {
     () => {
         concat!(
             insert_job!(),
-            "VALUES ($1, 'pending', 0, $2, $3, $4, $5, $5) \
-             ON CONFLICT (biz_id) DO UPDATE SET \
-                 state = 'pending', next_at = excluded.next_at, return_image = excluded.return_image, \
-                 updated_at = excluded.updated_at "
+            "VALUES ($1, 'pending', 0, $2, $3, $4, $5, $5) ",
+            pending_job_on_conflict!()
         )
     };
 }
 
-/// A signed final result made the follow-up pointless: a pending job becomes `none`, and its
-/// lease is dropped so a worker still holding it cannot finish it back into another state.
-/// Binds: biz_id, now.
-pub const CANCEL_PENDING_JOB: &str = "UPDATE fetch_jobs \
-     SET state = 'none', next_at = NULL, lease_owner = NULL, lease_until = NULL, updated_at = $2 \
-     WHERE biz_id = $1 AND state = 'pending'";
+/// Only a `none` job is woken by [`ENSURE_JOB`]: any other state is kept.
+macro_rules! ensure_job_condition {
+    () => {
+        "WHERE fetch_jobs.state = 'none'"
+    };
+}
 
 /// Images are wanted: create a pending job, or wake a `none` one. Any other state is kept,
 /// and `calls_used` is never touched. Binds: biz_id, next_at, window_ends_at, return_image,
 /// now.
-pub const ENSURE_JOB: &str = concat!(upsert_pending_job!(), "WHERE fetch_jobs.state = 'none'");
+pub const ENSURE_JOB: &str = concat!(upsert_pending_job!(), ensure_job_condition!());
+
+pub(super) use {ensure_job_condition, pending_job_on_conflict};
+
+/// What cancelling a pending job sets, less `updated_at`: state `none`, nothing due, and the
+/// lease dropped so a worker still holding it cannot finish it back into another state.
+macro_rules! cancel_job_set {
+    () => {
+        "SET state = 'none', next_at = NULL, lease_owner = NULL, lease_until = NULL"
+    };
+}
+pub(super) use cancel_job_set;
+
+/// A signed final result made the follow-up pointless: a pending job becomes `none`.
+/// Binds: biz_id, now.
+pub const CANCEL_PENDING_JOB: &str = concat!(
+    "UPDATE fetch_jobs ",
+    cancel_job_set!(),
+    ", updated_at = $2 WHERE biz_id = $1 AND state = 'pending'"
+);
 
 /// For a return GET: a pending job if the biz_id has none and its record does not already
 /// hold a final result (status_rank 3: fetching it again would only spend budget). An

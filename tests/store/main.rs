@@ -1372,6 +1372,188 @@ async fn postgres_one_batch_applies_deliveries_for_one_biz_id_in_order() {
     db.drop_database().await;
 }
 
+/// Runs `work` with this thread's logs captured, and returns its output with the log text. On
+/// a current-thread runtime the group-commit writer tasks run on this thread too, so what
+/// they log lands here.
+async fn with_captured_logs<T>(work: impl std::future::Future<Output = T>) -> (T, String) {
+    let capture = common::capture::Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_writer(capture.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let output = work.await;
+    (output, capture.text())
+}
+
+/// What group commit logs when a batch failed and its members are retried one by one.
+const BATCH_FALLBACK: &str = "retrying its members one by one";
+
+/// The same history on both stores before the batch: records to upgrade, to keep (one
+/// without a biz_no), a pending follow-up to cancel and a `none` one to wake.
+async fn history_before_the_batch(store: &Arc<dyn Store>) {
+    let at = NOW - 1_000;
+    let (a, b, c, d) = (biz("mix-a"), biz("mix-b"), biz("mix-c"), biz("mix-d"));
+    let accept = |id: &str, result: IncomingResult, job: JobEffect| {
+        let entry = delivery(CallbackKind::Notify, Some(id), true, at);
+        let store = store.clone();
+        async move { store.accept_signed(&entry, &result, job).await.unwrap() }
+    };
+    accept(&a, signed_notify(&a, "PROCESSING"), JobEffect::Keep).await;
+    let no_biz_no = IncomingResult {
+        biz_no: None,
+        ..signed_notify(&b, "OK")
+    };
+    accept(&b, no_biz_no, JobEffect::Keep).await;
+    for id in [&c, &d] {
+        let entry = delivery(CallbackKind::ReturnGet, Some(id), false, at);
+        store
+            .accept_return_get(&entry, id, new_job(at))
+            .await
+            .unwrap();
+    }
+    accept(&d, signed_notify(&d, "OK"), JobEffect::CancelPending).await;
+}
+
+/// A batch of every kind of member, in submission order.
+fn mixed_batch() -> Vec<(NewCallback, IncomingResult, JobEffect)> {
+    let (a, b, c, d, e, f) = (
+        biz("mix-a"),
+        biz("mix-b"),
+        biz("mix-c"),
+        biz("mix-d"),
+        biz("mix-e"),
+        biz("mix-f"),
+    );
+    let members = [
+        (&a, signed_notify(&a, "OK"), JobEffect::CancelPending), // upgrade
+        (&b, signed_notify(&b, "OK"), JobEffect::Keep),          // duplicate, fills biz_no
+        (&c, signed_notify(&c, "OK"), JobEffect::CancelPending), // replaces PENDING
+        (&a, signed_notify(&a, "OK"), JobEffect::CancelPending), // duplicate in the batch
+        (&d, signed_notify(&d, "OK"), JobEffect::Ensure(new_job(NOW))), // wakes a none job
+        (&e, signed_notify(&e, "PROCESSING"), JobEffect::Keep),  // first result
+        (&e, signed_notify(&e, "OK"), JobEffect::Ensure(new_job(NOW))), // upgrade, new job
+        (&f, fetched(&f, "PROCESSING"), JobEffect::Keep),        // unsigned first
+        (&f, signed_notify(&f, "PROCESSING"), JobEffect::Keep),  // signed beats unsigned
+        (&e, signed_notify(&e, "PROCESSING"), JobEffect::Keep),  // stale
+    ];
+    members
+        .into_iter()
+        .enumerate()
+        .map(|(i, (id, result, job))| {
+            let kind = if i % 3 == 1 {
+                CallbackKind::ReturnPost
+            } else {
+                CallbackKind::Notify
+            };
+            (delivery(kind, Some(id), true, NOW + i as i64), result, job)
+        })
+        .collect()
+}
+
+/// The journal of a biz_id without the row ids (which depend on the order rows went in).
+async fn journal_of(store: &Arc<dyn Store>, biz_id: &str) -> Vec<(String, String, i64, bool)> {
+    store
+        .callbacks(&CallbackQuery {
+            biz_id: Some(biz_id.to_owned()),
+            limit: 50,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.kind, r.outcome, r.received_at, r.verified))
+        .collect()
+}
+
+/// One batch holding every kind of member leaves exactly what the same deliveries leave one
+/// transaction at a time (`reference` has no group commit), and it really is applied as one
+/// batch: the writer never fell back to member by member.
+async fn one_batch_equals_one_transaction_per_delivery(
+    batched: Arc<dyn Store>,
+    reference: Arc<dyn Store>,
+) {
+    history_before_the_batch(&batched).await;
+    history_before_the_batch(&reference).await;
+    let deliveries = mixed_batch();
+
+    let (results, logs) = with_captured_logs(accept_together(&batched, &deliveries)).await;
+
+    assert!(!logs.contains(BATCH_FALLBACK), "the batch failed: {logs}");
+    for ((entry, result, job), batched_result) in deliveries.iter().zip(results) {
+        let expected = reference
+            .accept_signed(entry, result, *job)
+            .await
+            .expect("the reference commits");
+        let got = batched_result.expect("every member commits");
+        assert_eq!(got, expected, "{}", result.biz_id);
+    }
+    for tag in ["a", "b", "c", "d", "e", "f"] {
+        let id = biz(&format!("mix-{tag}"));
+        assert_eq!(
+            record(&batched, &id).await,
+            record(&reference, &id).await,
+            "{id}"
+        );
+        assert_eq!(
+            journal_of(&batched, &id).await,
+            journal_of(&reference, &id).await,
+            "{id}"
+        );
+    }
+    let b = record(&batched, &biz("mix-b")).await;
+    assert_eq!(
+        b.biz_no.as_deref(),
+        Some("order-1"),
+        "the duplicate filled biz_no"
+    );
+    let d = fetch(&batched, &biz("mix-d")).await;
+    assert_eq!(d.state, FetchState::Pending, "Ensure woke the none job");
+    assert_eq!(
+        fetch(&batched, &biz("mix-c")).await.state,
+        FetchState::None,
+        "CancelPending ended the pending job"
+    );
+}
+
+fn without_group_commit() -> ConnectOptions {
+    ConnectOptions {
+        group_commit: false,
+        ..Default::default()
+    }
+}
+
+async fn connect_migrated_with(url: &str, options: &ConnectOptions) -> Arc<dyn Store> {
+    let store = faceid_receiver::store::connect(url, options).await.unwrap();
+    store.migrate().await.unwrap();
+    store
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn sqlite_one_batch_equals_one_transaction_per_delivery() {
+    let (batched, _dir) = common::sqlite_store().await;
+    let reference_dir = common::TempDirGuard::new();
+    let reference = connect_migrated_with(reference_dir.url(), &without_group_commit()).await;
+    one_batch_equals_one_transaction_per_delivery(batched.clone(), reference.clone()).await;
+    batched.close().await;
+    reference.close().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn postgres_one_batch_equals_one_transaction_per_delivery() {
+    let Some((batched, mut db)) = common::postgres_store().await else {
+        return;
+    };
+    let mut reference_db = common::postgres_url().await.expect("PostgreSQL is up");
+    let reference = connect_migrated_with(reference_db.url(), &without_group_commit()).await;
+    one_batch_equals_one_transaction_per_delivery(batched.clone(), reference.clone()).await;
+    batched.close().await;
+    reference.close().await;
+    db.drop_database().await;
+    reference_db.drop_database().await;
+}
+
 /// Deliveries racing `close`: whatever was acknowledged is in the database (checked through a
 /// fresh store), and whatever was not got `Unavailable`, never an `Ok` without a commit.
 async fn deliveries_racing_a_close_are_acked_only_when_stored(store: Arc<dyn Store>, url: &str) {
@@ -1461,8 +1643,12 @@ async fn postgres_a_failing_member_fails_alone_after_its_batch_is_retried() {
         signed_delivery(&good2, "OK", NOW + 2),
     ];
 
-    let results = accept_together(&store, &deliveries).await;
+    let (results, logs) = with_captured_logs(accept_together(&store, &deliveries)).await;
 
+    assert!(
+        logs.contains(BATCH_FALLBACK),
+        "the batch failed and fell back (this is what the batch tests look for): {logs}"
+    );
     assert!(
         matches!(results[0], Ok((MergeOutcome::Created, _))),
         "{:?}",
