@@ -10,21 +10,23 @@
 //! an upsert that locks the row it conflicts with.
 //!
 //! Group commit is set-based here ([`accept_batch`]): a batch's members are bound as arrays
-//! and applied by three statements (merge, journal + follow-up, read back) whatever the
-//! batch size, instead of four round trips per member. PostgreSQL's cost per callback is
-//! mostly per-statement (round trip, executor start, wake-ups on both sides), not the
-//! flush, which concurrent sessions already share. The statements are built from the same
-//! fragments as the single-row ones in [`super::sql`], so the merge rule exists once.
+//! and applied by two statements (merge + journal + follow-up, then the read back) whatever
+//! the batch size, instead of four round trips per member. PostgreSQL's cost per callback is
+//! mostly per statement (round trip, executor start, wake-ups on both sides), not the flush,
+//! which concurrent sessions already share. The statements are built from the same fragments
+//! as the single-row ones in [`super::sql`], so the merge rule exists once.
 //!
 //! Lock order (why batches cannot deadlock each other): every batch locks its
-//! `verifications` rows first, in one statement, in biz_id order (batches are sorted); it
-//! touches a `fetch_jobs` row only for a biz_id whose record row it already holds.
+//! `verifications` rows first, in biz_id order (batches are sorted), before any `fetch_jobs`
+//! row, and touches a `fetch_jobs` row only for a biz_id whose record row it already holds.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
+use super::group::{Accepted, Member};
 use super::*;
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -65,11 +67,23 @@ async fn begin_write_on(pool: &PgPool) -> Result<Transaction<'static, Postgres>,
     pool.begin().await
 }
 
-/// The merge rule for one round of a batch (distinct biz_ids), in biz_id order. Returns
-/// `(biz_id, revision)` for each member whose merge wrote (no row: the record was kept).
-/// Binds arrays: biz_id, biz_no, status, status_rank, liveness, confidence, source, signed,
-/// result, now.
-const MERGE_RESULTS: &str = concat!(
+/// One round of a batch (distinct biz_ids, in biz_id order), in one statement: the merge rule
+/// for every member, their journal rows (in batch order), the cancelled and the ensured jobs.
+/// Returns `(biz_id, revision)` for each member whose merge wrote (no row: the record was
+/// kept, and its journal row says `duplicate`, as [`super::engine::journal_outcome`] does).
+///
+/// Order of effects: PostgreSQL runs the outer query (reading `merged`) first and the other
+/// data-modifying parts to completion after it, so the record rows are locked before any job
+/// row. No two parts touch one row: the round's biz_ids are distinct and each member has one
+/// job effect. As a prepared statement its plan is fixed per connection; the worst that can
+/// do is the cancel join reading every *pending* job (in-flight follow-ups only).
+///
+/// Binds arrays: results (biz_id, biz_no, status, status_rank, liveness, confidence, source,
+/// signed, result, now), journal (kind, biz_id, verified, reason, received_at, remote_addr,
+/// content_type, body_sha256, body_len, body), cancel (biz_id, now), ensure (biz_id, next_at,
+/// window_ends_at, return_image, now).
+const ACCEPT_ROUND: &str = concat!(
+    "WITH merged AS (",
     super::sql::insert_verification!(),
     "SELECT biz_id, biz_no, status, status_rank, liveness, confidence, source, signed, result, \
             NULL, 1, now, now \
@@ -79,57 +93,56 @@ const MERGE_RESULTS: &str = concat!(
                                source, signed, result, now, ord) \
      ORDER BY ord ",
     super::sql::merge_rule!(),
-    "RETURNING biz_id, revision"
-);
-
-/// One round's journal rows (in batch order), its cancelled jobs and its ensured jobs, in one
-/// statement. No two parts touch one row: a round's biz_ids are distinct and each member has
-/// one job effect.
-///
-/// Binds arrays: journal (kind, biz_id, verified, outcome, reason, received_at, remote_addr,
-/// content_type, body_sha256, body_len, body), cancel (biz_id, now), ensure (biz_id,
-/// next_at, window_ends_at, return_image, now).
-const JOURNAL_AND_JOBS: &str = concat!(
-    "WITH journal AS (",
+    "RETURNING biz_id, revision), \
+     journal AS (",
     super::sql::insert_callback!(),
-    "SELECT kind, biz_id, verified, outcome, reason, received_at, remote_addr, content_type, \
-            body_sha256, body_len, body \
-     FROM unnest($1::text[], $2::text[], $3::bool[], $4::text[], $5::text[], $6::int8[], \
-                 $7::text[], $8::text[], $9::text[], $10::int8[], $11::bytea[]) \
-          WITH ORDINALITY AS c(kind, biz_id, verified, outcome, reason, received_at, \
+    "SELECT c.kind, c.biz_id, c.verified, \
+            CASE WHEN w.revision IS NULL THEN 'duplicate' ELSE 'stored' END, \
+            c.reason, c.received_at, c.remote_addr, c.content_type, c.body_sha256, c.body_len, \
+            c.body \
+     FROM unnest($1::text[], $11::text[], $12::text[], $13::bool[], $14::text[], $15::int8[], \
+                 $16::text[], $17::text[], $18::text[], $19::int8[], $20::bytea[]) \
+          WITH ORDINALITY AS c(result_biz_id, kind, biz_id, verified, reason, received_at, \
                                remote_addr, content_type, body_sha256, body_len, body, ord) \
-     ORDER BY ord), \
+          LEFT JOIN merged w ON w.biz_id = c.result_biz_id \
+     ORDER BY c.ord), \
      cancelled AS (UPDATE fetch_jobs ",
     super::sql::cancel_job_set!(),
-    ", updated_at = c.now FROM unnest($12::text[], $13::int8[]) AS c(biz_id, now) \
-       WHERE fetch_jobs.biz_id = c.biz_id AND fetch_jobs.state = 'pending') ",
+    ", updated_at = c.now FROM unnest($21::text[], $22::int8[]) AS c(biz_id, now) \
+       WHERE fetch_jobs.biz_id = c.biz_id AND fetch_jobs.state = 'pending'), \
+     ensured AS (",
     super::sql::insert_job!(),
     "SELECT biz_id, 'pending', 0, next_at, window_ends_at, return_image, now, now \
-     FROM unnest($14::text[], $15::int8[], $16::int8[], $17::int4[], $18::int8[]) \
+     FROM unnest($23::text[], $24::int8[], $25::int8[], $26::int4[], $27::int8[]) \
           AS e(biz_id, next_at, window_ends_at, return_image, now) ",
     super::sql::pending_job_on_conflict!(),
-    super::sql::ensure_job_condition!()
+    super::sql::ensure_job_condition!(),
+    ") SELECT biz_id, revision FROM merged"
 );
 
 /// The records of one round, as [`super::sql::GET_VERIFICATION`] reads one. Binds: biz_ids.
+///
+/// One primary-key probe per biz_id, whatever the table statistics: the `OFFSET 0` keeps the
+/// planner from flattening the lateral subquery into a join, which it would otherwise plan
+/// once per connection — as a sequential scan if the tables were still empty then.
 const GET_VERIFICATIONS: &str = concat!(
+    "SELECT r.* FROM unnest($1::text[]) AS k(biz_id) CROSS JOIN LATERAL (",
     super::sql::select_verification!(),
-    "WHERE v.biz_id = ANY($1::text[])"
+    "WHERE v.biz_id = k.biz_id OFFSET 0) AS r"
 );
 
 /// Group commit's batch writer: `accept_in`'s effects for every member, set-based. The batch
-/// is split into rounds of distinct biz_ids ([`super::group::rounds`]); each round is merged,
-/// then journaled with its job effects, then read back, so every member's record is the one
-/// its own writes left and a biz_id's members apply in order.
+/// is split into rounds of distinct biz_ids ([`super::group::rounds`]); each round is written
+/// by one statement and read back by another, so every member's record is the one its own
+/// writes left and a biz_id's members apply in order.
 async fn accept_batch(
     conn: &mut PgConnection,
-    members: &[super::group::Member],
-) -> Result<Vec<super::group::Accepted>, sqlx::Error> {
-    let mut accepted: Vec<Option<super::group::Accepted>> = vec![None; members.len()];
+    members: &[Member],
+) -> Result<Vec<Accepted>, sqlx::Error> {
+    let mut accepted: Vec<Option<Accepted>> = vec![None; members.len()];
     for round in super::group::rounds(members.iter().map(|m| m.result.biz_id.as_str())) {
-        let round: Vec<(usize, &super::group::Member)> =
-            round.into_iter().map(|i| (i, &members[i])).collect();
-        let outcomes = merge_round(conn, &round).await?;
+        let round: Vec<(usize, &Member)> = round.into_iter().map(|i| (i, &members[i])).collect();
+        let outcomes = write_round(conn, &round).await?;
         for ((_, m), outcome) in round.iter().zip(&outcomes) {
             // As in `merge`: a kept record still learns a biz_no it lacked (rare: duplicates).
             if *outcome == MergeOutcome::Unchanged
@@ -142,7 +155,6 @@ async fn accept_batch(
                     .await?;
             }
         }
-        journal_round(conn, &round, &outcomes).await?;
         let mut records = read_round(conn, &round).await?;
         for ((i, m), outcome) in round.iter().zip(outcomes) {
             let record = records
@@ -157,57 +169,28 @@ async fn accept_batch(
         .collect())
 }
 
-async fn merge_round(
+/// [`ACCEPT_ROUND`] for one round; the merge outcome of each member, in round order.
+async fn write_round(
     conn: &mut PgConnection,
-    round: &[(usize, &super::group::Member)],
+    round: &[(usize, &Member)],
 ) -> Result<Vec<MergeOutcome>, sqlx::Error> {
     let results: Vec<&IncomingResult> = round.iter().map(|(_, m)| &m.result).collect();
-    let column = |f: fn(&IncomingResult) -> Option<&str>| -> Vec<Option<&str>> {
+    let entries: Vec<&NewCallback> = round.iter().map(|(_, m)| &m.entry).collect();
+    let result_text = |f: fn(&IncomingResult) -> Option<&str>| -> Vec<Option<&str>> {
         results.iter().map(|r| f(r)).collect()
     };
-    let written: Vec<(String, i32)> = sqlx::query_as(MERGE_RESULTS)
-        .bind(column(|r| Some(&r.biz_id)))
-        .bind(column(|r| r.biz_no.as_deref()))
-        .bind(column(|r| Some(&r.status)))
-        .bind(results.iter().map(|r| r.status_rank).collect::<Vec<_>>())
-        .bind(column(|r| r.liveness.as_deref()))
-        .bind(results.iter().map(|r| r.confidence).collect::<Vec<_>>())
-        .bind(column(|r| Some(r.source.as_str())))
-        .bind(results.iter().map(|r| r.signed).collect::<Vec<_>>())
-        .bind(column(|r| Some(&r.result)))
-        .bind(
-            round
-                .iter()
-                .map(|(_, m)| m.entry.received_at)
-                .collect::<Vec<_>>(),
-        )
-        .fetch_all(&mut *conn)
-        .await?;
-    let revisions: std::collections::HashMap<String, i32> = written.into_iter().collect();
-    Ok(results
-        .iter()
-        .map(|r| shared::merge_outcome(revisions.get(&r.biz_id).copied()))
-        .collect())
-}
-
-async fn journal_round(
-    conn: &mut PgConnection,
-    round: &[(usize, &super::group::Member)],
-    outcomes: &[MergeOutcome],
-) -> Result<(), sqlx::Error> {
-    let entries: Vec<&NewCallback> = round.iter().map(|(_, m)| &m.entry).collect();
-    let column = |f: fn(&NewCallback) -> Option<&str>| -> Vec<Option<&str>> {
+    let entry_text = |f: fn(&NewCallback) -> Option<&str>| -> Vec<Option<&str>> {
         entries.iter().map(|e| f(e)).collect()
     };
-    let (mut cancel_ids, mut cancel_at) = (Vec::new(), Vec::new());
+    let mut cancel: (Vec<&str>, Vec<i64>) = Default::default();
     let mut ensure: (Vec<&str>, Vec<i64>, Vec<i64>, Vec<i32>, Vec<i64>) = Default::default();
     for (_, m) in round {
         let (biz_id, now) = (m.result.biz_id.as_str(), m.entry.received_at);
         match m.job {
             JobEffect::Keep => {}
             JobEffect::CancelPending => {
-                cancel_ids.push(biz_id);
-                cancel_at.push(now);
+                cancel.0.push(biz_id);
+                cancel.1.push(now);
             }
             JobEffect::Ensure(job) => {
                 ensure.0.push(biz_id);
@@ -218,21 +201,26 @@ async fn journal_round(
             }
         }
     }
-    sqlx::query(JOURNAL_AND_JOBS)
-        .bind(column(|e| Some(e.kind.as_str())))
-        .bind(column(|e| e.biz_id.as_deref()))
-        .bind(entries.iter().map(|e| e.verified).collect::<Vec<_>>())
-        .bind(
-            outcomes
-                .iter()
-                .map(|o| shared::journal_outcome(*o))
-                .collect::<Vec<_>>(),
-        )
-        .bind(column(|e| e.reason.as_deref()))
+    let written: Vec<(String, i32)> = sqlx::query_as(ACCEPT_ROUND)
+        .bind(result_text(|r| Some(&r.biz_id)))
+        .bind(result_text(|r| r.biz_no.as_deref()))
+        .bind(result_text(|r| Some(&r.status)))
+        .bind(results.iter().map(|r| r.status_rank).collect::<Vec<_>>())
+        .bind(result_text(|r| r.liveness.as_deref()))
+        .bind(results.iter().map(|r| r.confidence).collect::<Vec<_>>())
+        .bind(result_text(|r| Some(r.source.as_str())))
+        .bind(results.iter().map(|r| r.signed).collect::<Vec<_>>())
+        .bind(result_text(|r| Some(&r.result)))
+        // The merge's `now` is the delivery's, as in `accept_in`.
         .bind(entries.iter().map(|e| e.received_at).collect::<Vec<_>>())
-        .bind(column(|e| e.remote_addr.as_deref()))
-        .bind(column(|e| e.content_type.as_deref()))
-        .bind(column(|e| Some(&e.body_sha256)))
+        .bind(entry_text(|e| Some(e.kind.as_str())))
+        .bind(entry_text(|e| e.biz_id.as_deref()))
+        .bind(entries.iter().map(|e| e.verified).collect::<Vec<_>>())
+        .bind(entry_text(|e| e.reason.as_deref()))
+        .bind(entries.iter().map(|e| e.received_at).collect::<Vec<_>>())
+        .bind(entry_text(|e| e.remote_addr.as_deref()))
+        .bind(entry_text(|e| e.content_type.as_deref()))
+        .bind(entry_text(|e| Some(&e.body_sha256)))
         .bind(entries.iter().map(|e| e.body_len).collect::<Vec<_>>())
         .bind(
             entries
@@ -240,23 +228,27 @@ async fn journal_round(
                 .map(|e| e.body.as_slice())
                 .collect::<Vec<_>>(),
         )
-        .bind(cancel_ids)
-        .bind(cancel_at)
+        .bind(cancel.0)
+        .bind(cancel.1)
         .bind(ensure.0)
         .bind(ensure.1)
         .bind(ensure.2)
         .bind(ensure.3)
         .bind(ensure.4)
-        .execute(&mut *conn)
+        .fetch_all(&mut *conn)
         .await?;
-    Ok(())
+    let revisions: HashMap<String, i32> = written.into_iter().collect();
+    Ok(results
+        .iter()
+        .map(|r| shared::merge_outcome(revisions.get(&r.biz_id).copied()))
+        .collect())
 }
 
 /// The round's records by biz_id.
 async fn read_round(
     conn: &mut PgConnection,
-    round: &[(usize, &super::group::Member)],
-) -> Result<std::collections::HashMap<String, Verification>, sqlx::Error> {
+    round: &[(usize, &Member)],
+) -> Result<HashMap<String, Verification>, sqlx::Error> {
     let biz_ids: Vec<&str> = round
         .iter()
         .map(|(_, m)| m.result.biz_id.as_str())
