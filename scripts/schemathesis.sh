@@ -25,7 +25,7 @@ VENV="target/schemathesis-venv"
 
 if [[ ! -x "$VENV/bin/st" ]]; then
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet schemathesis
+    "$VENV/bin/pip" install --quiet "schemathesis==4.32.5"
 fi
 
 cargo build --quiet --bin faceid-receiver
