@@ -185,25 +185,7 @@ async fn write_round(
     let entry_text = |f: fn(&NewCallback) -> Option<&str>| -> Vec<Option<&str>> {
         entries.iter().map(|e| f(e)).collect()
     };
-    let mut cancel: (Vec<&str>, Vec<i64>) = Default::default();
-    let mut ensure: (Vec<&str>, Vec<i64>, Vec<i64>, Vec<i32>, Vec<i64>) = Default::default();
-    for (_, m) in round {
-        let (biz_id, now) = (m.result.biz_id.as_str(), m.entry.received_at);
-        match m.job {
-            JobEffect::Keep => {}
-            JobEffect::CancelPending => {
-                cancel.0.push(biz_id);
-                cancel.1.push(now);
-            }
-            JobEffect::Ensure(job) => {
-                ensure.0.push(biz_id);
-                ensure.1.push(job.next_at);
-                ensure.2.push(job.window_ends_at);
-                ensure.3.push(job.return_image);
-                ensure.4.push(now);
-            }
-        }
-    }
+    let jobs = JobEffects::of(round);
     let written: Vec<(String, i32)> = sqlx::query_as(ACCEPT_ROUND)
         .bind(result_text(|r| Some(&r.biz_id)))
         .bind(result_text(|r| r.biz_no.as_deref()))
@@ -231,13 +213,13 @@ async fn write_round(
                 .map(|e| e.body.as_slice())
                 .collect::<Vec<_>>(),
         )
-        .bind(cancel.0)
-        .bind(cancel.1)
-        .bind(ensure.0)
-        .bind(ensure.1)
-        .bind(ensure.2)
-        .bind(ensure.3)
-        .bind(ensure.4)
+        .bind(jobs.cancel_biz_ids)
+        .bind(jobs.cancel_at)
+        .bind(jobs.ensure_biz_ids)
+        .bind(jobs.ensure_next_at)
+        .bind(jobs.ensure_window_ends_at)
+        .bind(jobs.ensure_return_image)
+        .bind(jobs.ensure_at)
         .fetch_all(&mut *conn)
         .await?;
     let revisions: HashMap<String, i32> = written.into_iter().collect();
@@ -245,6 +227,43 @@ async fn write_round(
         .iter()
         .map(|r| shared::merge_outcome(revisions.get(&r.biz_id).copied()))
         .collect())
+}
+
+/// A round's job effects as the arrays [`ACCEPT_ROUND`] binds: the members to cancel, and the
+/// members whose job to ensure with its timing. `Keep` members appear in neither.
+#[derive(Default)]
+struct JobEffects<'a> {
+    cancel_biz_ids: Vec<&'a str>,
+    cancel_at: Vec<i64>,
+    ensure_biz_ids: Vec<&'a str>,
+    ensure_next_at: Vec<i64>,
+    ensure_window_ends_at: Vec<i64>,
+    ensure_return_image: Vec<i32>,
+    ensure_at: Vec<i64>,
+}
+
+impl<'a> JobEffects<'a> {
+    fn of(round: &[(usize, &'a Member)]) -> Self {
+        let mut effects = Self::default();
+        for (_, m) in round {
+            let (biz_id, now) = (m.result.biz_id.as_str(), m.entry.received_at);
+            match m.job {
+                JobEffect::Keep => {}
+                JobEffect::CancelPending => {
+                    effects.cancel_biz_ids.push(biz_id);
+                    effects.cancel_at.push(now);
+                }
+                JobEffect::Ensure(job) => {
+                    effects.ensure_biz_ids.push(biz_id);
+                    effects.ensure_next_at.push(job.next_at);
+                    effects.ensure_window_ends_at.push(job.window_ends_at);
+                    effects.ensure_return_image.push(job.return_image);
+                    effects.ensure_at.push(now);
+                }
+            }
+        }
+        effects
+    }
 }
 
 /// The round's records by biz_id.
