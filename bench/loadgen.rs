@@ -6,8 +6,8 @@
 //!   N concurrent connections for a fixed duration, and prints one JSON line: requests/s,
 //!   p50/p99 latency, and any non-2xx answers.
 //! - `pgbench-script`: writes a pgbench script doing, in one transaction, exactly the
-//!   statements `accept_signed` runs for that callback (same SQL text, taken from
-//!   `faceid_receiver::store::sql`; same body and result bytes).
+//!   statements `accept_signed` runs for that callback on its own (no group commit: same SQL
+//!   text, taken from `faceid_receiver::store::sql`; same body and result bytes).
 //! - `sqlite-baseline`: the same transaction as a raw sqlx loop on N tasks against a SQLite
 //!   file (WAL, synchronous=FULL, `BEGIN IMMEDIATE`), for a fixed duration.
 //!

@@ -75,10 +75,12 @@ async fn begin_write_on(pool: &PgPool) -> Result<Transaction<'static, Postgres>,
 /// Returns `(biz_id, revision)` for each member whose merge wrote (no row: the record was
 /// kept, and its journal row says `duplicate`, as [`super::engine::journal_outcome`] does).
 ///
-/// Order of effects: PostgreSQL runs the outer query (reading `merged`) first and the other
-/// data-modifying parts to completion after it, so the record rows are locked before any job
-/// row. No two parts touch one row: the round's biz_ids are distinct and each member has one
-/// job effect. As a prepared statement its plan is fixed per connection; the worst that can
+/// Order of effects: PostgreSQL's executor runs the outer query (reading `merged`) first and
+/// the unreferenced data-modifying parts to completion after it, so the record rows are locked
+/// before any job row. (The documentation leaves that order open; were it ever different, a
+/// deadlock would abort one batch with SQLSTATE 40P01 and group commit would retry its members
+/// one by one: slower, not wrong.) No two parts touch one row: the round's biz_ids are
+/// distinct and each member has one job effect. As a prepared statement its plan is fixed per connection; the worst that can
 /// do is the cancel join reading every *pending* job (in-flight follow-ups only).
 ///
 /// Binds arrays: results (biz_id, biz_no, status, status_rank, liveness, confidence, source,
