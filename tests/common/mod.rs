@@ -211,7 +211,12 @@ fn redact(url: &str) -> String {
 }
 
 pub async fn connect_migrated(url: &str) -> Arc<dyn Store> {
-    let store = store::connect(url, &ConnectOptions::default())
+    connect_migrated_with(url, &ConnectOptions::default()).await
+}
+
+/// [`connect_migrated`] with other connect options (e.g. group commit off).
+pub async fn connect_migrated_with(url: &str, options: &ConnectOptions) -> Arc<dyn Store> {
+    let store = store::connect(url, options)
         .await
         .expect("connect to the test database");
     store.migrate().await.expect("migrate the test database");

@@ -1524,17 +1524,12 @@ fn without_group_commit() -> ConnectOptions {
     }
 }
 
-async fn connect_migrated_with(url: &str, options: &ConnectOptions) -> Arc<dyn Store> {
-    let store = faceid_receiver::store::connect(url, options).await.unwrap();
-    store.migrate().await.unwrap();
-    store
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn sqlite_one_batch_equals_one_transaction_per_delivery() {
     let (batched, _dir) = common::sqlite_store().await;
     let reference_dir = common::TempDirGuard::new();
-    let reference = connect_migrated_with(reference_dir.url(), &without_group_commit()).await;
+    let reference =
+        common::connect_migrated_with(reference_dir.url(), &without_group_commit()).await;
     one_batch_equals_one_transaction_per_delivery(batched.clone(), reference.clone()).await;
     batched.close().await;
     reference.close().await;
@@ -1546,7 +1541,8 @@ async fn postgres_one_batch_equals_one_transaction_per_delivery() {
         return;
     };
     let mut reference_db = common::postgres_url().await.expect("PostgreSQL is up");
-    let reference = connect_migrated_with(reference_db.url(), &without_group_commit()).await;
+    let reference =
+        common::connect_migrated_with(reference_db.url(), &without_group_commit()).await;
     one_batch_equals_one_transaction_per_delivery(batched.clone(), reference.clone()).await;
     batched.close().await;
     reference.close().await;
