@@ -16,7 +16,7 @@ pub mod sender;
 pub mod server;
 
 pub use result::{Subject, TINY_JPEG, jpeg_data_uri, mint_biz_id};
-pub use script::{SeedShape, Step};
+pub use script::{EchoShape, SeedShape, Step};
 pub use sender::{
     CallbackSpec, Delivery, Encoding, Forgery, SendError, SignedCallback, http_client,
     post_callback, return_get, return_get_url,

@@ -52,6 +52,15 @@ impl SeedShape {
     }
 }
 
+/// Who quotes the request back in an [`Step::Echo`] answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EchoShape {
+    /// A proxy's HTML error page with the request line and the decoded parameters.
+    Proxy,
+    /// FaceID's JSON error shape, `BAD_ARGUMENTS:<the raw query>`.
+    FaceId,
+}
+
 /// The biz_id inside seed 001's examples, replaced when a seed payload is served for another id.
 pub const SEED_BIZ_ID: &str = "1462259748,52b13fb5-8dfb-4537-a62b-a641d5e929f1";
 
@@ -72,6 +81,11 @@ pub enum Step {
     NotFound,
     /// `502` with an HTML body, as a proxy in front of FaceID answers (written `502`).
     BadGateway,
+    /// An error body that quotes the request, query and all (so `api_key` and `api_secret`
+    /// too): a proxy's `502` page (written `echo`), or FaceID's `400 BAD_ARGUMENTS` with the
+    /// query as its detail (written `echo:faceid`). Tests use it to prove the secret leaves
+    /// the receiver in no encoding.
+    Echo(EchoShape),
     /// A seed example verbatim (written `seed`, `seed:ok`, `seed:raw-ok`, `seed:raw-failed`,
     /// `seed:raw-not-started`).
     Seed(SeedShape),
@@ -84,7 +98,7 @@ pub enum Step {
 #[error(
     "unknown script step {0:?}: expected a status (NOT_STARTED, PROCESSING, OK, FAILED, CANCELLED, \
      TIMEOUT, WEBRTC_UNSUPPORTED, status:<text>), 500, 502, concurrency, destroyed, not_found, \
-     seed[:ok|raw-ok|raw-failed|raw-not-started] or slow:<ms>[:<step>]"
+     echo[:faceid], seed[:ok|raw-ok|raw-failed|raw-not-started] or slow:<ms>[:<step>]"
 )]
 pub struct StepError(pub String);
 
@@ -131,6 +145,8 @@ impl FromStr for Step {
             "concurrency" => return Ok(Self::Concurrency),
             "destroyed" => return Ok(Self::Destroyed),
             "not_found" | "not-found" => return Ok(Self::NotFound),
+            "echo" | "echo:proxy" => return Ok(Self::Echo(EchoShape::Proxy)),
+            "echo:faceid" => return Ok(Self::Echo(EchoShape::FaceId)),
             "seed" => return Ok(Self::Seed(SeedShape::LiteOk)),
             _ => {}
         }
@@ -154,6 +170,8 @@ impl fmt::Display for Step {
             Self::Concurrency => f.write_str("concurrency"),
             Self::Destroyed => f.write_str("destroyed"),
             Self::NotFound => f.write_str("not_found"),
+            Self::Echo(EchoShape::Proxy) => f.write_str("echo"),
+            Self::Echo(EchoShape::FaceId) => f.write_str("echo:faceid"),
             Self::Seed(shape) => write!(f, "seed:{}", shape.name()),
             Self::Slow { ms, then } => write!(f, "slow:{ms}:{then}"),
         }
@@ -212,6 +230,8 @@ mod tests {
             ("concurrency", "concurrency"),
             ("destroyed", "destroyed"),
             ("not_found", "not_found"),
+            ("echo", "echo"),
+            ("echo:faceid", "echo:faceid"),
             ("seed", "seed:ok"),
             ("seed:raw-failed", "seed:raw-failed"),
             ("slow:250", "slow:250:OK"),

@@ -33,7 +33,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::result::{self, Options, Subject};
-use super::script::{SEED_BIZ_ID, Script, SeedShape, Step, StepError};
+use super::script::{EchoShape, SEED_BIZ_ID, Script, SeedShape, Step, StepError};
 use crate::clock::SharedClock;
 use crate::protocol::biz_id::{RESULT_MAX_CALLS, RESULT_RETENTION_MS};
 use crate::protocol::{BizId, FaceIdError};
@@ -53,6 +53,13 @@ pub enum Api {
 }
 
 impl Api {
+    fn path(self) -> &'static str {
+        match self {
+            Self::Lite => "/faceid/lite/get_result",
+            Self::Raw => "/faceid/lite/raw/get_result",
+        }
+    }
+
     fn id_param(self) -> &'static str {
         match self {
             Self::Lite => "biz_id",
@@ -299,6 +306,7 @@ enum Answer {
         biz_id: String,
     },
     BadGateway,
+    Echo(EchoShape),
 }
 
 impl Simulator {
@@ -428,8 +436,8 @@ impl Simulator {
     /// `404 API_NOT_FOUND` for anything else.
     pub fn router(&self) -> Router {
         Router::new()
-            .route("/faceid/lite/get_result", get(lite_get_result))
-            .route("/faceid/lite/raw/get_result", get(raw_get_result))
+            .route(Api::Lite.path(), get(lite_get_result))
+            .route(Api::Raw.path(), get(raw_get_result))
             .route("/sim/results", post(control_script))
             .route("/sim/biz", post(control_mint))
             .route("/sim/calls", get(control_calls))
@@ -498,6 +506,7 @@ impl Simulator {
                 "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>",
             )
                 .into_response(),
+            Answer::Echo(shape) => echo_response(shape, api, query.unwrap_or_default(), &params),
         }
     }
 
@@ -534,6 +543,8 @@ impl Simulator {
             Answer::Result { status, .. } => (200, status.clone()),
             Answer::Seed { shape, .. } => (200, format!("seed:{}", shape.name())),
             Answer::BadGateway => (502, "502".to_owned()),
+            Answer::Echo(EchoShape::Proxy) => (502, "echo".to_owned()),
+            Answer::Echo(EchoShape::FaceId) => (400, "echo:faceid".to_owned()),
         };
         tracing::info!(api = ?api, id, http_status, answer = %label, delay_ms, "get_result");
         let log = ledger.log(id);
@@ -609,6 +620,7 @@ fn rules(
         Step::Destroyed => Answer::Error(FaceIdError::DataDestroyed),
         Step::NotFound => Answer::Error(FaceIdError::ResultNotFound),
         Step::BadGateway => Answer::BadGateway,
+        Step::Echo(shape) => Answer::Echo(*shape),
         Step::Seed(shape) => Answer::Seed {
             shape: *shape,
             biz_id: id.to_owned(),
@@ -661,6 +673,47 @@ fn error_response(error: &FaceIdError, request_id: &str, time_used: u64) -> Resp
         status,
         &json!({ "error_message": error.to_string(), "request_id": request_id, "time_used": time_used }),
     )
+}
+
+/// An error body quoting the request back, the way careless proxies and APIs do: the raw
+/// query as it arrived (form-encoded) and, on the proxy page, every parameter decoded.
+fn echo_response(
+    shape: EchoShape,
+    api: Api,
+    query: &str,
+    params: &HashMap<String, String>,
+) -> Response {
+    match shape {
+        EchoShape::Proxy => {
+            let escape = |text: &str| {
+                text.replace('&', "&amp;")
+                    .replace('<', "&lt;")
+                    .replace('>', "&gt;")
+            };
+            let mut decoded: Vec<String> = params
+                .iter()
+                .map(|(k, v)| format!("{}={}", escape(k), escape(v)))
+                .collect();
+            decoded.sort();
+            let page = format!(
+                "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1>\
+                 <p>upstream failed for GET {}?{}</p><pre>{}</pre></body></html>",
+                api.path(),
+                escape(query),
+                decoded.join("\n")
+            );
+            (
+                StatusCode::BAD_GATEWAY,
+                [(header::CONTENT_TYPE, "text/html")],
+                page,
+            )
+                .into_response()
+        }
+        EchoShape::FaceId => json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({ "error_message": format!("BAD_ARGUMENTS:{query}"), "request_id": "echo", "time_used": 0 }),
+        ),
+    }
 }
 
 fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {

@@ -16,6 +16,7 @@
 // Each test target uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod capture;
 
 use std::path::Path;
