@@ -75,28 +75,47 @@ impl EncryptionSettings {
     }
 }
 
-/// How long identity data is kept. `0` days keeps it forever.
+/// How long identity data, and what strangers send, is kept. `0` days keeps it forever.
 #[derive(Debug, Clone)]
 pub struct RetentionSettings {
     /// Raw results and images of verifications older than this are purged.
     pub result_days: u32,
     /// Journal bodies older than this are emptied.
     pub journal_days: u32,
+    /// Refused deliveries (journal rows with outcome `rejected`) older than this are deleted.
+    pub refused_days: u32,
+    /// Bytes of refused bodies (and unsigned return GET queries) journaled whole per UTC day;
+    /// past it, and for any body over [`crate::http::journal::WHOLE_BODY_MAX`], only the first
+    /// KiB is kept (with the full length and sha256).
+    pub refused_bytes_per_day: u64,
     /// How often `serve` purges.
     pub interval: Duration,
+}
+
+/// What retention removes at one instant: the cutoff (epoch ms) of each kind of data, `None`
+/// for "keep forever".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cutoffs {
+    pub results: Option<i64>,
+    pub journal: Option<i64>,
+    pub refused: Option<i64>,
 }
 
 impl RetentionSettings {
     /// Whether anything is ever purged.
     pub fn enabled(&self) -> bool {
-        self.result_days > 0 || self.journal_days > 0
+        self.result_days > 0 || self.journal_days > 0 || self.refused_days > 0
     }
 
-    /// The cutoffs at `now` (epoch ms); `None` for "keep forever".
-    pub fn cutoffs(&self, now: i64) -> (Option<i64>, Option<i64>) {
+    /// The cutoffs at `now` (epoch ms).
+    pub fn cutoffs(&self, now: i64) -> Cutoffs {
         const DAY_MS: i64 = 86_400_000;
         let cutoff = |days: u32| (days > 0).then(|| now - i64::from(days) * DAY_MS);
-        (cutoff(self.result_days), cutoff(self.journal_days))
+        Cutoffs {
+            results: cutoff(self.result_days),
+            journal: cutoff(self.journal_days),
+            refused: cutoff(self.refused_days),
+        }
     }
 }
 
@@ -112,8 +131,19 @@ pub struct ServerSettings {
     pub rate_limit_per_second: u32,
     /// Requests an IP may send at once before the per-second rate applies.
     pub rate_limit_burst: u32,
-    /// Key the rate limit on the last `X-Forwarded-For` address instead of the TCP peer.
+    /// Key the rate limit on the last `X-Forwarded-For` address instead of the TCP peer, and
+    /// record it in the journal (otherwise a client-sent header is ignored).
     pub trust_forwarded_for: bool,
+    /// A second listener for `/metrics` (and the health routes); when set, `/metrics` is not
+    /// served on `listen`.
+    pub admin_listen: Option<SocketAddr>,
+    /// Longest a client may take to send a request's headers, from the moment the connection
+    /// waits for a request (so also how long a kept-alive connection may sit idle).
+    pub header_timeout: Duration,
+    /// A connection on which no byte moves either way for this long is closed.
+    pub idle_timeout: Duration,
+    /// Connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 #[derive(Clone)]
@@ -296,6 +326,8 @@ struct RawEncryption {
 struct RawRetention {
     result_days: u32,
     journal_days: u32,
+    refused_days: u32,
+    refused_bytes_per_day: u64,
     #[serde(with = "humantime_serde")]
     interval: Duration,
 }
@@ -312,6 +344,12 @@ struct RawServer {
     rate_limit_per_second: u32,
     rate_limit_burst: u32,
     trust_forwarded_for: bool,
+    admin_listen: Option<String>,
+    #[serde(with = "humantime_serde")]
+    header_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    idle_timeout: Duration,
+    max_connections: usize,
 }
 
 #[derive(Deserialize)]
@@ -379,6 +417,10 @@ pub const KNOWN_KEYS: &[&str] = &[
     "server.rate_limit_per_second",
     "server.rate_limit_burst",
     "server.trust_forwarded_for",
+    "server.admin_listen",
+    "server.header_timeout",
+    "server.idle_timeout",
+    "server.max_connections",
     "database.url",
     "database.max_connections",
     "database.connect_timeout",
@@ -403,6 +445,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "telemetry.filter",
     "retention.result_days",
     "retention.journal_days",
+    "retention.refused_days",
+    "retention.refused_bytes_per_day",
     "retention.interval",
     "encryption.key",
     "encryption.previous_keys",
@@ -539,6 +583,40 @@ fn validate(raw: Raw, environment: Environment) -> Result<Settings, ConfigError>
             "must be at least 1024 bytes".into(),
         ));
     }
+    let admin_listen: Option<SocketAddr> = non_empty(raw.server.admin_listen)
+        .map(|a| {
+            a.parse().map_err(|_| {
+                invalid(
+                    "server.admin_listen",
+                    format!("{a:?} is not an address like 127.0.0.1:9090"),
+                )
+            })
+        })
+        .transpose()?;
+    if admin_listen.is_some_and(|a| a == listen) {
+        return Err(invalid(
+            "server.admin_listen",
+            "must differ from server.listen".into(),
+        ));
+    }
+    if raw.server.header_timeout < Duration::from_millis(100) {
+        return Err(invalid(
+            "server.header_timeout",
+            "must be at least 100ms".into(),
+        ));
+    }
+    if raw.server.idle_timeout < Duration::from_millis(100) {
+        return Err(invalid(
+            "server.idle_timeout",
+            "must be at least 100ms".into(),
+        ));
+    }
+    if raw.server.max_connections == 0 {
+        return Err(invalid(
+            "server.max_connections",
+            "must be at least 1".into(),
+        ));
+    }
     if raw.server.rate_limit_per_second > 0 && raw.server.rate_limit_burst == 0 {
         return Err(invalid(
             "server.rate_limit_burst",
@@ -624,6 +702,8 @@ fn validate(raw: Raw, environment: Environment) -> Result<Settings, ConfigError>
     let retention = RetentionSettings {
         result_days: raw.retention.result_days,
         journal_days: raw.retention.journal_days,
+        refused_days: raw.retention.refused_days,
+        refused_bytes_per_day: raw.retention.refused_bytes_per_day,
         interval: raw.retention.interval,
     };
 
@@ -659,6 +739,10 @@ fn validate(raw: Raw, environment: Environment) -> Result<Settings, ConfigError>
             rate_limit_per_second: raw.server.rate_limit_per_second,
             rate_limit_burst: raw.server.rate_limit_burst,
             trust_forwarded_for: raw.server.trust_forwarded_for,
+            admin_listen,
+            header_timeout: raw.server.header_timeout,
+            idle_timeout: raw.server.idle_timeout,
+            max_connections: raw.server.max_connections,
         },
         database: DatabaseSettings {
             url: SecretString::from(url),
@@ -957,6 +1041,41 @@ mod tests {
     }
 
     #[test]
+    fn connection_limits_have_defaults_and_refuse_nonsense() {
+        let s = Settings::load_from(&env(&[]), &repo_config())
+            .unwrap()
+            .settings;
+        assert_eq!(s.server.header_timeout, Duration::from_secs(10));
+        assert_eq!(s.server.idle_timeout, Duration::from_secs(60));
+        assert_eq!(s.server.max_connections, 512);
+        assert_eq!(s.server.admin_listen, None);
+
+        let loaded = Settings::load_from(
+            &env(&[("APP__SERVER__ADMIN_LISTEN", "127.0.0.1:9090")]),
+            &repo_config(),
+        )
+        .unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        assert_eq!(
+            loaded.settings.server.admin_listen,
+            Some("127.0.0.1:9090".parse().unwrap())
+        );
+
+        for (var, value) in [
+            ("APP__SERVER__ADMIN_LISTEN", "127.0.0.1:5000"),
+            ("APP__SERVER__ADMIN_LISTEN", "metrics"),
+            ("APP__SERVER__HEADER_TIMEOUT", "0s"),
+            ("APP__SERVER__IDLE_TIMEOUT", "0s"),
+            ("APP__SERVER__MAX_CONNECTIONS", "0"),
+        ] {
+            let err = Settings::load_from(&env(&[(var, value)]), &repo_config())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(var), "{var}={value}: {err}");
+        }
+    }
+
+    #[test]
     fn https_on_a_whitelisted_port_has_no_warning() {
         assert!(
             public_url_warnings(Some(&url::Url::parse("https://v.example.com").unwrap()))
@@ -971,11 +1090,20 @@ mod tests {
     }
 
     #[test]
-    fn retention_and_encryption_are_off_by_default_and_set_from_the_environment() {
+    fn identity_retention_and_encryption_are_off_by_default_and_set_from_the_environment() {
         let defaults = Settings::load_from(&env(&[]), &repo_config())
             .unwrap()
             .settings;
-        assert!(!defaults.retention.enabled());
+        // Only what strangers send is purged by default.
+        assert_eq!(
+            defaults.retention.cutoffs(40 * 86_400_000),
+            Cutoffs {
+                results: None,
+                journal: None,
+                refused: Some(10 * 86_400_000)
+            }
+        );
+        assert_eq!(defaults.retention.refused_bytes_per_day, 32 * 1024 * 1024);
         assert_eq!(defaults.retention.interval, Duration::from_secs(3600));
         assert!(defaults.encryption.key.is_none());
         assert!(!defaults.encryption.keyring().unwrap().encrypts());
@@ -986,6 +1114,7 @@ mod tests {
             &env(&[
                 ("APP__RETENTION__RESULT_DAYS", "30"),
                 ("APP__RETENTION__JOURNAL_DAYS", "7"),
+                ("APP__RETENTION__REFUSED_DAYS", "0"),
                 ("APP__RETENTION__INTERVAL", "10m"),
                 ("APP__ENCRYPTION__KEY", key),
                 ("APP__ENCRYPTION__PREVIOUS_KEYS", &format!("{old},{key}")),
@@ -997,7 +1126,11 @@ mod tests {
         let s = loaded.settings;
         assert_eq!(
             s.retention.cutoffs(10 * 86_400_000),
-            (Some(-20 * 86_400_000), Some(3 * 86_400_000))
+            Cutoffs {
+                results: Some(-20 * 86_400_000),
+                journal: Some(3 * 86_400_000),
+                refused: None
+            }
         );
         assert_eq!(s.retention.interval, Duration::from_secs(600));
         assert_eq!(s.encryption.previous_keys.len(), 2);

@@ -28,8 +28,8 @@ enum Command {
     Migrate,
     /// Validate the configuration and print the URLs to register with FaceID's get_token.
     CheckConfig,
-    /// Purge identity data older than retention.result_days / retention.journal_days now,
-    /// and print how much went.
+    /// Purge identity data older than retention.result_days / retention.journal_days, and
+    /// refused deliveries older than retention.refused_days, now; print how much went.
     Purge {
         /// Only count what would go; change nothing.
         #[arg(long)]
@@ -115,7 +115,7 @@ async fn purge(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
     let retention = &settings.retention;
     if !retention.enabled() {
         println!(
-            "retention is off (retention.result_days = 0 and retention.journal_days = 0): nothing to purge"
+            "retention is off (retention.result_days, journal_days and refused_days are 0): nothing to purge"
         );
         return Ok(());
     }
@@ -127,8 +127,8 @@ async fn purge(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
         faceid_receiver::retention::purge_once(store.as_ref(), retention, &clock, dry_run).await?;
     let verb = if dry_run { "would purge" } else { "purged" };
     println!(
-        "{verb}: {} results, {} images, {} journal bodies",
-        counts.results, counts.images, counts.journal_bodies
+        "{verb}: {} results, {} images, {} journal bodies, {} refused deliveries",
+        counts.results, counts.images, counts.journal_bodies, counts.refused
     );
     Ok(())
 }
@@ -162,9 +162,10 @@ fn check_config(settings: &Settings, warnings: &[String]) -> ExitCode {
         d => format!("purged after {d} days"),
     };
     println!(
-        "retention: results and images {}, journal bodies {}",
+        "retention: results and images {}, journal bodies {}, refused deliveries {}",
         days(settings.retention.result_days),
-        days(settings.retention.journal_days)
+        days(settings.retention.journal_days),
+        days(settings.retention.refused_days)
     );
     println!(
         "encryption at rest: {} ({} previous key(s))",

@@ -1,10 +1,12 @@
 //! Retention: removing identity data once it is older than configured.
 //!
 //! Owns when and what is purged: raw results and images of verifications created more than
-//! `retention.result_days` ago, and journal bodies received more than
-//! `retention.journal_days` ago (0 = keep forever). The rows themselves stay (status,
-//! liveness, confidence, timestamps; journal metadata and `body_sha256`), so the service
-//! still answers "what happened" after it has forgotten "who".
+//! `retention.result_days` ago, journal bodies received more than `retention.journal_days`
+//! ago, and refused deliveries (journal rows, whole) received more than
+//! `retention.refused_days` ago (0 = keep forever). The verification and accepted journal
+//! rows themselves stay (status, liveness, confidence, timestamps; journal metadata and
+//! `body_sha256`), so the service still answers "what happened" after it has forgotten
+//! "who"; refused rows go entirely, since they are what strangers sent, bounded in time.
 //!
 //! Invariants: the cutoffs come from the injected clock, never the database's; a purge is
 //! one store transaction ([`Store::purge`]), so a dry run counts exactly what a real run at
@@ -27,14 +29,15 @@ pub async fn purge_once(
     dry_run: bool,
 ) -> StoreResult<PurgeCounts> {
     let now = clock.now_ms();
-    let (results_before, journal_before) = settings.cutoffs(now);
-    if results_before.is_none() && journal_before.is_none() {
+    let cutoffs = settings.cutoffs(now);
+    if !settings.enabled() {
         return Ok(PurgeCounts::default());
     }
     store
         .purge(&PurgePlan {
-            results_before,
-            journal_before,
+            results_before: cutoffs.results,
+            journal_before: cutoffs.journal,
+            refused_before: cutoffs.refused,
             dry_run,
             now,
         })
@@ -65,6 +68,7 @@ pub async fn run(
                 results = counts.results,
                 images = counts.images,
                 journal_bodies = counts.journal_bodies,
+                refused = counts.refused,
                 "retention purge"
             ),
             Err(e) => tracing::warn!(

@@ -332,6 +332,18 @@ impl EncryptedStore {
         }
     }
 
+    fn seal_images(&self, biz_id: &str, images: &[NewImage]) -> Vec<NewImage> {
+        images
+            .iter()
+            .map(|image| NewImage {
+                name: image.name.clone(),
+                jpeg: self
+                    .keys
+                    .seal(&image.jpeg, &image_context(biz_id, &image.name)),
+            })
+            .collect()
+    }
+
     fn seal_result(&self, result: &IncomingResult) -> IncomingResult {
         IncomingResult {
             result: self
@@ -461,15 +473,7 @@ impl Store for EncryptedStore {
         update: &JobUpdate,
         now: i64,
     ) -> StoreResult<MergeOutcome> {
-        let images: Vec<NewImage> = images
-            .iter()
-            .map(|image| NewImage {
-                name: image.name.clone(),
-                jpeg: self
-                    .keys
-                    .seal(&image.jpeg, &image_context(&result.biz_id, &image.name)),
-            })
-            .collect();
+        let images = self.seal_images(&result.biz_id, images);
         self.inner
             .save_fetched(owner, &self.seal_result(result), &images, update, now)
             .await
@@ -488,6 +492,12 @@ impl Store for EncryptedStore {
     ) -> StoreResult<Verification> {
         let record = self.inner.request_fetch(biz_id, biz_no, job, now).await?;
         self.open_record(record)
+    }
+
+    async fn save_images(&self, biz_id: &str, images: &[NewImage], now: i64) -> StoreResult<()> {
+        self.inner
+            .save_images(biz_id, &self.seal_images(biz_id, images), now)
+            .await
     }
 
     async fn image(&self, biz_id: &str, name: &str) -> StoreResult<Option<Vec<u8>>> {

@@ -344,6 +344,39 @@ macro_rules! impl_store {
             Ok(())
         }
 
+        /// Stores `images` of `biz_id` and refreshes the record's image list (nothing when
+        /// there are none).
+        async fn store_images(
+            conn: &mut $conn,
+            biz_id: &str,
+            images: &[NewImage],
+            now: i64,
+        ) -> Result<(), sqlx::Error> {
+            if images.is_empty() {
+                return Ok(());
+            }
+            for image in images {
+                sqlx::query(sql::UPSERT_IMAGE)
+                    .bind(biz_id)
+                    .bind(&image.name)
+                    .bind(&image.jpeg)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            let names: Vec<String> = sqlx::query_scalar(sql::IMAGE_NAMES)
+                .bind(biz_id)
+                .fetch_all(&mut *conn)
+                .await?;
+            sqlx::query(sql::SET_IMAGE_NAMES)
+                .bind(biz_id)
+                .bind(shared::join_image_names(names))
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        }
+
         async fn verification(
             conn: &mut $conn,
             biz_id: &str,
@@ -582,27 +615,7 @@ macro_rules! impl_store {
                 // The merge comes first: on PostgreSQL its upsert locks the record's row (even
                 // when it keeps it), which serializes the image-name bookkeeping below.
                 let outcome = merge(&mut tx, result, now).await?;
-                if !images.is_empty() {
-                    for image in images {
-                        sqlx::query(sql::UPSERT_IMAGE)
-                            .bind(&result.biz_id)
-                            .bind(&image.name)
-                            .bind(&image.jpeg)
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    let names: Vec<String> = sqlx::query_scalar(sql::IMAGE_NAMES)
-                        .bind(&result.biz_id)
-                        .fetch_all(&mut *tx)
-                        .await?;
-                    sqlx::query(sql::SET_IMAGE_NAMES)
-                        .bind(&result.biz_id)
-                        .bind(shared::join_image_names(names))
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                store_images(&mut tx, &result.biz_id, images, now).await?;
                 end_turn(&mut tx, &result.biz_id, owner, update, now).await?;
                 tx.commit().await?;
                 Ok(outcome)
@@ -659,6 +672,18 @@ macro_rules! impl_store {
                     .bind(name)
                     .fetch_optional(&self.pool)
                     .await?)
+            }
+
+            async fn save_images(
+                &self,
+                biz_id: &str,
+                images: &[NewImage],
+                now: i64,
+            ) -> StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                store_images(&mut tx, biz_id, images, now).await?;
+                tx.commit().await?;
+                Ok(())
             }
 
             async fn record_access(&self, entries: &[AccessEntry]) -> StoreResult<()> {
@@ -718,9 +743,24 @@ macro_rules! impl_store {
                             .await?;
                     }
                 }
+                // Refused rows first: a row deleted here is not also counted as emptied.
+                if let Some(cutoff) = plan.refused_before {
+                    let refused: i64 = sqlx::query_scalar(sql::COUNT_REFUSED_DUE)
+                        .bind(cutoff)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    counts.refused = refused as u64;
+                    if !plan.dry_run {
+                        sqlx::query(sql::PURGE_REFUSED)
+                            .bind(cutoff)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
                 if let Some(cutoff) = plan.journal_before {
                     let bodies: i64 = sqlx::query_scalar(sql::COUNT_JOURNAL_DUE)
                         .bind(cutoff)
+                        .bind(plan.refused_before)
                         .fetch_one(&mut *tx)
                         .await?;
                     counts.journal_bodies = bodies as u64;

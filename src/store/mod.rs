@@ -375,6 +375,8 @@ pub struct PurgePlan {
     pub results_before: Option<i64>,
     /// Bodies of journal rows received before this time.
     pub journal_before: Option<i64>,
+    /// Refused journal rows (outcome `rejected`) received before this time, deleted whole.
+    pub refused_before: Option<i64>,
     /// Count only; change nothing.
     pub dry_run: bool,
     /// Stamped into `purged_at`.
@@ -389,6 +391,8 @@ pub struct PurgeCounts {
     pub images: u64,
     /// Journal rows whose body was emptied.
     pub journal_bodies: u64,
+    /// Refused journal rows deleted.
+    pub refused: u64,
 }
 
 #[async_trait]
@@ -504,6 +508,11 @@ pub trait Store: Send + Sync + 'static {
     /// A stored image's JPEG bytes.
     async fn image(&self, biz_id: &str, name: &str) -> StoreResult<Option<Vec<u8>>>;
 
+    /// In one transaction: stores (or replaces) `images` of an existing record and updates
+    /// its image list, as [`Store::save_fetched`] does for a fetched result. For the images a
+    /// signed callback carried, cut out of the result before it was stored.
+    async fn save_images(&self, biz_id: &str, images: &[NewImage], now: i64) -> StoreResult<()>;
+
     // ---- identity data protection ----
 
     /// Appends disclosures to the access log, all or none (one transaction).
@@ -514,7 +523,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Applies retention in one transaction: clears `result` and `image_names` (stamping
     /// `purged_at`) and deletes the images of verifications created before
-    /// `results_before`; empties the bodies of journal rows received before `journal_before`
+    /// `results_before`; deletes refused journal rows received before `refused_before`;
+    /// empties the bodies of (the remaining) journal rows received before `journal_before`
     /// (keeping their metadata and `body_sha256`). Status, liveness, confidence and times
     /// are kept. Already purged data is not counted again. With `dry_run`, only counts.
     async fn purge(&self, plan: &PurgePlan) -> StoreResult<PurgeCounts>;

@@ -297,15 +297,27 @@ pub const COUNT_IMAGES_DUE: &str = concat!("SELECT COUNT(*) ", images_due!());
 /// Binds: cutoff.
 pub const PURGE_IMAGES: &str = concat!("DELETE ", images_due!());
 
-/// Journal rows whose body is due (an emptied body is not counted twice). `length` counts
-/// bytes of a PostgreSQL bytea and of a SQLite blob alike. Binds: cutoff.
-pub const COUNT_JOURNAL_DUE: &str =
-    "SELECT COUNT(*) FROM callbacks WHERE received_at < $1 AND length(body) > 0";
+/// Journal rows whose body is due (an emptied body is not counted twice), less the refused
+/// rows the same purge deletes (so a dry run, which deletes nothing, counts what a real run
+/// empties). `length` counts bytes of a PostgreSQL bytea and of a SQLite blob alike.
+/// Binds: cutoff, refused cutoff (NULL: none).
+pub const COUNT_JOURNAL_DUE: &str = "SELECT COUNT(*) FROM callbacks \
+     WHERE received_at < $1 AND length(body) > 0 \
+       AND ($2 IS NULL OR outcome <> 'rejected' OR received_at >= $2)";
 
 /// Empties due bodies; kind, outcome, reason, sizes and `body_sha256` stay. Binds: cutoff,
 /// the empty body.
 pub const PURGE_JOURNAL: &str =
     "UPDATE callbacks SET body = $2 WHERE received_at < $1 AND length(body) > 0";
+
+/// Refused deliveries due for deletion (`retention.refused_days`). Binds: cutoff.
+pub const COUNT_REFUSED_DUE: &str =
+    "SELECT COUNT(*) FROM callbacks WHERE outcome = 'rejected' AND received_at < $1";
+
+/// Deletes them, rows and all: they are what strangers sent, not what happened to a
+/// verification. Binds: cutoff.
+pub const PURGE_REFUSED: &str =
+    "DELETE FROM callbacks WHERE outcome = 'rejected' AND received_at < $1";
 
 /// Key rotation pages and compare-and-swap rewrites. Binds: after biz_id, limit.
 pub const STORED_RESULTS: &str = "SELECT biz_id, result FROM verifications \

@@ -9,13 +9,14 @@ use faceid_receiver::config::RetentionSettings;
 use faceid_receiver::retention;
 use faceid_receiver::store::{AccessEntry, CallbackQuery, NewImage, PurgeCounts, Store};
 
-use super::{DAY, NOW, biz, fetched, notify, retry_later, signed_notify};
-use faceid_receiver::store::JobEffect;
+use super::{DAY, NOW, biz, fetched, notify, rejected, retry_later, signed_notify};
+use faceid_receiver::store::{CallbackKind, JobEffect};
 
 crate::store_tests!(
     purge_clears_old_results_images_and_bodies_and_keeps_the_summary,
     a_dry_run_counts_what_a_purge_would_remove_and_changes_nothing,
     retention_zero_keeps_everything_forever,
+    refused_deliveries_are_deleted_after_refused_days_and_accepted_ones_stay,
     the_access_log_keeps_who_what_and_when_per_biz_id,
 );
 
@@ -23,6 +24,8 @@ fn retention(result_days: u32, journal_days: u32) -> RetentionSettings {
     RetentionSettings {
         result_days,
         journal_days,
+        refused_days: 0,
+        refused_bytes_per_day: 1 << 20,
         interval: Duration::from_secs(3600),
     }
 }
@@ -64,7 +67,8 @@ async fn purge_clears_old_results_images_and_bodies_and_keeps_the_summary(store:
         PurgeCounts {
             results: 1,
             images: 1,
-            journal_bodies: 1
+            journal_bodies: 1,
+            refused: 0
         }
     );
 
@@ -106,9 +110,9 @@ async fn a_dry_run_counts_what_a_purge_would_remove_and_changes_nothing(store: A
     let (old, _) = old_and_recent(&store).await;
     // Results kept 30 days, journal bodies only 0.5 day → both journal rows are due.
     let settings = RetentionSettings {
-        result_days: 30,
         journal_days: 1,
         interval: Duration::from_secs(60),
+        ..retention(30, 1)
     };
     let clock = clock_at(NOW + DAY / 2);
     let before = store.get(&old).await.unwrap().unwrap();
@@ -121,7 +125,8 @@ async fn a_dry_run_counts_what_a_purge_would_remove_and_changes_nothing(store: A
         PurgeCounts {
             results: 1,
             images: 1,
-            journal_bodies: 2
+            journal_bodies: 2,
+            refused: 0
         }
     );
     assert_eq!(
@@ -154,6 +159,64 @@ async fn retention_zero_keeps_everything_forever(store: Arc<dyn Store>) {
     assert_eq!(counts.results, 0);
     assert_eq!(counts.journal_bodies, 2);
     assert!(store.get(&old).await.unwrap().unwrap().result.is_some());
+}
+
+async fn refused_deliveries_are_deleted_after_refused_days_and_accepted_ones_stay(
+    store: Arc<dyn Store>,
+) {
+    // Arrange: an accepted delivery and a refused one 40 days ago, a refused one yesterday.
+    let (old, _) = old_and_recent(&store).await;
+    let refuse = |at: i64| rejected(CallbackKind::Notify, None, "bad signature", at);
+    store
+        .journal_rejected(&refuse(NOW - 40 * DAY))
+        .await
+        .unwrap();
+    let recent = store.journal_rejected(&refuse(NOW - DAY)).await.unwrap();
+    // Refused deliveries after 30 days, and every body after 35: the old refused row is
+    // deleted, not also counted as emptied.
+    let settings = RetentionSettings {
+        refused_days: 30,
+        ..retention(0, 35)
+    };
+
+    // Act
+    let dry = retention::purge_once(store.as_ref(), &settings, &clock_at(NOW), true)
+        .await
+        .unwrap();
+    let real = retention::purge_once(store.as_ref(), &settings, &clock_at(NOW), false)
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(
+        real,
+        PurgeCounts {
+            journal_bodies: 1,
+            refused: 1,
+            ..PurgeCounts::default()
+        }
+    );
+    assert_eq!(dry, real, "the dry run counted what the real run removed");
+    let journal = store
+        .callbacks(&CallbackQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let rows: Vec<(Option<&str>, &str)> = journal
+        .iter()
+        .map(|r| (r.biz_id.as_deref(), r.outcome.as_str()))
+        .collect();
+    assert_eq!(journal[0].id, recent);
+    assert_eq!(
+        rows,
+        [
+            (None, "rejected"),
+            (Some(biz("recent").as_str()), "stored"),
+            (Some(old.as_str()), "stored")
+        ]
+    );
 }
 
 async fn the_access_log_keeps_who_what_and_when_per_biz_id(store: Arc<dyn Store>) {
