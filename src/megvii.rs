@@ -128,10 +128,17 @@ impl UpstreamError {
         }
     }
 
-    /// A short code for the record's `fetch.last_error`: FaceID's own code when there is one.
+    /// A short code for the record's `fetch.last_error`, which any API token can read: one
+    /// of FaceID's documented codes without its detail (`AUTHORIZATION_ERROR`, not
+    /// `AUTHORIZATION_ERROR:<reason>`), or the HTTP status when FaceID's code is unknown or
+    /// absent, or our own name for a transport failure. Never text from the answer: an
+    /// upstream may quote the request, secret and all. (The detail is in the log, redacted.)
     pub fn code(&self) -> String {
         match self {
-            Self::FaceId { error, .. } => error.to_string(),
+            Self::FaceId { status, error } => match error.code() {
+                Some(code) => code.to_owned(),
+                None => format!("HTTP {status}"),
+            },
             Self::Status { status, .. } => format!("HTTP {status}"),
             Self::BadAnswer { .. } => "BAD_ANSWER".to_owned(),
             Self::TooLarge { .. } => "ANSWER_TOO_LARGE".to_owned(),
@@ -275,18 +282,17 @@ impl Client {
         Ok(split_result(status, object))
     }
 
-    /// Keeps at most 120 characters of an unrecognised answer, without the credentials (a
-    /// proxy's error page may echo the request line) or control characters.
+    /// Keeps at most 120 characters of an unrecognised answer, without the credentials in
+    /// any encoding (a proxy's error page may echo the request line, percent-encoded) or
+    /// control characters. Redacted before cutting, so a cut cannot split a secret.
     fn scrub(&self, text: &str) -> String {
-        let mut text = text.to_owned();
-        for secret in [
-            self.api_secret.expose_secret(),
-            self.api_key.expose_secret(),
-        ] {
-            if !secret.is_empty() {
-                text = text.replace(secret, "***");
-            }
-        }
+        let text = crate::telemetry::redact(
+            text,
+            &[
+                self.api_secret.expose_secret(),
+                self.api_key.expose_secret(),
+            ],
+        );
         text.chars()
             .map(|c| if c.is_control() { ' ' } else { c })
             .take(120)
@@ -311,6 +317,18 @@ fn transport_error(error: reqwest::Error) -> UpstreamError {
 /// Splits a result object into the stored JSON (images removed) and the decoded images.
 fn split_result(http_status: u16, object: Map<String, Value>) -> Fetched {
     let fields = payload::result_fields(&object);
+    let (kept, images) = split_images(object);
+    Fetched {
+        http_status,
+        fields,
+        result: Value::Object(kept).to_string(),
+        images,
+    }
+}
+
+/// The object without `images` and the top-level image keys, and the images they held that
+/// decode.
+fn split_images(object: Map<String, Value>) -> (Map<String, Value>, Vec<NewImage>) {
     let mut images = Vec::new();
     let mut kept = Map::new();
     // Rebuilt rather than `remove`d: with `preserve_order`, `Map::remove` swaps the last key
@@ -328,13 +346,23 @@ fn split_result(http_status: u16, object: Map<String, Value>) -> Fetched {
             kept.insert(key, value);
         }
     }
-    let result = Value::Object(kept).to_string();
-    Fetched {
-        http_status,
-        fields,
-        result,
-        images,
+    (kept, images)
+}
+
+/// Images in a signed callback's result text (FaceID documents that callbacks carry none,
+/// but a result must not hold pictures wherever it came from): when at least one decodes,
+/// the result without its image keys, as get_result answers are stored, and the images;
+/// `None` when there is nothing to cut, so that the stored text stays FaceID's bytes. Never
+/// fails: text that is not an object has nothing to cut.
+pub fn cut_images(raw: &str) -> Option<(String, Vec<NewImage>)> {
+    let (_, object) = payload::parse_object(raw.as_bytes()).ok()?;
+    let carries_images =
+        object.contains_key("images") || TOP_LEVEL_IMAGES.iter().any(|k| object.contains_key(*k));
+    if !carries_images {
+        return None;
     }
+    let (kept, images) = split_images(object);
+    (!images.is_empty()).then(|| (Value::Object(kept).to_string(), images))
 }
 
 /// Decodes one image value into `images`, or skips it with a warning. Never fails.
@@ -345,10 +373,7 @@ fn collect_image(name: &str, value: &Value, images: &mut Vec<NewImage>) {
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     if !valid_name {
-        tracing::warn!(
-            name_len = name.len(),
-            "get_result image skipped: unusable name"
-        );
+        tracing::warn!(name_len = name.len(), "result image skipped: unusable name");
         return;
     }
     let text = match value {
@@ -356,7 +381,7 @@ fn collect_image(name: &str, value: &Value, images: &mut Vec<NewImage>) {
         // FaceID documents null when it has no image.
         Value::Null => return,
         _ => {
-            tracing::warn!(image = name, "get_result image skipped: not a string");
+            tracing::warn!(image = name, "result image skipped: not a string");
             return;
         }
     };
@@ -367,11 +392,7 @@ fn collect_image(name: &str, value: &Value, images: &mut Vec<NewImage>) {
         }),
         // `"data:image/jpeg;base64,"`: the RAW examples' way of saying "no image".
         Ok(None) => {}
-        Err(reason) => tracing::warn!(
-            image = name,
-            reason,
-            "get_result image skipped: undecodable"
-        ),
+        Err(reason) => tracing::warn!(image = name, reason, "result image skipped: undecodable"),
     }
 }
 
@@ -421,9 +442,13 @@ mod tests {
     const KEY: &str = "key-123";
 
     fn client(base: &str) -> Client {
+        client_with_secret(base, SECRET)
+    }
+
+    fn client_with_secret(base: &str, secret: &str) -> Client {
         Client::new(&MegviiSettings {
             api_key: SecretString::from(KEY),
-            api_secret: SecretString::from(SECRET),
+            api_secret: SecretString::from(secret),
             base_url: base.parse().unwrap(),
             connect_timeout: Duration::from_millis(300),
             timeout: Duration::from_millis(500),
@@ -506,7 +531,7 @@ mod tests {
             .interpret(403, br#"{"error_message":"AUTHORIZATION_ERROR:Denied."}"#)
             .unwrap_err();
         assert_eq!(error.class(), ErrorClass::Configuration);
-        assert_eq!(error.code(), "AUTHORIZATION_ERROR:Denied.");
+        assert_eq!(error.code(), "AUTHORIZATION_ERROR", "the detail stays out");
 
         let error = c
             .interpret(403, br#"{"error_message":"CONCURRENCY_LIMIT_EXCEEDED"}"#)
@@ -538,6 +563,28 @@ mod tests {
             .interpret(500, br#"{"error_message":"SOMETHING_NEW"}"#)
             .unwrap_err();
         assert_eq!(error.class(), ErrorClass::Transient);
+        assert_eq!(error.code(), "HTTP 500", "an unknown code is not echoed");
+    }
+
+    #[test]
+    fn an_answer_quoting_the_request_keeps_no_form_of_the_secret() {
+        let c = client_with_secret("http://127.0.0.1:9", "s3/cr+t=Zq&x%41");
+        let query = "api_key=key-123&api_secret=s3%2Fcr%2Bt%3DZq%26x%2541&biz_id=1";
+        let page = format!("<html>502 for GET /faceid/lite/get_result?{query}</html>");
+        let json = format!(r#"{{"error_message":"BAD_ARGUMENTS:{query}"}}"#);
+        for (status, body) in [(502, page), (400, json)] {
+            let error = c.interpret(status, body.as_bytes()).unwrap_err();
+            for text in [
+                error.code(),
+                error.to_string(),
+                format!("{error:?}"),
+                crate::telemetry::error_chain(&error),
+            ] {
+                assert!(!text.contains("s3%2Fcr%2Bt%3DZq%26x%2541"), "{text}");
+                assert!(!text.contains("key-123"), "{text}");
+            }
+            assert!(!error.code().contains("api_"), "{}", error.code());
+        }
     }
 
     #[test]

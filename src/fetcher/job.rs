@@ -19,8 +19,9 @@
 //! - transient trouble (concurrency limit, `INTERNAL_ERROR`, 5xx, timeouts, connection
 //!   errors) → again at [`backoff_at`], or `exhausted` when no call is left.
 //!
-//! `last_error` is always a short code (`TIMEOUT`, `HTTP 502`, FaceID's `error_message`…):
-//! never a URL, a secret or result content.
+//! `last_error` is always a short code from a fixed vocabulary (`TIMEOUT`, `HTTP 502`,
+//! FaceID's documented code without its detail, see [`UpstreamError::code`]): never text
+//! from the answer, so never a URL, a secret or result content, whatever the upstream echoes.
 
 use futures_util::future::join_all;
 use sha2::{Digest, Sha256};

@@ -110,23 +110,38 @@ impl FaceIdError {
             Self::Other(_) => ErrorClass::Terminal,
         }
     }
+
+    /// The documented code alone, without any detail FaceID added after the colon; `None` for
+    /// a code FaceID does not document (its text is not ours to repeat).
+    pub fn code(&self) -> Option<&'static str> {
+        Some(match self {
+            Self::ResultNotFound => "RESULT_NOT_FOUND",
+            Self::DataDestroyed => "DATA_DESTROYED",
+            Self::AuthenticationError => "AUTHENTICATION_ERROR",
+            Self::AuthorizationError(_) => "AUTHORIZATION_ERROR",
+            Self::ConcurrencyLimitExceeded => "CONCURRENCY_LIMIT_EXCEEDED",
+            Self::MissingArguments(_) => "MISSING_ARGUMENTS",
+            Self::BadArguments(_) => "BAD_ARGUMENTS",
+            Self::MessageEncryptionError => "MESSAGE_ENCRYPTION_ERROR",
+            Self::VideoFaceOcclude => "VIDEO_FACE_OCCLUDE",
+            Self::ApiNotFound => "API_NOT_FOUND",
+            Self::InternalError => "INTERNAL_ERROR",
+            Self::Other(_) => return None,
+        })
+    }
 }
 
 impl fmt::Display for FaceIdError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::ResultNotFound => f.write_str("RESULT_NOT_FOUND"),
-            Self::DataDestroyed => f.write_str("DATA_DESTROYED"),
-            Self::AuthenticationError => f.write_str("AUTHENTICATION_ERROR"),
-            Self::AuthorizationError(r) => write!(f, "AUTHORIZATION_ERROR:{r}"),
-            Self::ConcurrencyLimitExceeded => f.write_str("CONCURRENCY_LIMIT_EXCEEDED"),
-            Self::MissingArguments(k) => write!(f, "MISSING_ARGUMENTS:{k}"),
-            Self::BadArguments(k) => write!(f, "BAD_ARGUMENTS:{k}"),
-            Self::MessageEncryptionError => f.write_str("MESSAGE_ENCRYPTION_ERROR"),
-            Self::VideoFaceOcclude => f.write_str("VIDEO_FACE_OCCLUDE"),
-            Self::ApiNotFound => f.write_str("API_NOT_FOUND"),
-            Self::InternalError => f.write_str("INTERNAL_ERROR"),
-            Self::Other(text) => f.write_str(text),
+        match (self, self.code()) {
+            (
+                Self::AuthorizationError(detail)
+                | Self::MissingArguments(detail)
+                | Self::BadArguments(detail),
+                Some(code),
+            ) => write!(f, "{code}:{detail}"),
+            (Self::Other(text), _) => f.write_str(text),
+            (_, code) => f.write_str(code.unwrap_or_default()),
         }
     }
 }
@@ -154,6 +169,11 @@ mod tests {
         for (code, status, class) in table {
             let e = FaceIdError::parse(code);
             assert_eq!(e.to_string(), code, "display of {code}");
+            assert_eq!(
+                e.code(),
+                code.split(':').next(),
+                "the code of {code}, without detail"
+            );
             assert_eq!(e.http_status(), status, "status of {code}");
             assert_eq!(e.class(status), class, "class of {code}");
         }

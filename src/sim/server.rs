@@ -695,9 +695,9 @@ fn echo_response(
                 .map(|(k, v)| format!("{}={}", escape(k), escape(v)))
                 .collect();
             decoded.sort();
+            // The request line first, as terse proxy pages put it.
             let page = format!(
-                "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1>\
-                 <p>upstream failed for GET {}?{}</p><pre>{}</pre></body></html>",
+                "<p>502 GET {}?{}</p><pre>{}</pre>",
                 api.path(),
                 escape(query),
                 decoded.join("\n")
