@@ -1,7 +1,8 @@
 //! Prometheus metrics: names, labels and the process-wide recorder.
 //!
 //! Invariants: labels are low-cardinality and never carry a biz_id, token or any request
-//! content (route is the *matched* path template). The recorder is installed once per process
+//! content: every label value comes from a fixed set (the method is one of the standard
+//! ones or `other`, the route the *matched* path template or `unmatched`). The recorder is installed once per process
 //! and shared by every `Application` in it (tests run several).
 
 use std::sync::OnceLock;
@@ -23,6 +24,8 @@ pub const FOLLOWUPS_ENDED: &str = "faceid_followups_ended_total";
 pub const PENDING_FOLLOWUPS: &str = "faceid_pending_followups";
 /// Storage operations that failed, by `op`.
 pub const STORE_ERRORS: &str = "faceid_store_errors_total";
+/// HTTP connections open right now (at most `server.max_connections` per listener).
+pub const OPEN_CONNECTIONS: &str = "faceid_http_open_connections";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -65,6 +68,7 @@ fn describe() {
     );
     metrics::describe_gauge!(PENDING_FOLLOWUPS, "Follow-up jobs pending");
     metrics::describe_counter!(STORE_ERRORS, "Failed storage operations");
+    metrics::describe_gauge!(OPEN_CONNECTIONS, "HTTP connections open");
 }
 
 /// Counts one callback delivery.

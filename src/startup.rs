@@ -1,4 +1,5 @@
-//! Wiring: settings → store (migrated) → router and the follow-up worker → a bound listener.
+//! Wiring: settings → store (migrated) → router and the follow-up worker → bound listeners
+//! (`server.listen`, and `server.admin_listen` for `/metrics` when set).
 //!
 //! [`Application::build`] binds before returning (port 0 in tests), so callers know the
 //! address before serving. The HTTP server and the worker run as two tasks sharing the
@@ -24,6 +25,8 @@ use crate::store::{self, ConnectOptions, Store};
 
 pub struct Application {
     listener: TcpListener,
+    /// `server.admin_listen`, bound when set.
+    admin_listener: Option<TcpListener>,
     state: AppState,
     /// `None` when built [`Application::without_worker`].
     worker: Option<fetcher::Context>,
@@ -51,6 +54,14 @@ impl Application {
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("binding {}", settings.server.listen))?;
+        let admin_listener = match settings.server.admin_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding server.admin_listen {addr}"))?,
+            ),
+            None => None,
+        };
         if settings
             .api
             .tokens
@@ -62,6 +73,9 @@ impl Application {
         let worker = fetcher::Context::new(&settings, store.clone(), clock.clone())?;
         let state = AppState {
             store,
+            refused_quota: Arc::new(http::journal::RefusedQuota::new(
+                settings.retention.refused_bytes_per_day,
+            )),
             settings: Arc::new(settings),
             clock,
             wake_fetcher: Arc::new(tokio::sync::Notify::new()),
@@ -69,6 +83,7 @@ impl Application {
         };
         Ok(Self {
             listener,
+            admin_listener,
             state,
             worker: Some(worker),
         })
@@ -85,6 +100,13 @@ impl Application {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// The admin listener's address, when `server.admin_listen` is set.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_listener
+            .as_ref()
+            .map(|l| l.local_addr().expect("a bound listener has an address"))
     }
 
     pub fn port(&self) -> u16 {
@@ -104,14 +126,30 @@ impl Application {
     /// `server.shutdown_timeout`, after which it returns an error (the binary exits 1).
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let addr = self.local_addr();
-        let router = http::router(self.state.clone());
-        tracing::info!(%addr, database = self.state.store.engine(), "listening");
-        let server = axum::serve(
+        let limits = http::serve::Limits::from(&self.state.settings.server);
+        tracing::info!(%addr, admin = ?self.admin_addr(), database = self.state.store.engine(), "listening");
+        let public = http::serve::serve(
             self.listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-        let mut server = tokio::spawn(async move { server.await.context("HTTP server failed") });
+            http::router(self.state.clone()),
+            limits,
+            shutdown.clone(),
+        );
+        let admin = self.admin_listener.map(|listener| {
+            http::serve::serve(
+                listener,
+                http::admin_router(self.state.clone()),
+                limits,
+                shutdown.clone(),
+            )
+        });
+        // Both listeners are "the http server": they stop together, on the token.
+        let mut server = tokio::spawn(async move {
+            match admin {
+                Some(admin) => drop(tokio::join!(public, admin)),
+                None => public.await,
+            }
+            Ok(())
+        });
         let retention = tokio::spawn(crate::retention::run(
             self.state.store.clone(),
             self.state.settings.retention.clone(),

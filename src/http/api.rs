@@ -7,10 +7,12 @@
 //! byte-exact, and every such disclosure is written to the access log *before* the response
 //! is sent (a log that cannot be written fails the request with 503: no unaudited reads).
 //! Any other caller sees the result with its identity fields masked by
-//! [`crate::protocol::pii`], re-serialized (so not byte-exact), and is not logged.
+//! [`crate::protocol::pii`], re-serialized (so not byte-exact), and the journal's addresses
+//! cut to their network, and is not logged. Every answer to a `pii` token carries
+//! `Cache-Control: no-store`: no proxy or browser cache may keep what it disclosed.
 
 use axum::extract::{Request, State};
-use axum::http::header;
+use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::get;
@@ -39,6 +41,8 @@ use utoipa::{IntoParams, ToSchema};
 
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 200;
+/// Largest request body `/api/v1` accepts (larger: 413).
+pub const BODY_LIMIT: usize = 64 * 1024;
 
 pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
@@ -65,12 +69,13 @@ impl Caller {
         self.scopes.iter().any(|s| s == pii::PII_SCOPE)
     }
 
-    /// Records that this caller was shown `biz_ids` through `route`. Call before answering.
-    pub async fn log_access<'a>(
+    /// Records that this caller was shown `biz_ids` (or records of no biz_id, `None`) through
+    /// `route`. Call before answering.
+    pub async fn log_access<'a, B: Into<Option<&'a str>>>(
         &self,
         state: &AppState,
         route: &str,
-        biz_ids: impl IntoIterator<Item = &'a str>,
+        biz_ids: impl IntoIterator<Item = B>,
     ) -> Result<()> {
         let accessed_at = state.clock.now_ms();
         let entries: Vec<AccessEntry> = biz_ids
@@ -78,7 +83,7 @@ impl Caller {
             .map(|biz_id| AccessEntry {
                 token_fp: self.token_fp.clone(),
                 route: route.to_owned(),
-                biz_id: Some(biz_id.to_owned()),
+                biz_id: biz_id.into().map(str::to_owned),
                 accessed_at,
             })
             .collect();
@@ -104,11 +109,19 @@ async fn require_token(
         .map(str::trim)
         .ok_or(AppError::Unauthorized)?;
     let token = match_token(&state.settings.api.tokens, presented).ok_or(AppError::Unauthorized)?;
-    request.extensions_mut().insert(Caller {
+    let caller = Caller {
         scopes: token.scopes.clone(),
         token_fp: token.fingerprint(),
-    });
-    Ok(next.run(request).await)
+    };
+    let pii = caller.has_pii();
+    request.extensions_mut().insert(caller);
+    let mut response = next.run(request).await;
+    if pii {
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    Ok(response)
 }
 
 /// Constant-time: compares fixed-length digests, and looks at every token.
@@ -406,14 +419,22 @@ pub struct CallbackView {
     pub outcome: String,
     pub reason: Option<String>,
     pub received_at: String,
+    /// The TCP peer, and the client a trusted proxy named (`203.0.113.7 via 10.0.0.2`);
+    /// cut to its network (`203.0.113.***`) without the `pii` scope.
     pub remote_addr: Option<String>,
     pub content_type: Option<String>,
     pub body_sha256: String,
     pub body_len: i64,
 }
 
-impl From<CallbackRecord> for CallbackView {
-    fn from(c: CallbackRecord) -> Self {
+impl CallbackView {
+    /// The view of `c`, with the address cut to its network unless `pii`.
+    fn render(c: CallbackRecord, pii: bool) -> Self {
+        let remote_addr = if pii {
+            c.remote_addr
+        } else {
+            c.remote_addr.as_deref().map(pii::mask_address)
+        };
         Self {
             id: c.id,
             kind: c.kind,
@@ -422,7 +443,7 @@ impl From<CallbackRecord> for CallbackView {
             outcome: c.outcome,
             reason: c.reason,
             received_at: rfc3339(c.received_at),
-            remote_addr: c.remote_addr,
+            remote_addr,
             content_type: c.content_type,
             body_sha256: c.body_sha256,
             body_len: c.body_len,
@@ -445,6 +466,7 @@ impl From<CallbackRecord> for CallbackView {
 )]
 pub async fn list_callbacks(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiQuery(params): ApiQuery<CallbackParams>,
 ) -> Result<Json<Page<CallbackView>>> {
     let limit = parse_limit(params.limit.as_deref())?;
@@ -470,8 +492,21 @@ pub async fn list_callbacks(
     };
     let mut rows = state.store.callbacks(&query).await?;
     let next_cursor = take_page(&mut rows, limit, |r| r.id.to_string());
+    let pii = caller.has_pii();
+    if pii {
+        caller
+            .log_access(
+                &state,
+                "GET /api/v1/callbacks",
+                rows.iter().map(|r| r.biz_id.as_deref()),
+            )
+            .await?;
+    }
     Ok(Json(Page {
-        items: rows.into_iter().map(Into::into).collect(),
+        items: rows
+            .into_iter()
+            .map(|r| CallbackView::render(r, pii))
+            .collect(),
         next_cursor,
     }))
 }

@@ -4,7 +4,13 @@
 //!
 //! Invariants:
 //! - every delivery is journaled, accepted or not, before we answer; if the journal cannot be
-//!   written the answer is 503, never a 2xx;
+//!   written the answer is 503, never a 2xx. A signed delivery is journaled whole; of one
+//!   nobody vouched for (refused, or an unsigned return GET) the journal keeps what
+//!   [`super::journal`] allows, always with the full length and sha256;
+//! - the journal records the TCP peer, and the client a proxy names in `X-Forwarded-For`
+//!   only when `server.trust_forwarded_for` says that proxy is ours;
+//! - images a signed callback carried are cut out of the stored result and stored as images,
+//!   as get_result's are (the journal keeps the body as received);
 //! - the sign is checked over the exact received `data` bytes before anything in `data` is
 //!   trusted; then the envelope is parsed strictly (length extension) and the fields leniently;
 //! - a 2xx or 303 is sent only after the result (or the pending record and its follow-up job)
@@ -60,17 +66,31 @@ impl Delivery {
     ) -> Self {
         let content_type =
             header_text(headers, header::CONTENT_TYPE.as_str()).map(|c| truncate(c, 200));
+        let trust_forwarded_for = state.settings.server.trust_forwarded_for;
         Self {
             kind,
             received_at: state.clock.now_ms(),
-            remote_addr: remote_addr(headers, peer),
+            remote_addr: remote_addr(headers, peer, trust_forwarded_for),
             content_type,
             body_len: body.len() as i64,
             body,
         }
     }
 
-    fn entry(&self, biz_id: Option<&str>, verified: bool, reason: Option<String>) -> NewCallback {
+    /// The journal row. A `verified` delivery is FaceID's and kept whole; of any other, the
+    /// refused-body quota decides how much is kept.
+    fn entry(
+        &self,
+        state: &AppState,
+        biz_id: Option<&str>,
+        verified: bool,
+        reason: Option<String>,
+    ) -> NewCallback {
+        let body = if verified {
+            &self.body[..]
+        } else {
+            state.refused_quota.keep(&self.body, self.received_at)
+        };
         NewCallback {
             kind: self.kind,
             biz_id: biz_id.map(|b| truncate(b, protocol::biz_id::MAX_LEN)),
@@ -81,7 +101,7 @@ impl Delivery {
             content_type: self.content_type.clone(),
             body_sha256: hex::encode(Sha256::digest(&self.body)),
             body_len: self.body_len,
-            body: self.body.to_vec(),
+            body: body.to_vec(),
         }
     }
 }
@@ -94,13 +114,20 @@ fn truncate(text: &str, max: usize) -> String {
     text.chars().take(max).collect()
 }
 
-/// The peer, and what a proxy in front says the client was: `203.0.113.7 via 127.0.0.1`.
-fn remote_addr(headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<String> {
+/// The peer, and, when our own proxy is trusted, the client it names: `203.0.113.7 via
+/// 127.0.0.1`. The forwarded address is the one the rate limit counts (the last in
+/// `X-Forwarded-For`, the one our proxy added); an untrusted header is anyone's to forge, so
+/// it is not recorded at all.
+fn remote_addr(
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+    trust_forwarded_for: bool,
+) -> Option<String> {
     let peer = peer.map(|p| p.ip().to_string());
-    let forwarded = header_text(headers, "x-forwarded-for")
-        .or_else(|| header_text(headers, "x-real-ip"))
-        .and_then(|v| v.split(',').next())
-        .map(|v| truncate(v.trim(), 64));
+    let forwarded = trust_forwarded_for
+        .then(|| super::limit::last_forwarded_for(headers))
+        .flatten()
+        .map(|ip| ip.to_string());
     match (forwarded, peer) {
         (Some(f), Some(p)) => Some(format!("{f} via {p}")),
         (f, p) => f.or(p),
@@ -210,7 +237,7 @@ async fn receive_signed(
         Err(e) => {
             state
                 .store
-                .journal_rejected(&delivery.entry(None, false, Some(e.to_string())))
+                .journal_rejected(&delivery.entry(state, None, false, Some(e.to_string())))
                 .await?;
             return Err(AppError::bad_request(e.code(), e.to_string()));
         }
@@ -225,7 +252,7 @@ async fn receive_signed(
         let claimed = claimed.as_ref().map(BizId::as_str);
         state
             .store
-            .journal_rejected(&delivery.entry(claimed, false, Some(e.to_string())))
+            .journal_rejected(&delivery.entry(state, claimed, false, Some(e.to_string())))
             .await?;
         tracing::warn!(
             kind = kind.as_str(),
@@ -240,7 +267,7 @@ async fn receive_signed(
         Err(e) => {
             state
                 .store
-                .journal_rejected(&delivery.entry(None, true, Some(e.to_string())))
+                .journal_rejected(&delivery.entry(state, None, true, Some(e.to_string())))
                 .await?;
             tracing::warn!(kind = kind.as_str(), "signed callback refused: {e}");
             return Err(AppError::bad_request("malformed_data", e.to_string()));
@@ -253,9 +280,25 @@ async fn receive_signed(
         Source::Return
     };
     let effect = job_effect_after_signed(state, &result, delivery.received_at);
-    let incoming = incoming_signed(&result, source);
-    let entry = delivery.entry(Some(result.biz_id.as_str()), true, None);
+    let mut incoming = incoming_signed(&result, source);
+    let cut = crate::megvii::cut_images(&result.raw);
+    let images = match cut {
+        Some((without_images, images)) => {
+            incoming.result = without_images;
+            images
+        }
+        None => Vec::new(),
+    };
+    let entry = delivery.entry(state, Some(result.biz_id.as_str()), true, None);
     let (outcome, record) = state.store.accept_signed(&entry, &incoming, effect).await?;
+    // After the result, in a transaction of its own: the record exists now. Should this
+    // fail, the answer is 503 and FaceID's retry (a duplicate) stores them.
+    if !images.is_empty() {
+        state
+            .store
+            .save_images(&record.biz_id, &images, delivery.received_at)
+            .await?;
+    }
     if matches!(effect, JobEffect::Ensure(_)) {
         state.wake_fetcher.notify_one();
     }
@@ -287,7 +330,7 @@ async fn refuse_unreadable(
         .unwrap_or(-1);
     if let Err(e) = state
         .store
-        .journal_rejected(&delivery.entry(None, false, Some(reason.clone())))
+        .journal_rejected(&delivery.entry(state, None, false, Some(reason.clone())))
         .await
     {
         return e.into();
@@ -375,7 +418,7 @@ async fn record_return_get(
         Err((code, reason)) => {
             state
                 .store
-                .journal_rejected(&delivery.entry(None, false, Some(reason.clone())))
+                .journal_rejected(&delivery.entry(state, None, false, Some(reason.clone())))
                 .await?;
             return Err(AppError::bad_request(code, reason));
         }
@@ -384,7 +427,7 @@ async fn record_return_get(
     let record = state
         .store
         .accept_return_get(
-            &delivery.entry(Some(biz_id.as_str()), false, None),
+            &delivery.entry(state, Some(biz_id.as_str()), false, None),
             biz_id.as_str(),
             job,
         )
@@ -521,17 +564,26 @@ mod tests {
     }
 
     #[test]
-    fn remote_addr_names_the_forwarded_client_and_the_peer() {
+    fn remote_addr_names_the_forwarded_client_only_when_the_proxy_is_trusted() {
         let mut headers = HeaderMap::new();
         let peer: SocketAddr = "127.0.0.1:9999".parse().unwrap();
         assert_eq!(
-            remote_addr(&headers, Some(peer)).as_deref(),
+            remote_addr(&headers, Some(peer), true).as_deref(),
             Some("127.0.0.1")
         );
-        headers.insert("x-forwarded-for", "203.0.113.7, 10.0.0.1".parse().unwrap());
+        headers.insert(
+            "x-forwarded-for",
+            "198.51.100.9, 203.0.113.7".parse().unwrap(),
+        );
         assert_eq!(
-            remote_addr(&headers, Some(peer)).as_deref(),
-            Some("203.0.113.7 via 127.0.0.1")
+            remote_addr(&headers, Some(peer), true).as_deref(),
+            Some("203.0.113.7 via 127.0.0.1"),
+            "the address our proxy added"
+        );
+        assert_eq!(
+            remote_addr(&headers, Some(peer), false).as_deref(),
+            Some("127.0.0.1"),
+            "an untrusted header is not recorded"
         );
     }
 }

@@ -37,9 +37,15 @@ pub enum AppError {
     /// 413.
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
-    /// 429: this client sent more callbacks than `server.rate_limit_*` allow.
-    #[error("too many requests; retry in {retry_after_secs}s")]
+    /// 429: this client sent more callbacks than `server.rate_limit_*` allow. The wait is
+    /// rounded up to at least a second, in the message and in `Retry-After` alike.
+    #[error("too many requests; retry in {}s", whole_seconds(*.retry_after_secs))]
     TooManyRequests { retry_after_secs: u64 },
+    /// Any other error status that axum or a layer produced without a body of ours (405 with
+    /// its `Allow`, 408 from the request timeout, a 413 or 415 from an extractor, …), given
+    /// our shape by [`json_errors`].
+    #[error("{}", status_message(*.0))]
+    Status(StatusCode),
     /// 503: storage cannot commit; the caller should retry.
     #[error("storage is unavailable, retry later")]
     Unavailable(#[source] StoreError),
@@ -67,6 +73,7 @@ impl AppError {
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Status(status) => *status,
         }
     }
 
@@ -81,7 +88,49 @@ impl AppError {
             Self::TooManyRequests { .. } => "rate_limited",
             Self::Unavailable(_) => "storage_unavailable",
             Self::Internal(_) => "internal",
+            Self::Status(status) => status_code(*status),
         }
+    }
+}
+
+fn whole_seconds(secs: u64) -> u64 {
+    secs.max(1)
+}
+
+/// The stable code of an error status we did not produce ourselves.
+fn status_code(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "bad_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "request_timeout",
+        411 => "length_required",
+        413 => "payload_too_large",
+        414 => "uri_too_long",
+        415 => "unsupported_media_type",
+        422 => "unprocessable",
+        429 => "rate_limited",
+        431 => "headers_too_large",
+        500..=599 => "internal",
+        _ => "client_error",
+    }
+}
+
+fn status_message(status: StatusCode) -> String {
+    match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            "method not allowed on this route; the Allow header lists the ones it takes".into()
+        }
+        StatusCode::REQUEST_TIMEOUT => {
+            "the request did not complete within server.request_timeout".into()
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => "request body is too large".into(),
+        other => other
+            .canonical_reason()
+            .unwrap_or("request refused")
+            .to_ascii_lowercase(),
     }
 }
 
@@ -134,7 +183,7 @@ impl IntoResponse for AppError {
         if let Self::TooManyRequests { retry_after_secs } = self {
             response.headers_mut().insert(
                 header::RETRY_AFTER,
-                HeaderValue::from(retry_after_secs.max(1)),
+                HeaderValue::from(whole_seconds(retry_after_secs)),
             );
         }
         if matches!(self, Self::Unavailable(_)) {
@@ -143,5 +192,72 @@ impl IntoResponse for AppError {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         response
+    }
+}
+
+/// Gives every error answer our shape. An error status (4xx, 5xx) whose body is not JSON was
+/// produced by axum or a layer, not by a handler (405 and its `Allow`, 408 from the request
+/// timeout, a body-limit 413, …): its body is replaced by [`ErrorBody`], and its headers
+/// (`Allow`, `Retry-After`, …) are kept. Answers that are already JSON pass untouched.
+pub async fn json_errors(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    let ours = AppError::Status(status).into_response();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    for (name, value) in ours.headers() {
+        parts.headers.insert(name, value.clone());
+    }
+    Response::from_parts(parts, ours.into_body())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rate_limit_says_the_wait_it_sends_in_retry_after() {
+        for (wait, said) in [(0, 1), (1, 1), (7, 7)] {
+            let error = AppError::TooManyRequests {
+                retry_after_secs: wait,
+            };
+            assert_eq!(
+                error.to_string(),
+                format!("too many requests; retry in {said}s")
+            );
+            let response = error.into_response();
+            assert_eq!(response.headers()[header::RETRY_AFTER], said.to_string());
+        }
+    }
+
+    #[test]
+    fn statuses_of_others_get_stable_codes() {
+        assert_eq!(
+            AppError::Status(StatusCode::METHOD_NOT_ALLOWED).code(),
+            "method_not_allowed"
+        );
+        assert_eq!(
+            AppError::Status(StatusCode::REQUEST_TIMEOUT).code(),
+            "request_timeout"
+        );
+        assert_eq!(
+            AppError::Status(StatusCode::IM_A_TEAPOT).code(),
+            "client_error"
+        );
+        assert_eq!(
+            AppError::Status(StatusCode::UNSUPPORTED_MEDIA_TYPE).to_string(),
+            "unsupported media type"
+        );
     }
 }

@@ -22,6 +22,7 @@
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -204,7 +205,19 @@ pub struct RawRequest {
         (status = 503, description = "Storage unavailable", body = ErrorBody),
     ),
 )]
-pub async fn raw_result(State(state): State<AppState>, body: Bytes) -> Result<Response> {
+pub async fn raw_result(
+    State(state): State<AppState>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::PayloadTooLarge {
+                limit: super::api::BODY_LIMIT,
+            }
+        } else {
+            AppError::bad_request("malformed_body", "the body could not be read")
+        }
+    })?;
     let request: RawRequest = serde_json::from_slice(&body).map_err(|_| {
         AppError::bad_request(
             "malformed_body",

@@ -50,7 +50,7 @@ impl KeyExtractor for ClientIp {
     }
 }
 
-fn last_forwarded_for(headers: &axum::http::HeaderMap) -> Option<IpAddr> {
+pub(crate) fn last_forwarded_for(headers: &axum::http::HeaderMap) -> Option<IpAddr> {
     headers
         .get_all("x-forwarded-for")
         .iter()

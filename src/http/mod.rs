@@ -1,24 +1,30 @@
 //! The HTTP surface: FaceID's callbacks, the merchant API, and operational endpoints, with
 //! the cross-cutting layers (tracing by matched route, sensitive-header redaction, body
-//! limit, timeout, panic catching, a per-IP rate limit on the callback routes).
+//! limit, timeout, panic catching, a per-IP rate limit on the callback routes, one JSON shape
+//! for every error), and the connection handling that serves them ([`serve`]).
 //!
-//! Invariant: request spans carry the method and the *matched* route only — never the raw
-//! URI or query, which may hold a biz_id list, tokens or other callers' data.
+//! Invariants: request spans and metrics carry the method and the *matched* route only —
+//! never the raw URI or query, which may hold a biz_id list, tokens or other callers' data —
+//! and both come from fixed sets ([`method_label`], the route templates or `unmatched`), so
+//! what a client sends cannot add label values. With `server.admin_listen` set, `/metrics` is
+//! served by [`admin_router`] only.
 
 pub mod api;
 pub mod callbacks;
 pub mod error;
 pub mod extract;
 pub mod fetch;
+pub mod journal;
 pub mod limit;
 pub mod openapi;
 pub mod ops;
+pub mod serve;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -38,6 +44,33 @@ pub struct AppState {
     pub wake_fetcher: Arc<tokio::sync::Notify>,
     /// Renders `/metrics`.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// How much of each refused delivery the journal keeps today.
+    pub refused_quota: Arc<journal::RefusedQuota>,
+}
+
+/// The method as a metric label or span field: one of the standard methods, or `other` for
+/// anything a client made up (a method is any token, of any length).
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
+/// The matched route template, or `unmatched` for every path no route takes.
+fn route_label(request: &Request) -> String {
+    request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned())
 }
 
 /// Records each request's latency by method, matched route and status.
@@ -46,12 +79,8 @@ async fn record_latency(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let started = std::time::Instant::now();
-    let method = request.method().as_str().to_owned();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
+    let method = method_label(request.method());
+    let route = route_label(&request);
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
     metrics::histogram!(crate::metrics::REQUEST_SECONDS, "method" => method, "route" => route, "status" => status)
@@ -59,9 +88,10 @@ async fn record_latency(
     response
 }
 
+/// The public listener's routes: callbacks, the API, health, and `/metrics` unless it has a
+/// listener of its own (`server.admin_listen`).
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.server.body_limit;
-    let timeout = state.settings.server.request_timeout;
     let callbacks = callbacks::router().layer(DefaultBodyLimit::max(body_limit));
     // Only the public callback routes are rate limited: the API has tokens, and the health
     // routes must keep answering an orchestrator.
@@ -69,12 +99,35 @@ pub fn router(state: AppState) -> Router {
         Some(rate_limit) => callbacks.layer(rate_limit),
         None => callbacks,
     };
-    let api = api::router(state.clone()).layer(DefaultBodyLimit::max(64 * 1024));
-    Router::new()
+    let api = api::router(state.clone()).layer(DefaultBodyLimit::max(api::BODY_LIMIT));
+    let mut routes = Router::new()
         .merge(callbacks)
         .nest("/api/v1", api)
-        .merge(ops::router())
-        .fallback(|| async { error::AppError::NotFound("no such route") })
+        .merge(ops::router());
+    if state.settings.server.admin_listen.is_none() {
+        routes = routes.merge(ops::metrics_router());
+    }
+    with_layers(routes, state)
+}
+
+/// The admin listener's routes (`server.admin_listen`): `/metrics` and the health routes.
+pub fn admin_router(state: AppState) -> Router {
+    with_layers(ops::router().merge(ops::metrics_router()), state)
+}
+
+/// The fallback, the state and the cross-cutting layers every listener shares.
+fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
+    let timeout = state.settings.server.request_timeout;
+    // Unmatched paths are counted too, all under one route label.
+    let not_found = tower::ServiceBuilder::new()
+        .layer(axum::middleware::from_fn(record_latency))
+        .service_fn(|_: Request| async {
+            Ok::<_, std::convert::Infallible>(axum::response::IntoResponse::into_response(
+                error::AppError::NotFound("no such route"),
+            ))
+        });
+    routes
+        .fallback_service(not_found)
         .with_state(state)
         .route_layer(axum::middleware::from_fn(record_latency))
         .layer(CatchPanicLayer::custom(|_| {
@@ -84,14 +137,11 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
+        .layer(axum::middleware::from_fn(error::json_errors))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request| {
-                let route = request
-                    .extensions()
-                    .get::<MatchedPath>()
-                    .map(|p| p.as_str().to_owned())
-                    .unwrap_or_else(|| "unmatched".to_owned());
-                tracing::info_span!("request", method = %request.method(), route = %route)
+                let (method, route) = (method_label(request.method()), route_label(request));
+                tracing::info_span!("request", method, route = %route)
             }),
         )
         .layer(SetSensitiveRequestHeadersLayer::new([

@@ -1,5 +1,7 @@
-//! Operational endpoints: liveness (`/healthz`, the process answers) and readiness
-//! (`/readyz`, the database answers). Neither needs a token; neither reveals configuration.
+//! Operational endpoints: liveness (`/healthz`, the process answers), readiness
+//! (`/readyz`, the database answers) and `/metrics`. None needs a token; none reveals
+//! configuration. `/metrics` is a router of its own so that it can live on
+//! `server.admin_listen` instead of the public listener.
 
 use axum::Router;
 use axum::extract::State;
@@ -10,15 +12,21 @@ use serde_json::json;
 
 use super::AppState;
 
+/// The health routes.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
+}
+
+/// `/metrics`.
+pub fn metrics_router() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics_text))
 }
 
 /// Prometheus text format. Like the health routes it needs no token: it carries counts only,
-/// never identifiers; keep it off the public internet at the proxy if that matters to you.
+/// never identifiers, under labels from fixed sets; `server.admin_listen` keeps it off the
+/// public listener.
 async fn metrics_text(State(state): State<AppState>) -> Response {
     (
         [(

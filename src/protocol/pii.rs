@@ -1,23 +1,32 @@
 //! Which parts of a FaceID result identify a person, and how to mask them.
 //!
 //! Owns the masking rule applied to `result` for API callers without the `pii` scope:
-//! - the subtrees `idcard_info`, `ocr_front_quality` and `ocr_back_quality` (FaceID nests the
-//!   latter two inside `idcard_info` in lite 2.0; they are matched at the top level too, in
-//!   case a seed's shape varies) hold the ID card: number, names, address, birthday, issuing
-//!   authority, valid dates and every OCR result;
-//! - inside them every string leaf becomes [`MASK`], and so does every number leaf except the
-//!   scores that say nothing about the person (`legality.*`, `quality`, `logic`,
+//! - a key that names identity data is masked **wherever it appears**, at any depth: the ID
+//!   card subtrees (`idcard_info`, its `front_side`/`back_side`, every `ocr_result`, and
+//!   `ocr_front_quality`/`ocr_back_quality`, which lite 2.0 nests in `idcard_info` but which
+//!   are matched anywhere), the identity fields FaceID names in the seeds (`idcard_number`,
+//!   `idcard_name`, `id_card_number`, `name`, `address`, `birthday`, `birth_*`, `gender`,
+//!   `race`, `nationality`, `issued_by`, `valid_date*`, …), `biz_extra_data` (the merchant's
+//!   free text, passed through by FaceID: it may hold anything), and images (`images`,
+//!   `image_*`);
+//! - under such a key every string leaf becomes [`MASK`], and so does every number leaf except
+//!   the scores that say nothing about the person (`legality.*`, `quality`, `logic`,
 //!   `upload_times`) — FaceID's examples sometimes send strings as numbers, and an ID number
 //!   that arrives as a number must not slip through;
+//! - anywhere else, a string that is an image (`data:` URL) is masked too;
 //! - the structure is kept (keys, objects, arrays, booleans, nulls), so a caller can still see
-//!   which fields FaceID filled in, and everything outside those subtrees (status, liveness,
-//!   verify scores, biz_info, time_used) is untouched.
+//!   which fields FaceID filled in, and everything else (status, liveness, verify scores,
+//!   `biz_id`, `biz_no`, time_used) is untouched.
+//!
+//! Also owns the masking of a network address ([`mask_address`]) for the journal.
 //!
 //! Choice: values are replaced rather than subtrees dropped, because consumers written
 //! against the full shape keep parsing it, and "present but hidden" differs from "absent".
 //!
 //! Invariant: pure (no I/O); masking never fails — text that is not a JSON object is hidden
 //! entirely (it cannot be told apart safely).
+
+use std::net::IpAddr;
 
 use serde_json::{Map, Value};
 
@@ -27,10 +36,44 @@ pub const MASK: &str = "***";
 /// The API scope that lets a caller see identity data and image bytes.
 pub const PII_SCOPE: &str = "pii";
 
-/// Subtrees that hold identity data.
-const IDENTITY_SUBTREES: [&str; 3] = ["idcard_info", "ocr_front_quality", "ocr_back_quality"];
+/// Keys whose whole value is identity data, wherever they appear.
+const IDENTITY_KEYS: [&str; 26] = [
+    // The ID card, its two sides and what OCR read off them.
+    "idcard_info",
+    "front_side",
+    "back_side",
+    "ocr_result",
+    "ocr_front_quality",
+    "ocr_back_quality",
+    // Identity fields, by every name the seeds use for them.
+    "idcard_number",
+    "idcard_name",
+    "idcard_valid_date",
+    "idcard_issued_by",
+    "id_card_number",
+    "name",
+    "address",
+    "birthday",
+    "birth_year",
+    "birth_month",
+    "birth_day",
+    "gender",
+    "race",
+    "nationality",
+    "issued_by",
+    "valid_date",
+    "valid_date_start",
+    "valid_date_end",
+    // The merchant's free text from get_token.
+    "biz_extra_data",
+    // Pictures (get_result's, or any a callback carried).
+    "images",
+];
 
-/// Metadata strings inside the identity subtrees that identify nobody.
+/// Image keys outside `images` (`image_best`, `image_idcard_front`, RAW's `image_best_2`, …).
+const IMAGE_KEY_PREFIX: &str = "image_";
+
+/// Metadata strings inside identity values that identify nobody.
 const KEEP_STRINGS: [&str; 3] = [
     "idcard_mode",
     "idcard_uneditable_field",
@@ -38,7 +81,7 @@ const KEEP_STRINGS: [&str; 3] = [
     "idcard_uneditable_feild",
 ];
 
-/// Scores inside the identity subtrees that identify nobody.
+/// Scores inside identity values that identify nobody.
 const KEEP_NUMBERS: [&str; 3] = ["quality", "logic", "upload_times"];
 
 /// The masked copy of raw result text. Text that is not a JSON object becomes `{}`.
@@ -52,16 +95,43 @@ pub fn mask_result(raw: &str) -> Value {
     }
 }
 
-/// Masks the identity subtrees of a parsed result in place.
+/// Masks the identity data of a parsed result in place, at any depth.
 pub fn mask_object(object: &mut Map<String, Value>) {
-    for key in IDENTITY_SUBTREES {
-        if let Some(subtree) = object.get_mut(key) {
-            mask_subtree(subtree, None, false);
+    for (key, value) in object.iter_mut() {
+        if is_identity_key(key) {
+            mask_subtree(value, Some(key), false);
+        } else {
+            mask_anywhere(value);
         }
     }
 }
 
-/// `key` is the key `value` sits under (None in arrays); `scores` is true below `legality`.
+fn is_identity_key(key: &str) -> bool {
+    IDENTITY_KEYS.contains(&key) || key.starts_with(IMAGE_KEY_PREFIX)
+}
+
+/// Looks for identity keys and images below a value that is not identity data itself.
+fn mask_anywhere(value: &mut Value) {
+    match value {
+        Value::Object(object) => mask_object(object),
+        Value::Array(items) => items.iter_mut().for_each(mask_anywhere),
+        Value::String(text) if is_image(text) => *value = Value::String(MASK.to_owned()),
+        _ => {}
+    }
+}
+
+/// `data:image/…` (whitespace tolerated, as in the seeds' `"data: image/jpeg;base64,..."`).
+fn is_image(text: &str) -> bool {
+    let start: String = text
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .take(11)
+        .collect();
+    start.eq_ignore_ascii_case("data:image/")
+}
+
+/// Masks every value of an identity subtree. `key` is the key `value` sits under (None in
+/// arrays); `scores` is true below `legality`.
 fn mask_subtree(value: &mut Value, key: Option<&str>, scores: bool) {
     match value {
         Value::Object(object) => {
@@ -80,6 +150,28 @@ fn mask_subtree(value: &mut Value, key: Option<&str>, scores: bool) {
         Value::String(_) | Value::Number(_) => *value = Value::String(MASK.to_owned()),
         Value::Bool(_) | Value::Null => {}
     }
+}
+
+/// A journal address with each IP cut to its network: `203.0.113.7 via 127.0.0.1` becomes
+/// `203.0.113.*** via 127.0.0.***`, an IPv6 address keeps its first three groups
+/// (`2001:db8:1:***`). Anything that is not an address (other than the word `via`) is
+/// masked whole.
+pub fn mask_address(text: &str) -> String {
+    text.split(' ')
+        .map(|part| match part.parse::<IpAddr>() {
+            Ok(IpAddr::V4(ip)) => {
+                let [a, b, c, _] = ip.octets();
+                format!("{a}.{b}.{c}.{MASK}")
+            }
+            Ok(IpAddr::V6(ip)) => {
+                let [a, b, c, ..] = ip.segments();
+                format!("{a:x}:{b:x}:{c:x}:{MASK}")
+            }
+            Err(_) if part == "via" => part.to_owned(),
+            Err(_) => MASK.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -118,15 +210,13 @@ mod tests {
         );
         // Outside the identity subtrees nothing changes.
         let original: Value = serde_json::from_str(SEED).unwrap();
-        for key in [
-            "status",
-            "liveness_result",
-            "verify_result",
-            "biz_info",
-            "time_used",
-        ] {
+        for key in ["status", "liveness_result", "verify_result", "time_used"] {
             assert_eq!(masked[key], original[key], "{key} changed");
         }
+        // The merchant's references stay; its free text does not.
+        assert_eq!(masked["biz_info"]["biz_id"], original["biz_info"]["biz_id"]);
+        assert_eq!(masked["biz_info"]["biz_no"], original["biz_info"]["biz_no"]);
+        assert_eq!(masked["biz_info"]["biz_extra_data"], MASK);
     }
 
     #[test]
@@ -151,6 +241,52 @@ mod tests {
             masked["idcard_info"]["names"],
             serde_json::json!([MASK, MASK])
         );
+    }
+
+    #[test]
+    fn identity_keys_are_masked_at_any_depth_and_the_merchant_s_free_text_too() {
+        let masked = mask_result(
+            r#"{"status":"OK","idcard_name":"李四","idcard_number":"110101199001010011",
+                "biz_info":{"biz_id":"1462259748,x","biz_no":"order-1","biz_extra_data":"{\"id\":\"1101\"}"},
+                "extra":{"steps":[{"ocr_result":{"name":"赵六","legality":{"Edited":0.1}}},
+                                  {"person":{"birthday":{"year":1990,"month":"1"},"address":"上海"}}]},
+                "liveness_result":{"result":"PASS","name_hint":"kept"}}"#,
+        );
+        assert_eq!(masked["idcard_name"], MASK);
+        assert_eq!(masked["idcard_number"], MASK);
+        assert_eq!(masked["biz_info"]["biz_extra_data"], MASK);
+        assert_eq!(masked["biz_info"]["biz_id"], "1462259748,x");
+        assert_eq!(masked["biz_info"]["biz_no"], "order-1");
+        let steps = &masked["extra"]["steps"];
+        assert_eq!(steps[0]["ocr_result"]["name"], MASK);
+        assert_eq!(steps[0]["ocr_result"]["legality"]["Edited"], 0.1);
+        assert_eq!(steps[1]["person"]["birthday"]["year"], MASK);
+        assert_eq!(steps[1]["person"]["address"], MASK);
+        assert_eq!(masked["liveness_result"]["result"], "PASS");
+        assert_eq!(masked["liveness_result"]["name_hint"], "kept");
+    }
+
+    #[test]
+    fn images_are_masked_by_key_and_by_shape() {
+        let masked = mask_result(
+            r#"{"images":{"image_best":"data:image/jpeg;base64,/9j/"},"image_best_2":"/9j/4AAQ",
+                "deep":[{"photo":"DATA: image/jpeg;base64,/9j/"}],"note":"data about nothing"}"#,
+        );
+        assert_eq!(masked["images"]["image_best"], MASK);
+        assert_eq!(masked["image_best_2"], MASK);
+        assert_eq!(masked["deep"][0]["photo"], MASK);
+        assert_eq!(masked["note"], "data about nothing");
+    }
+
+    #[test]
+    fn addresses_keep_only_their_network() {
+        assert_eq!(mask_address("203.0.113.7"), "203.0.113.***");
+        assert_eq!(
+            mask_address("203.0.113.7 via 127.0.0.1"),
+            "203.0.113.*** via 127.0.0.***"
+        );
+        assert_eq!(mask_address("2001:db8:1:2::7"), "2001:db8:1:***");
+        assert_eq!(mask_address("evil<script>"), MASK);
     }
 
     #[test]

@@ -267,7 +267,8 @@ async fn refused_deliveries_are_purged_after_refused_days_and_accepted_ones_stay
     .unwrap();
 
     // Assert
-    let _ = counts; // BEFORE-FIX
+    assert_eq!(defaults.retention.refused_days, 30);
+    assert_eq!(counts.refused, 1);
     let outcomes: Vec<(String, i64)> = app
         .journal(None)
         .await
