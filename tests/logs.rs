@@ -15,12 +15,7 @@ use helpers::*;
 #[tokio::test]
 async fn no_secret_token_or_identity_data_reaches_the_logs() {
     let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(capture.clone())
-        .with_ansi(false)
-        .finish();
-    tracing::subscriber::set_global_default(subscriber)
+    tracing::subscriber::set_global_default(capture.subscriber())
         .expect("first subscriber in this test binary");
 
     let app = spawn_app(common::Engine::Sqlite, Default::default())

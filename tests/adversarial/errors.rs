@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 use crate::common::Engine;
 use crate::helpers::{TOKEN, TestApp};
@@ -46,221 +46,208 @@ async fn app(env: &[(&'static str, &str)]) -> TestApp {
         .expect("sqlite is always available")
 }
 
+/// One request of the table below and the error it must get.
+struct Case {
+    method: Method,
+    path: &'static str,
+    token: bool,
+    content_type: &'static str,
+    body: String,
+    status: u16,
+    code: &'static str,
+}
+
+/// A request without a body.
+fn bare(method: Method, path: &'static str, token: bool, status: u16, code: &'static str) -> Case {
+    Case {
+        method,
+        path,
+        token,
+        content_type: "",
+        body: String::new(),
+        status,
+        code,
+    }
+}
+
+/// A POST with a body.
+fn post(
+    path: &'static str,
+    token: bool,
+    content_type: &'static str,
+    body: String,
+    status: u16,
+    code: &'static str,
+) -> Case {
+    Case {
+        content_type,
+        body,
+        ..bare(Method::POST, path, token, status, code)
+    }
+}
+
 #[tokio::test]
 async fn every_error_status_on_every_route_is_json_with_error_and_message() {
     // Arrange
     let app = app(&[]).await;
-    let custom = Method::from_bytes(b"PROBE").unwrap();
+    let probe = Method::from_bytes(b"PROBE").unwrap();
     let big_json = format!("{{\"token\":\"{}\"}}", "a".repeat(100 * 1024));
     let huge_form = "a".repeat(2 * 1024 * 1024);
-    /// (method, path, token, content type, body, status, code)
-    type Case = (
-        Method,
-        &'static str,
-        bool,
-        &'static str,
-        String,
-        u16,
-        &'static str,
-    );
-    let cases: Vec<Case> = vec![
-        (
+    let form = "application/x-www-form-urlencoded";
+    let (no_token, token) = (false, true);
+    let cases = [
+        bare(
             Method::GET,
             "/faceid/notify",
-            false,
-            "",
-            String::new(),
+            no_token,
             405,
             "method_not_allowed",
         ),
-        (
-            custom.clone(),
+        bare(
+            probe.clone(),
             "/faceid/notify",
-            false,
-            "",
-            String::new(),
+            no_token,
             405,
             "method_not_allowed",
         ),
-        (
+        bare(
             Method::DELETE,
             "/faceid/return",
-            false,
-            "",
-            String::new(),
+            no_token,
             405,
             "method_not_allowed",
         ),
-        (
+        bare(
             Method::POST,
             "/healthz",
-            false,
-            "",
-            String::new(),
+            no_token,
             405,
             "method_not_allowed",
         ),
-        (
+        bare(
             Method::PUT,
             "/api/v1/verifications",
-            true,
-            "",
-            String::new(),
+            token,
             405,
             "method_not_allowed",
         ),
-        (
+        bare(
             Method::GET,
             "/api/v1/raw-results",
-            true,
-            "",
-            String::new(),
+            token,
             405,
             "method_not_allowed",
         ),
-        (
-            Method::GET,
-            "/nowhere",
-            false,
-            "",
-            String::new(),
-            404,
-            "not_found",
-        ),
-        (
-            custom,
-            "/nowhere",
-            false,
-            "",
-            String::new(),
-            404,
-            "not_found",
-        ),
-        (
+        bare(Method::GET, "/nowhere", no_token, 404, "not_found"),
+        bare(probe, "/nowhere", no_token, 404, "not_found"),
+        bare(
             Method::GET,
             "/api/v1/verifications/x/y/z",
-            true,
-            "",
-            String::new(),
+            token,
             404,
             "not_found",
         ),
-        (
-            Method::POST,
+        bare(
+            Method::GET,
+            "/api/v1/verifications",
+            no_token,
+            401,
+            "unauthorized",
+        ),
+        bare(
+            Method::GET,
+            "/api/v1/verifications?limit=x",
+            token,
+            400,
+            "invalid_limit",
+        ),
+        bare(
+            Method::GET,
+            "/faceid/return",
+            no_token,
+            400,
+            "missing_field",
+        ),
+        post(
             "/api/v1/raw-results",
-            true,
+            token,
             "application/json",
             big_json,
             413,
             "payload_too_large",
         ),
-        (
-            Method::POST,
+        post(
             "/faceid/notify",
-            false,
-            "application/x-www-form-urlencoded",
+            no_token,
+            form,
             huge_form,
             413,
             "payload_too_large",
         ),
-        (
-            Method::GET,
-            "/api/v1/verifications",
-            false,
-            "",
-            String::new(),
-            401,
-            "unauthorized",
-        ),
-        (
-            Method::GET,
-            "/api/v1/verifications?limit=x",
-            true,
-            "",
-            String::new(),
-            400,
-            "invalid_limit",
-        ),
-        (
-            Method::POST,
+        post(
             "/api/v1/raw-results",
-            true,
+            token,
             "application/json",
             "[".into(),
             400,
             "malformed_body",
         ),
-        (
-            Method::POST,
+        post(
             "/faceid/notify",
-            false,
+            no_token,
             "text/plain",
             "x".into(),
             400,
             "unsupported_content_type",
         ),
-        (
-            Method::POST,
+        post(
             "/faceid/notify",
-            false,
-            "application/x-www-form-urlencoded",
+            no_token,
+            form,
             "data=x&sign=y".into(),
             403,
             "bad_signature",
         ),
-        (
-            Method::GET,
-            "/faceid/return",
-            false,
-            "",
-            String::new(),
-            400,
-            "missing_field",
-        ),
     ];
 
-    for (method, path, token, content_type, body, status, code) in cases {
+    for case in cases {
         // Act
-        let what = format!("{method} {path}");
-        let mut request = app.client.request(method.clone(), app.url(path)).body(body);
-        if token {
+        let what = format!("{} {}", case.method, case.path);
+        let mut request = app
+            .client
+            .request(case.method.clone(), app.url(case.path))
+            .body(case.body);
+        if case.token {
             request = request.bearer_auth(TOKEN);
         }
-        if !content_type.is_empty() {
-            request = request.header("content-type", content_type);
+        if !case.content_type.is_empty() {
+            request = request.header("content-type", case.content_type);
         }
         let response = request.send().await.unwrap();
 
         // Assert
-        assert_eq!(response.status().as_u16(), status, "{what}");
+        assert_eq!(response.status().as_u16(), case.status, "{what}");
         let (error, headers) = error_shape(response, &what).await;
-        assert_eq!(error, code, "{what}");
-        if status == 405 {
+        assert_eq!(error, case.code, "{what}");
+        if case.status == 405 {
             let allow = headers
                 .get("allow")
                 .map(|v| v.to_str().unwrap().to_owned())
                 .unwrap_or_default();
             assert!(!allow.is_empty(), "{what}: 405 without Allow");
-            assert!(!allow.contains(method.as_str()), "{what}: Allow {allow}");
+            assert!(
+                !allow.contains(case.method.as_str()),
+                "{what}: Allow {allow}"
+            );
         }
     }
 }
 
 #[tokio::test]
 async fn a_request_timeout_is_a_json_408() {
-    // Arrange: a notify that promises 100 bytes but sends 5, and a short request timeout.
+    // Arrange: a short request timeout, and a notify whose body stalls.
     let app = app(&[("APP__SERVER__REQUEST_TIMEOUT", "500ms")]).await;
-    let mut stream = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://"))
-        .await
-        .unwrap();
-    stream
-        .write_all(
-            b"POST /faceid/notify HTTP/1.1\r\nHost: x\r\n\
-              Content-Type: application/x-www-form-urlencoded\r\n\
-              Content-Length: 100\r\n\r\ndata=",
-        )
-        .await
-        .unwrap();
+    let mut stream = crate::stalled_notify(&app).await;
 
     // Act: read the answer (bounded) up to the end of its JSON body.
     let mut answer = Vec::new();

@@ -69,3 +69,20 @@ pub async fn app_on(
     )
     .await
 }
+
+/// A connection to `app` carrying a notify that promises 100 bytes of body and sends 5.
+pub async fn stalled_notify(app: &helpers::TestApp) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://"))
+        .await
+        .expect("connect");
+    stream
+        .write_all(
+            b"POST /faceid/notify HTTP/1.1\r\nHost: x\r\n\
+              Content-Type: application/x-www-form-urlencoded\r\n\
+              Content-Length: 100\r\n\r\ndata=",
+        )
+        .await
+        .expect("write");
+    stream
+}

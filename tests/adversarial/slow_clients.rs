@@ -137,21 +137,13 @@ async fn a_kept_alive_connection_waiting_for_its_next_request_is_closed_at_the_h
 #[tokio::test]
 async fn a_connection_on_which_nothing_moves_is_closed_at_the_idle_timeout() {
     // Arrange: a request timeout far away, so only the idle timeout can end this; a notify
-    // that promises 100 bytes of body and sends 5.
+    // whose body stalls.
     let app = app(&[
         ("APP__SERVER__REQUEST_TIMEOUT", "5m"),
         ("APP__SERVER__IDLE_TIMEOUT", "1s"),
     ])
     .await;
-    let mut stream = connect(&app).await;
-    stream
-        .write_all(
-            b"POST /faceid/notify HTTP/1.1\r\nHost: x\r\n\
-              Content-Type: application/x-www-form-urlencoded\r\n\
-              Content-Length: 100\r\n\r\ndata=",
-        )
-        .await
-        .unwrap();
+    let mut stream = crate::stalled_notify(&app).await;
     let started = Instant::now();
 
     // Act

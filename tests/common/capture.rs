@@ -10,6 +10,15 @@ use tracing_subscriber::fmt::MakeWriter;
 pub struct Capture(Arc<Mutex<Vec<u8>>>);
 
 impl Capture {
+    /// A subscriber writing every event, at TRACE, plain text, into this capture.
+    pub fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + 'static {
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(self.clone())
+            .with_ansi(false)
+            .finish()
+    }
+
     /// Everything written so far.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()

@@ -91,11 +91,22 @@ pub async fn harness_with(
     overrides: &[(&str, &str)],
     upstream: Option<&str>,
 ) -> Option<Harness> {
+    harness_with_sim(engine, overrides, upstream, SimConfig::default()).await
+}
+
+/// Like [`harness_with`], with the simulator's own credentials (the overrides must then set
+/// the receiver's to match).
+pub async fn harness_with_sim(
+    engine: Engine,
+    overrides: &[(&str, &str)],
+    upstream: Option<&str>,
+    sim_config: SimConfig,
+) -> Option<Harness> {
     faceid_receiver::telemetry::init_for_tests();
     let db = TestDatabase::create(engine).await?;
     let clock = ManualClock::new(NOW_MS);
     let shared: SharedClock = Arc::new(clock.clone());
-    let sim = Simulator::new(SimConfig::default(), shared.clone());
+    let sim = Simulator::new(sim_config, shared.clone());
     let sim_server = sim.bind("127.0.0.1:0").await.expect("bind the simulator");
     let base_url = upstream
         .map(str::to_owned)
