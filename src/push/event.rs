@@ -3,13 +3,14 @@
 //!
 //! The body of every push (and of every item of `GET /api/v1/events` and the SSE stream) is
 //! `{"type": "<event type>", "timestamp": "<RFC 3339>", "data": {…}}`, per the Standard
-//! Webhooks convention. `data` is produced by the caller (the verification record as the API
-//! renders it, masked unless the endpoint has `include_pii`, for the first two types); this
-//! module only wraps it, so the envelope is the same everywhere.
+//! Webhooks convention. For `verification.completed`, `data` is the verification as the API
+//! renders it (masked unless the endpoint has `include_pii`), produced where the API's view
+//! lives; this module renders the other two types' `data` and wraps every one, so the
+//! envelope is the same everywhere.
 //!
-//! Invariants: pure apart from the random event id; the body is built once when the event
-//! is written and then sent byte for byte on every attempt (the signature covers those
-//! bytes; re-rendering could change them).
+//! Invariants: pure apart from the random event id; an event's `data` is rendered once, when
+//! the event is written (in the transaction of the change it reports), and every attempt
+//! sends the same bytes.
 
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ pub enum EventType {
     /// The follow-up ended without a result: `exhausted`, `expired`, `not_found`, `failed`.
     FollowupEnded,
     /// A callback delivery was refused (bad sign, malformed): alerting on a misconfigured
-    /// secret. Bursts are coalesced ([`refusal_opens_event`]).
+    /// secret. Bursts are coalesced ([`DEFAULT_REFUSED_WINDOW`]).
     CallbackRefused,
 }
 
@@ -96,17 +97,52 @@ pub fn body(kind: EventType, at_ms: i64, data: &RawValue) -> String {
     .expect("a struct of strings and a raw JSON value serializes")
 }
 
-/// `push.refused_window`'s default.
+/// `push.refused_window`'s default: at most one `callback.refused` event per refusal kind
+/// and code per window. The decision is one conditional upsert in the store (race-free across
+/// replicas), which also counts the refusals the window swallowed.
 pub const DEFAULT_REFUSED_WINDOW: Duration = Duration::from_secs(60);
 
-/// Whether a refused delivery at `now_ms` writes a new `callback.refused` event, given when
-/// the last one with the same refusal code was written. At most one event per code per
-/// `window`: a misconfigured secret refusing every callback alerts once a minute, not once
-/// per callback. The refusals in between are still journaled, and the next event carries
-/// how many there were (`refused_since_previous`, counted from the journal).
-pub fn refusal_opens_event(last_event_at: Option<i64>, now_ms: i64, window: Duration) -> bool {
-    let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
-    last_event_at.is_none_or(|last| now_ms.saturating_sub(last) >= window_ms)
+/// `data` of `followup.ended`: the follow-up gave up without a result. Holds no identity
+/// data (biz_no is the merchant's own order number, shown to every token).
+pub fn followup_ended_data(ended: &FollowupEnded<'_>) -> Box<RawValue> {
+    serde_json::value::to_raw_value(ended).expect("a struct of strings and numbers serializes")
+}
+
+/// What `followup.ended` says.
+#[derive(Debug, Clone, Serialize)]
+pub struct FollowupEnded<'a> {
+    pub biz_id: &'a str,
+    pub biz_no: Option<&'a str>,
+    /// `exhausted`, `expired`, `not_found` or `failed` (the record's `fetch.state`).
+    pub state: &'a str,
+    pub calls_used: i32,
+    /// The code the record's `fetch.last_error` shows.
+    pub last_error: Option<&'a str>,
+    /// RFC 3339.
+    pub ended_at: String,
+}
+
+/// What `callback.refused` says: which kind of delivery was refused and why, never what it
+/// carried (the journal row, readable through `GET /api/v1/callbacks`, has the rest).
+#[derive(Debug, Clone, Serialize)]
+pub struct CallbackRefused<'a> {
+    /// `notify`, `return_post` or `return_get`.
+    pub kind: &'a str,
+    /// The stable error code the delivery was answered with (`bad_signature`, …).
+    pub code: &'a str,
+    pub reason: &'a str,
+    /// The journal row of the refusal that opened this event.
+    pub journal_id: i64,
+    /// RFC 3339.
+    pub received_at: String,
+    /// Refusals with the same kind and code since the previous such event, which the window
+    /// coalesced (not pushed one by one).
+    pub refused_since_previous: i64,
+}
+
+/// `data` of `callback.refused`.
+pub fn callback_refused_data(refused: &CallbackRefused<'_>) -> Box<RawValue> {
+    serde_json::value::to_raw_value(refused).expect("a struct of strings and numbers serializes")
 }
 
 #[cfg(test)]
@@ -162,15 +198,31 @@ mod tests {
     }
 
     #[test]
-    fn refusals_open_at_most_one_event_per_window() {
-        let window = DEFAULT_REFUSED_WINDOW;
+    fn followup_and_refusal_data_have_their_documented_shape() {
+        let ended = followup_ended_data(&FollowupEnded {
+            biz_id: "1704067200,abc",
+            biz_no: Some("order-1"),
+            state: "exhausted",
+            calls_used: 3,
+            last_error: Some("NOT_FINAL:PROCESSING"),
+            ended_at: crate::clock::rfc3339(1_704_067_200_000),
+        });
+        let refused = callback_refused_data(&CallbackRefused {
+            kind: "notify",
+            code: "bad_signature",
+            reason: "sign does not match",
+            journal_id: 42,
+            received_at: crate::clock::rfc3339(1_704_067_200_000),
+            refused_since_previous: 17,
+        });
 
-        assert!(refusal_opens_event(None, 0, window));
-        assert!(!refusal_opens_event(Some(0), 59_999, window));
-        assert!(refusal_opens_event(Some(0), 60_000, window));
-        assert!(
-            !refusal_opens_event(Some(i64::MAX), i64::MIN, window),
-            "no overflow"
+        assert_eq!(
+            ended.get(),
+            r#"{"biz_id":"1704067200,abc","biz_no":"order-1","state":"exhausted","calls_used":3,"last_error":"NOT_FINAL:PROCESSING","ended_at":"2024-01-01T00:00:00.000Z"}"#
+        );
+        assert_eq!(
+            refused.get(),
+            r#"{"kind":"notify","code":"bad_signature","reason":"sign does not match","journal_id":42,"received_at":"2024-01-01T00:00:00.000Z","refused_since_previous":17}"#
         );
     }
 }
