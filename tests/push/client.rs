@@ -191,7 +191,7 @@ fn forbidden(reason: Forbidden) -> AttemptOutcome {
 }
 
 #[tokio::test]
-async fn loopback_and_metadata_literals_are_refused_without_a_request() {
+async fn loopback_literals_are_refused_without_a_request() {
     let server = Server::start(None, 0).await;
     let port = server.addr.port();
     let (_, headers) = signed(b"{}");
@@ -208,16 +208,10 @@ async fn loopback_and_metadata_literals_are_refused_without_a_request() {
             format!("http://2130706433:{port}/hook"),
             Forbidden::Loopback,
         ),
-        (
-            "http://169.254.169.254/latest/meta-data/".to_owned(),
-            Forbidden::LinkLocal,
-        ),
-        (
-            "http://[fd00:ec2::254]/latest/meta-data/".to_owned(),
-            Forbidden::UniqueLocal,
-        ),
-        ("http://10.0.0.1/hook".to_owned(), Forbidden::Private),
     ];
+    // Off-loopback ranges (169.254.169.254, fd00:ec2::254, 10/8, …) are refused by the same
+    // policy, unit-tested in `src/push/target.rs`. They are deliberately not *sent* here: if
+    // the guard ever regressed, a test must not put a packet on a real network.
     for (url, reason) in cases {
         let attempt = strict.deliver(&target(&url), &headers, b"{}").await;
         assert_eq!(attempt.outcome, forbidden(reason), "{url}");
@@ -242,7 +236,9 @@ async fn a_name_resolving_to_loopback_is_refused_at_connect_time() {
         STRICT,
         stub(&[
             ("hooks.attacker.test", "127.0.0.1"),
-            ("meta.attacker.test", "169.254.169.254"),
+            // Another loopback address: an off-loopback one (the metadata service) is never
+            // dialled by a test, even to prove it refused (see the literal test above).
+            ("meta.attacker.test", "127.0.0.2"),
         ]),
     );
 
@@ -270,7 +266,7 @@ async fn a_name_resolving_to_loopback_is_refused_at_connect_time() {
 
     assert_eq!(by_system.outcome, forbidden(Forbidden::Loopback));
     assert_eq!(by_stub.outcome, forbidden(Forbidden::Loopback));
-    assert_eq!(to_metadata.outcome, forbidden(Forbidden::LinkLocal));
+    assert_eq!(to_metadata.outcome, forbidden(Forbidden::Loopback));
     assert_eq!(server.hits(), 0, "no request reached the server");
 }
 
@@ -407,11 +403,11 @@ async fn a_silent_endpoint_times_out_and_a_closed_port_is_a_connect_error() {
 async fn nothing_in_an_attempt_repeats_the_urls_path_or_query() {
     let (_, headers) = signed(b"{}");
     let url = "http://meta.attacker.test/SECRETPATH?token=SECRETQUERY";
-    let strict = client_with(STRICT, stub(&[("meta.attacker.test", "169.254.169.254")]));
+    let strict = client_with(STRICT, stub(&[("meta.attacker.test", "127.0.0.1")]));
 
     let attempt = strict.deliver(&target(url), &headers, b"{}").await;
 
-    assert_eq!(attempt.outcome, forbidden(Forbidden::LinkLocal));
+    assert_eq!(attempt.outcome, forbidden(Forbidden::Loopback));
     let shown = format!("{attempt:?} {} {:?}", attempt.code(), target(url));
     assert!(!shown.contains("SECRET"), "{shown}");
 }
