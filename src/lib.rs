@@ -4,8 +4,9 @@
 //! Layout: [`protocol`] is pure FaceID knowledge; [`store`] is durable state behind one trait
 //! for PostgreSQL and SQLite; [`http`] is the axum surface; [`megvii`] is the get_result
 //! client and [`fetcher`] the follow-up worker that spends the budget; [`startup`] wires them
-//! into an [`Application`] that tests and `main` run alike; [`sim`] is a FaceID stand-in (get_result
-//! upstream and callback sender) for tests and local development.
+//! into an [`Application`] that tests and `main` run alike; [`push`] signs and sends outcomes
+//! onward to the merchant's endpoints; [`sim`] is a FaceID stand-in (get_result upstream and
+//! callback sender, and a webhook listener) for tests and local development.
 
 pub mod clock;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod http;
 pub mod megvii;
 pub mod metrics;
 pub mod protocol;
+pub mod push;
 pub mod retention;
 pub mod sim;
 pub mod startup;

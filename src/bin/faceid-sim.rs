@@ -1,7 +1,9 @@
 //! `faceid-sim`: the command line over [`faceid_receiver::sim`].
 //!
 //! - `faceid-sim serve` runs the get_result upstream (and its `/sim/*` control API);
-//! - `faceid-sim send notify|return-post|return-get --to URL` delivers one callback.
+//! - `faceid-sim send notify|return-post|return-get --to URL` delivers one callback;
+//! - `faceid-sim listen --port N --secret whsec_…` receives the receiver's pushes, verifies
+//!   them and prints one line per event.
 //!
 //! All logic lives in the library so integration tests use exactly what this binary does.
 
@@ -11,12 +13,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use axum::http::StatusCode;
 use clap::{Args, Parser, Subcommand};
 use faceid_receiver::clock::{Clock, SystemClock};
+use faceid_receiver::push::EndpointSecret;
 use faceid_receiver::sim::server::{DEFAULT_API_KEY, DEFAULT_API_SECRET};
 use faceid_receiver::sim::{
-    CallbackSpec, Delivery, Encoding, Forgery, SignedCallback, SimConfig, Simulator, http_client,
-    post_callback, return_get,
+    CallbackSpec, Delivery, Encoding, Forgery, ListenConfig, Listener, SignedCallback, SimConfig,
+    Simulator, http_client, post_callback, return_get,
 };
 
 #[derive(Parser)]
@@ -39,6 +43,36 @@ enum Command {
     /// Send one callback as FaceID would.
     #[command(subcommand)]
     Send(SendCommand),
+    /// Receive the receiver's pushes (any path): verify each per Standard Webhooks, print one
+    /// line per event, answer 2xx when verified (400/401 when not).
+    Listen(ListenArgs),
+}
+
+#[derive(Args)]
+struct ListenArgs {
+    /// Port to listen on (0 picks a free one; the first line printed names it).
+    #[arg(long, default_value_t = 8091)]
+    port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
+    /// The endpoint's secret, as shown when it was created (`whsec_…`).
+    #[arg(long, env = "FACEID_SIM_WEBHOOK_SECRET", hide_env_values = true)]
+    secret: String,
+    /// A previous secret still accepted (during a rotation); may be repeated.
+    #[arg(long)]
+    previous_secret: Vec<String>,
+    /// The status verified events are answered with.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u16).range(100..=599))]
+    status: u16,
+    /// Answer the first N verified events with --fail-status instead (to watch retries).
+    #[arg(long, default_value_t = 0)]
+    fail_first: u32,
+    #[arg(long, default_value_t = 503, value_parser = clap::value_parser!(u16).range(100..=599))]
+    fail_status: u16,
+    /// How far webhook-timestamp may be from this machine's clock.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    tolerance: std::time::Duration,
 }
 
 #[derive(Args)]
@@ -125,6 +159,7 @@ async fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Send(command) => send(command).await,
+        Command::Listen(args) => listen(args).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -160,6 +195,42 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("cannot wait for Ctrl-C")?;
     server
         .shutdown()
+        .await
+        .context("server stopped with an error")
+}
+
+async fn listen(args: ListenArgs) -> anyhow::Result<()> {
+    let parse = |what: &str, text: &str| {
+        EndpointSecret::parse(text).with_context(|| format!("{what} is not an endpoint secret"))
+    };
+    let mut secrets = vec![parse("--secret", &args.secret)?];
+    for previous in &args.previous_secret {
+        secrets.push(parse("--previous-secret", previous)?);
+    }
+    let status = |code: u16| StatusCode::from_u16(code).context("not an HTTP status");
+    let config = ListenConfig {
+        secrets,
+        tolerance: args.tolerance,
+        status: status(args.status)?,
+        fail_first: args.fail_first,
+        fail_status: status(args.fail_status)?,
+    };
+    let listener = Listener::new(config, Arc::new(SystemClock), |received| {
+        println!("{received}")
+    });
+    let addr = SocketAddr::new(args.host, args.port);
+    let socket = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    println!(
+        "faceid-sim listening for webhooks on http://{}",
+        socket.local_addr().context("no local address")?
+    );
+    axum::serve(socket, listener.router())
+        .with_graceful_shutdown(async {
+            // An error here means Ctrl-C cannot be awaited: stop rather than run unstoppable.
+            let _ = tokio::signal::ctrl_c().await;
+        })
         .await
         .context("server stopped with an error")
 }

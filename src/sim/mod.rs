@@ -5,16 +5,20 @@
 //!   with a call log tests can assert on ("never a 4th call", "never two at once").
 //! - [`sender`]: builds, signs (or forges) and delivers notify/return callbacks.
 //! - [`result`]: the result JSON both of them produce, shaped like the seeds' examples.
+//! - [`listen`]: the other direction — a local consumer of the receiver's pushes that
+//!   verifies their Standard Webhooks signatures and answers as told.
 //!
 //! Time comes from an injected [`Clock`](crate::clock::Clock), so tests can step through the
 //! one-day window with a [`ManualClock`](crate::clock::ManualClock). FaceID rules themselves
 //! (signatures, biz_id times, error codes) come from [`crate::protocol`], not from here.
 
+pub mod listen;
 pub mod result;
 pub mod script;
 pub mod sender;
 pub mod server;
 
+pub use listen::{ListenConfig, Listener, Received};
 pub use result::{Subject, TINY_JPEG, jpeg_data_uri, mint_biz_id};
 pub use script::{EchoShape, SeedShape, Step};
 pub use sender::{

@@ -5,5 +5,6 @@
 mod cli;
 mod control;
 mod helpers;
+mod listen;
 mod sender;
 mod upstream;

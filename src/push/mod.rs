@@ -1,0 +1,28 @@
+//! Pushing outcomes to the merchant's systems (issue 13): signed webhooks, per the Standard
+//! Webhooks specification, from a transactional outbox.
+//!
+//! This part holds what needs no storage; the outbox tables, the dispatcher loop inside
+//! `serve` and the HTTP routes are wired on top of it (see the design note they follow):
+//! - [`signature`]: endpoint secrets (`whsec_…`), signing (with the previous secret beside
+//!   the new one after a rotation) and verification;
+//! - [`schedule`]: when a failed delivery is tried again (jittered, deterministic), and when
+//!   an endpoint that keeps failing is disabled;
+//! - [`target`]: which URLs may be endpoints and which addresses a push may reach, enforced
+//!   after DNS resolution, at connect time;
+//! - [`client`]: one signed POST, SSRF-safe, bounded in time and in what it reads, reported
+//!   as a typed [`client::Attempt`];
+//! - [`event`]: event types, ids, the body envelope, and the coalescing of refusal bursts.
+//!
+//! Invariants across the module: endpoint secrets and endpoint URLs' paths and queries never
+//! reach a log, an error or a `Debug` output; time is always passed in (epoch ms) from the
+//! injected [`crate::clock::Clock`].
+
+pub mod client;
+pub mod event;
+pub mod schedule;
+pub mod signature;
+pub mod target;
+
+pub use client::{Attempt, AttemptOutcome, ClientSettings, FailureKind, PushClient, Verdict};
+pub use signature::{EndpointSecret, SigningKeys, Verifier, WebhookHeaders};
+pub use target::{Target, TargetPolicy};
