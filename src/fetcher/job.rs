@@ -29,7 +29,9 @@ use tracing::Instrument;
 use super::{Context, Target, duration_ms, log_key};
 use crate::megvii::{Fetched, UpstreamError};
 use crate::protocol::ErrorClass;
-use crate::store::{FetchState, IncomingResult, JobUpdate, LeasedJob, Source, StoreResult};
+use crate::store::{
+    FetchState, IncomingResult, JobUpdate, LeasedJob, Source, StoreError, StoreResult,
+};
 
 /// What a pass did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +44,9 @@ pub enum Outcome {
 
 /// `last_error` when the window closed before a call could be made.
 pub const WINDOW_CLOSED: &str = "WINDOW_CLOSED";
+/// `last_error` when the database refused to store an answer (the job ends: calling again
+/// would spend the budget on an answer that fails the same way).
+pub const NOT_STORED: &str = "NOT_STORED";
 /// `last_error` when a job was found with its budget already spent (e.g. after a crash
 /// between counting the last call and storing its answer).
 pub const NO_CALLS_LEFT: &str = "NO_CALLS_LEFT";
@@ -162,22 +167,33 @@ async fn record_result(
             last_error: None,
         }
     };
-    let fields = &fetched.fields;
-    let incoming = IncomingResult {
-        biz_id: job.biz_id.clone(),
-        biz_no: fields.biz_no.clone(),
-        status: status.as_str().to_owned(),
-        status_rank: status.rank(),
-        liveness: fields.liveness.map(|l| l.as_str().to_owned()),
-        confidence: fields.confidence,
-        source: Source::GetResult,
-        signed: false,
-        result: fetched.result,
-    };
-    let merged = ctx
+    let incoming = IncomingResult::new(
+        job.biz_id.as_str(),
+        &fetched.fields,
+        fetched.result,
+        Source::GetResult,
+        false,
+    );
+    let merged = match ctx
         .store
         .save_fetched(&ctx.owner, &incoming, &fetched.images, &update, now)
-        .await?;
+        .await
+    {
+        Ok(merged) => merged,
+        Err(error @ StoreError::Unavailable(_)) => return Err(error),
+        Err(error) => {
+            // The database refused this answer's data (a bug in what we derive from it, not
+            // an outage). Letting the lease lapse would call again and spend the budget on
+            // an answer that fails the same way: end the job instead, loudly.
+            tracing::error!(
+                code = error.database_code().as_deref(),
+                calls_used,
+                error.message = %error,
+                "get_result answer not stored: the database refused its data"
+            );
+            return finish(ctx, job, now, FetchState::Failed, NOT_STORED).await;
+        }
+    };
     tracing::info!(
         status = status.as_str(),
         calls_used,

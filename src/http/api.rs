@@ -47,6 +47,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/callbacks", get(list_callbacks))
         .merge(super::fetch::router())
         .route_layer(axum::middleware::from_fn_with_state(state, require_token))
+        .route_layer(axum::middleware::from_fn(refuse_nul))
         // Added after the auth layer, so the document itself needs no token.
         .route("/openapi.json", get(super::openapi::serve))
 }
@@ -85,6 +86,27 @@ impl Caller {
         state.store.record_access(&entries).await?;
         Ok(())
     }
+}
+
+/// Refuses a path or query holding a percent-encoded NUL (`%00`) with 400 before any handler
+/// runs: no stored key or filter value can contain one (derived columns hold NUL as the text
+/// `\u0000`), and PostgreSQL refuses NUL in text outright, which would otherwise surface as
+/// a server error for what is bad input.
+async fn refuse_nul(request: Request, next: Next) -> Result<Response> {
+    let uri = request.uri();
+    if uri.path().contains("%00") {
+        return Err(AppError::bad_request(
+            "invalid_path",
+            "the path must not contain a NUL character (%00)",
+        ));
+    }
+    if uri.query().is_some_and(|q| q.contains("%00")) {
+        return Err(AppError::bad_request(
+            "invalid_query",
+            "the query must not contain a NUL character (%00)",
+        ));
+    }
+    Ok(next.run(request).await)
 }
 
 /// Accepts `Authorization: Bearer <token>` when it matches one of `api.tokens`.

@@ -29,7 +29,7 @@ use super::extract::decode_callback;
 use crate::protocol::{self, BizId, CallbackResult};
 use crate::store::{
     CallbackKind, IncomingResult, JobEffect, MergeOutcome, NewCallback, NewJob, PENDING, Source,
-    Verification,
+    StoreError, Verification,
 };
 
 pub fn router() -> Router<AppState> {
@@ -253,9 +253,19 @@ async fn receive_signed(
         Source::Return
     };
     let effect = job_effect_after_signed(state, &result, delivery.received_at);
-    let incoming = incoming_signed(&result, source);
+    let incoming = IncomingResult::new(
+        result.biz_id.as_str(),
+        &result.fields,
+        result.raw.clone(),
+        source,
+        true,
+    );
     let entry = delivery.entry(Some(result.biz_id.as_str()), true, None);
-    let (outcome, record) = state.store.accept_signed(&entry, &incoming, effect).await?;
+    let (outcome, record) = match state.store.accept_signed(&entry, &incoming, effect).await {
+        Ok(accepted) => accepted,
+        Err(error @ StoreError::Unavailable(_)) => return Err(error.into()),
+        Err(error) => return Err(refuse_unstorable(state, &delivery, &result, error).await),
+    };
     if matches!(effect, JobEffect::Ensure(_)) {
         state.wake_fetcher.notify_one();
     }
@@ -301,18 +311,21 @@ async fn refuse_unreadable(
     }
 }
 
-fn incoming_signed(result: &CallbackResult, source: Source) -> IncomingResult {
-    let f = &result.fields;
-    IncomingResult {
-        biz_id: result.biz_id.as_str().to_owned(),
-        biz_no: f.biz_no.clone(),
-        status: f.status.as_str().to_owned(),
-        status_rank: f.status.rank(),
-        liveness: f.liveness.map(|l| l.as_str().to_owned()),
-        confidence: f.confidence,
-        source,
-        signed: true,
-        result: result.raw.clone(),
+/// A verified delivery whose writes the database refused for their data (not an outage: the
+/// others in its group commit were stored). Journals it on its own — verified, with its
+/// body, so `replay` can store it once the fault is fixed — and answers 500 `not_stored`.
+async fn refuse_unstorable(
+    state: &AppState,
+    delivery: &Delivery,
+    result: &CallbackResult,
+    error: StoreError,
+) -> AppError {
+    let code = error.database_code().unwrap_or_else(|| "none".to_owned());
+    let reason = format!("verified but not stored: the database refused it (code {code})");
+    let entry = delivery.entry(Some(result.biz_id.as_str()), true, Some(reason));
+    match state.store.journal_rejected(&entry).await {
+        Ok(_) => AppError::NotStored(error),
+        Err(journal_error) => journal_error.into(),
     }
 }
 

@@ -32,12 +32,18 @@ pub use sqlite::SqliteStore;
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// What went wrong in storage. Only [`StoreError::Unavailable`] means "the database is not
+/// there right now"; everything a statement refuses for its data is [`StoreError::Other`],
+/// and fails only the write that carried it.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database cannot be reached or cannot commit right now (retryable: answer 503).
+    /// The database cannot be reached or cannot commit right now: connection, shutdown,
+    /// resources, timeouts (retryable: answer 503).
     #[error("storage is unavailable")]
     Unavailable(#[source] sqlx::Error),
-    /// A statement failed for another reason.
+    /// A statement failed for another reason: the database refused this write's data (a
+    /// SQLSTATE class 22 or 23 error, a constraint), or a bug. Retrying the same write will
+    /// not help, and it says nothing about other writes.
     #[error("storage error")]
     Other(#[source] sqlx::Error),
     /// Migrations could not be applied.
@@ -52,35 +58,68 @@ pub enum StoreError {
     UnsupportedUrl(String),
 }
 
+impl StoreError {
+    /// The database's own error code (a PostgreSQL SQLSTATE, a SQLite result code), when the
+    /// database refused a statement. Codes never carry data, so they may be logged and
+    /// journaled.
+    pub fn database_code(&self) -> Option<String> {
+        match self {
+            Self::Unavailable(sqlx::Error::Database(db))
+            | Self::Other(sqlx::Error::Database(db)) => db.code().map(|c| c.into_owned()),
+            _ => None,
+        }
+    }
+}
+
+/// PostgreSQL SQLSTATE classes (and codes) that mean the database is not there right now:
+/// 08 connection exception, 53 insufficient resources, 57 operator intervention (shutdown,
+/// statement timeout, database dropped), 58 system error (I/O), and 3D000 (no such database).
+/// Everything else — 22 data exception (a NUL in text: 22021), 23 integrity constraint,
+/// 40 transaction rollback, 54 limits, XX internal — is about the statement, not the server.
+fn postgres_unavailable(sqlstate: &str) -> bool {
+    ["08", "53", "57", "58"]
+        .iter()
+        .any(|class| sqlstate.starts_with(class))
+        || sqlstate == "3D000"
+}
+
+/// SQLite primary result codes that mean the database cannot be used right now: BUSY(5)
+/// (the busy timeout elapsed), LOCKED(6), NOMEM(7), READONLY(8), IOERR(10), FULL(13),
+/// CANTOPEN(14). `code` may be an extended code; its low byte is the primary one.
+fn sqlite_unavailable(code: i32) -> bool {
+    matches!(code & 0xff, 5 | 6 | 7 | 8 | 10 | 13 | 14)
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         use sqlx::Error as E;
-        match &error {
+        let unavailable = match &error {
             E::Io(_)
             | E::Tls(_)
             | E::Protocol(_)
             | E::PoolTimedOut
             | E::PoolClosed
             | E::WorkerCrashed
-            | E::Configuration(_) => Self::Unavailable(error),
+            | E::Configuration(_) => true,
+            // Each engine's codes by that engine's rules: a PostgreSQL SQLSTATE such as
+            // 22021 is all digits too, and must never be read as a SQLite code.
             E::Database(db) => {
                 let code = db.code().unwrap_or_default();
-                // PostgreSQL classes 08 (connection), 53 (resources), 57 (operator
-                // intervention: shutdown, database dropped) and 3D000 (no such database);
-                // SQLite BUSY(5) LOCKED(6) NOMEM(7) READONLY(8) IOERR(10) FULL(13) CANTOPEN(14)
-                // and their extended codes.
-                let pg_unavailable =
-                    ["08", "53", "57"].iter().any(|c| code.starts_with(c)) || code == "3D000";
-                let sqlite_primary = code.parse::<i32>().ok().map(|c| c & 0xff);
-                let sqlite_unavailable =
-                    matches!(sqlite_primary, Some(5 | 6 | 7 | 8 | 10 | 13 | 14));
-                if pg_unavailable || sqlite_unavailable {
-                    Self::Unavailable(error)
+                if db
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .is_some()
+                {
+                    postgres_unavailable(&code)
                 } else {
-                    Self::Other(error)
+                    code.parse::<i32>().is_ok_and(sqlite_unavailable)
                 }
             }
-            _ => Self::Other(error),
+            _ => false,
+        };
+        if unavailable {
+            Self::Unavailable(error)
+        } else {
+            Self::Other(error)
         }
     }
 }
@@ -237,6 +276,31 @@ pub struct IncomingResult {
     pub source: Source,
     pub signed: bool,
     pub result: String,
+}
+
+impl IncomingResult {
+    /// The one way a received result becomes a row: the derived columns from `fields`
+    /// (already in the form a column may hold, see [`crate::protocol::payload`]) and the
+    /// result text as it is. Signed callbacks and get_result answers both come through here.
+    pub fn new(
+        biz_id: impl Into<String>,
+        fields: &crate::protocol::ResultFields,
+        result: String,
+        source: Source,
+        signed: bool,
+    ) -> Self {
+        Self {
+            biz_id: biz_id.into(),
+            biz_no: fields.biz_no.clone(),
+            status: fields.status.as_str().to_owned(),
+            status_rank: fields.status.rank(),
+            liveness: fields.liveness.map(|l| l.as_str().to_owned()),
+            confidence: fields.confidence,
+            source,
+            signed,
+            result,
+        }
+    }
 }
 
 /// What merging a result did.
@@ -585,6 +649,39 @@ impl Default for ConnectOptions {
             sqlite_synchronous: "full".into(),
             group_commit: true,
             group_commit_max: 64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_connectivity_sqlstates_mean_unavailable() {
+        for code in [
+            "08006", "08001", "53300", "57P01", "57P03", "57014", "58030", "3D000",
+        ] {
+            assert!(postgres_unavailable(code), "{code}");
+        }
+        // 22021: a NUL in text; 22P05: untranslatable character; 23514: check violation;
+        // 40P01: deadlock; 54000: index row too large. All digits or not, none is an outage.
+        for code in [
+            "22021", "22P05", "23505", "23514", "40P01", "40001", "54000", "XX000",
+        ] {
+            assert!(!postgres_unavailable(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn only_availability_result_codes_mean_unavailable_on_sqlite() {
+        // BUSY, BUSY_SNAPSHOT (517), IOERR_WRITE (778), FULL, CANTOPEN.
+        for code in [5, 517, 778, 13, 14] {
+            assert!(sqlite_unavailable(code), "{code}");
+        }
+        // CONSTRAINT, CONSTRAINT_CHECK (275), CONSTRAINT_TRIGGER (1811), MISMATCH, TOOBIG.
+        for code in [19, 275, 1811, 20, 18] {
+            assert!(!sqlite_unavailable(code), "{code}");
         }
     }
 }

@@ -11,6 +11,7 @@ mod encryption;
 mod hardening;
 mod openapi;
 mod ops;
+mod poison;
 mod privacy;
 mod query_api;
 mod return_url;

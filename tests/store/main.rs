@@ -1688,6 +1688,104 @@ async fn postgres_a_failing_member_fails_alone_after_its_batch_is_retried() {
     db.drop_database().await;
 }
 
+/// A member whose own write breaks a constraint (status_rank 7: only a bug could send it, and
+/// the schema refuses it on both engines) fails its batch; the batch falls back to member by
+/// member, every other member is acked and stored, and the bad one gets a data error — not
+/// `Unavailable`, which would tell its sender (and everyone batched with it) that storage
+/// is down.
+async fn a_member_with_a_data_error_fails_alone_and_the_rest_of_its_batch_is_acked(
+    store: Arc<dyn Store>,
+) {
+    let bad = biz("bad-rank");
+    let mut deliveries: Vec<_> = (0..12)
+        .map(|i| signed_delivery(&biz(&format!("good-{i}")), "OK", NOW + i))
+        .collect();
+    let (entry, result, job) = signed_delivery(&bad, "OK", NOW + 100);
+    let broken = IncomingResult {
+        status_rank: 7,
+        ..result
+    };
+    deliveries.insert(5, (entry, broken, job));
+
+    let (results, logs) = with_captured_logs(accept_together(&store, &deliveries)).await;
+
+    assert!(
+        logs.contains(BATCH_FALLBACK),
+        "the members formed one batch, which failed and fell back: {logs}"
+    );
+    for ((_, result, _), accepted) in deliveries.iter().zip(&results) {
+        if result.biz_id == bad {
+            assert!(
+                matches!(accepted, Err(StoreError::Other(_))),
+                "the bad member gets a data error: {:?}",
+                accepted.as_ref().map(|(o, _)| o)
+            );
+        } else {
+            assert!(
+                matches!(accepted, Ok((MergeOutcome::Created, _))),
+                "{} is acked: {:?}",
+                result.biz_id,
+                accepted
+                    .as_ref()
+                    .map(|(o, _)| o)
+                    .map_err(|e| format!("{e:?}"))
+            );
+            assert_eq!(record(&store, &result.biz_id).await.status, "OK");
+        }
+    }
+    assert_eq!(store.get(&bad).await.unwrap(), None, "nothing of it stored");
+    let error = results[5].as_ref().expect_err("the bad member failed");
+    assert!(
+        error.database_code().is_some(),
+        "it names the database's code: {error:?}"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn sqlite_a_member_with_a_data_error_fails_alone_and_the_rest_of_its_batch_is_acked() {
+    let (store, _dir) = common::sqlite_store().await;
+    a_member_with_a_data_error_fails_alone_and_the_rest_of_its_batch_is_acked(store.clone()).await;
+    store.close().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn postgres_a_member_with_a_data_error_fails_alone_and_the_rest_of_its_batch_is_acked() {
+    let Some((store, mut db)) = common::postgres_store().await else {
+        return;
+    };
+    a_member_with_a_data_error_fails_alone_and_the_rest_of_its_batch_is_acked(store.clone()).await;
+    store.close().await;
+    db.drop_database().await;
+}
+
+/// PostgreSQL refuses NUL in text with SQLSTATE 22021: all digits, like a SQLite result code
+/// whose low byte (5) means BUSY. A member carrying one (only a bug could: derived columns
+/// hold NUL as the text `\u0000`) fails alone with a data error, never as "unavailable".
+#[tokio::test(flavor = "current_thread")]
+async fn postgres_a_nul_in_a_derived_column_is_a_data_error_of_that_member_alone() {
+    let Some((store, mut db)) = common::postgres_store().await else {
+        return;
+    };
+    let bad = biz("nul");
+    let (entry, result, job) = signed_delivery(&bad, "OK", NOW);
+    let nul = IncomingResult {
+        biz_no: Some("order\0".into()),
+        ..result
+    };
+    let deliveries = [
+        signed_delivery(&biz("beside-1"), "OK", NOW),
+        (entry, nul, job),
+        signed_delivery(&biz("beside-2"), "OK", NOW),
+    ];
+    let results = accept_together(&store, &deliveries).await;
+    assert!(results[0].is_ok() && results[2].is_ok());
+    let error = results[1].as_ref().expect_err("refused");
+    assert!(matches!(error, StoreError::Other(_)), "{error:?}");
+    assert_eq!(error.database_code().as_deref(), Some("22021"));
+    store.close().await;
+    db.drop_database().await;
+}
+
 // ---- availability ----
 
 fn assert_unavailable<T: std::fmt::Debug>(what: &str, result: Result<T, StoreError>) {
