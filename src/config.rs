@@ -114,6 +114,10 @@ pub struct ServerSettings {
     pub rate_limit_burst: u32,
     /// Key the rate limit on the last `X-Forwarded-For` address instead of the TCP peer.
     pub trust_forwarded_for: bool,
+    /// Per-IP return GETs per minute (on top of the limit above); 0 disables this limit.
+    pub return_get_per_minute: u32,
+    /// Return GETs an IP may send at once before the per-minute rate applies.
+    pub return_get_burst: u32,
 }
 
 #[derive(Clone)]
@@ -221,11 +225,18 @@ pub struct ReturnSettings {
 pub struct FetchSettings {
     pub initial_delay: Duration,
     pub retry_delay: Duration,
+    /// The slow lane: the next call after a `NOT_STARTED` answer (the GET came early).
+    pub not_started_delay: Duration,
+    /// How long a started H5 flow may still take to end; the held-back last call comes this
+    /// long after a `PROCESSING` answer, or this long before the window closes.
+    pub flow_timeout: Duration,
     pub max_calls: i32,
     pub return_image: i32,
     pub safety_margin: Duration,
     pub lease: Duration,
     pub poll_interval: Duration,
+    /// Ceiling on get_result calls per second, per replica (all biz_ids together).
+    pub max_calls_per_second: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -312,6 +323,8 @@ struct RawServer {
     rate_limit_per_second: u32,
     rate_limit_burst: u32,
     trust_forwarded_for: bool,
+    return_get_per_minute: u32,
+    return_get_burst: u32,
 }
 
 #[derive(Deserialize)]
@@ -353,6 +366,11 @@ struct RawFetch {
     initial_delay: Duration,
     #[serde(with = "humantime_serde")]
     retry_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    not_started_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    flow_timeout: Duration,
+    max_calls_per_second: u32,
     max_calls: i32,
     return_image: i32,
     #[serde(with = "humantime_serde")]
@@ -379,6 +397,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "server.rate_limit_per_second",
     "server.rate_limit_burst",
     "server.trust_forwarded_for",
+    "server.return_get_per_minute",
+    "server.return_get_burst",
     "database.url",
     "database.max_connections",
     "database.connect_timeout",
@@ -394,6 +414,9 @@ pub const KNOWN_KEYS: &[&str] = &[
     "return.redirect_url",
     "fetch.initial_delay",
     "fetch.retry_delay",
+    "fetch.not_started_delay",
+    "fetch.flow_timeout",
+    "fetch.max_calls_per_second",
     "fetch.max_calls",
     "fetch.return_image",
     "fetch.safety_margin",
@@ -539,6 +562,12 @@ fn validate(raw: Raw, environment: Environment) -> Result<Settings, ConfigError>
             "must be at least 1024 bytes".into(),
         ));
     }
+    if raw.server.return_get_per_minute > 0 && raw.server.return_get_burst == 0 {
+        return Err(invalid(
+            "server.return_get_burst",
+            "must be at least 1 when server.return_get_per_minute is set".into(),
+        ));
+    }
     if raw.server.rate_limit_per_second > 0 && raw.server.rate_limit_burst == 0 {
         return Err(invalid(
             "server.rate_limit_burst",
@@ -606,6 +635,15 @@ fn validate(raw: Raw, environment: Environment) -> Result<Settings, ConfigError>
             "must be between 0 and 6".into(),
         ));
     }
+    if raw.fetch.max_calls_per_second == 0 {
+        return Err(invalid(
+            "fetch.max_calls_per_second",
+            "must be at least 1".into(),
+        ));
+    }
+    if raw.fetch.flow_timeout < Duration::from_secs(1) {
+        return Err(invalid("fetch.flow_timeout", "must be at least 1s".into()));
+    }
     if raw.fetch.lease < Duration::from_secs(1) {
         return Err(invalid("fetch.lease", "must be at least 1s".into()));
     }
@@ -659,6 +697,8 @@ fn validate(raw: Raw, environment: Environment) -> Result<Settings, ConfigError>
             rate_limit_per_second: raw.server.rate_limit_per_second,
             rate_limit_burst: raw.server.rate_limit_burst,
             trust_forwarded_for: raw.server.trust_forwarded_for,
+            return_get_per_minute: raw.server.return_get_per_minute,
+            return_get_burst: raw.server.return_get_burst,
         },
         database: DatabaseSettings {
             url: SecretString::from(url),
@@ -680,11 +720,14 @@ fn validate(raw: Raw, environment: Environment) -> Result<Settings, ConfigError>
         fetch: FetchSettings {
             initial_delay: raw.fetch.initial_delay,
             retry_delay: raw.fetch.retry_delay,
+            not_started_delay: raw.fetch.not_started_delay,
+            flow_timeout: raw.fetch.flow_timeout,
             max_calls: raw.fetch.max_calls,
             return_image: raw.fetch.return_image,
             safety_margin: raw.fetch.safety_margin,
             lease: raw.fetch.lease,
             poll_interval: raw.fetch.poll_interval,
+            max_calls_per_second: raw.fetch.max_calls_per_second,
         },
         telemetry: TelemetrySettings {
             format: raw.telemetry.format,

@@ -16,6 +16,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::handler::Handler;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -26,16 +27,23 @@ use std::net::SocketAddr;
 use super::AppState;
 use super::error::{AppError, Result};
 use super::extract::decode_callback;
+use crate::fetcher::plan;
 use crate::protocol::{self, BizId, CallbackResult};
 use crate::store::{
-    CallbackKind, IncomingResult, JobEffect, MergeOutcome, NewCallback, NewJob, PENDING, Source,
+    CallbackKind, IncomingResult, JobEffect, MergeOutcome, NewCallback, PENDING, Source,
     StoreError, Verification,
 };
 
-pub fn router() -> Router<AppState> {
+/// The callback routes; `return_get_limit` is the tighter per-IP limit of the unsigned
+/// return GET ([`super::limit::return_get_layer`]), when configured.
+pub fn router(return_get_limit: Option<super::limit::Layer>) -> Router<AppState> {
+    let return_route = match return_get_limit {
+        Some(limit) => post(return_post).get(return_get.layer(limit)),
+        None => post(return_post).get(return_get),
+    };
     Router::new()
         .route("/faceid/notify", post(notify))
-        .route("/faceid/return", post(return_post).get(return_get))
+        .route("/faceid/return", return_route)
         .route("/faceid/done", get(done_page))
 }
 
@@ -252,7 +260,12 @@ async fn receive_signed(
     } else {
         Source::Return
     };
-    let effect = job_effect_after_signed(state, &result, delivery.received_at);
+    let effect = plan::after_signed(
+        &state.settings.fetch,
+        result.biz_id.as_str(),
+        &result.fields.status,
+        delivery.received_at,
+    );
     let incoming = IncomingResult::new(
         result.biz_id.as_str(),
         &result.fields,
@@ -329,29 +342,6 @@ async fn refuse_unstorable(
     }
 }
 
-/// What a signed result means for the follow-up: a final result makes a get_result call
-/// unnecessary — unless images are wanted, which only get_result returns.
-fn job_effect_after_signed(state: &AppState, result: &CallbackResult, now: i64) -> JobEffect {
-    let fetch = &state.settings.fetch;
-    if fetch.return_image > 0 && result.fields.status == protocol::Status::Ok {
-        JobEffect::Ensure(new_job(state, &result.biz_id, now))
-    } else if result.fields.status.is_final() {
-        JobEffect::CancelPending
-    } else {
-        JobEffect::Keep
-    }
-}
-
-/// A follow-up job for `biz_id`, first due after `fetch.initial_delay`.
-pub(crate) fn new_job(state: &AppState, biz_id: &BizId, now: i64) -> NewJob {
-    let fetch = &state.settings.fetch;
-    NewJob {
-        next_at: now + fetch.initial_delay.as_millis() as i64,
-        window_ends_at: biz_id.window_ends_at_ms(now, fetch.safety_margin.as_millis() as i64),
-        return_image: fetch.return_image,
-    }
-}
-
 /// return_url as a GET: FaceID appended `biz_id` to whatever query the URL had. No sign, no
 /// result: record it as pending and let the follow-up fetch the result.
 async fn return_get(
@@ -393,7 +383,7 @@ async fn record_return_get(
             return Err(AppError::bad_request(code, reason));
         }
     };
-    let job = new_job(state, &biz_id, delivery.received_at);
+    let job = plan::first_job(&state.settings.fetch, biz_id.as_str(), delivery.received_at);
     let record = state
         .store
         .accept_return_get(

@@ -62,7 +62,8 @@ async fn record_latency(
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.server.body_limit;
     let timeout = state.settings.server.request_timeout;
-    let callbacks = callbacks::router().layer(DefaultBodyLimit::max(body_limit));
+    let callbacks = callbacks::router(limit::return_get_layer(&state.settings.server))
+        .layer(DefaultBodyLimit::max(body_limit));
     // Only the public callback routes are rate limited: the API has tokens, and the health
     // routes must keep answering an orchestrator.
     let callbacks = match limit::layer(&state.settings.server) {

@@ -133,6 +133,7 @@ pub(super) struct LeaseRow {
     window_ends_at: i64,
     return_image: i32,
     lease_until: i64,
+    known_rank: Option<i32>,
 }
 
 impl From<LeaseRow> for LeasedJob {
@@ -144,6 +145,7 @@ impl From<LeaseRow> for LeasedJob {
             window_ends_at: row.window_ends_at,
             return_image: row.return_image,
             lease_until: row.lease_until,
+            known_rank: row.known_rank.unwrap_or(0),
         }
     }
 }

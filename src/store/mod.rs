@@ -362,8 +362,9 @@ pub enum JobEffect {
     Keep,
     /// The result is final and no images are wanted: a pending job becomes `none`.
     CancelPending,
-    /// Images are wanted (notify never carries them): create a pending job if none exists,
-    /// or turn a `none` job back to pending.
+    /// Images are wanted (notify never carries them) and the result is final: create a
+    /// pending job if none exists, turn a `none` job back to pending, or make a pending job
+    /// due sooner (a held-back last call is due now that its answer is known to be final).
     Ensure(NewJob),
 }
 
@@ -376,6 +377,9 @@ pub struct LeasedJob {
     pub window_ends_at: i64,
     pub return_image: i32,
     pub lease_until: i64,
+    /// The record's status rank when leased (0 when nothing is known): what the schedule
+    /// knows about the flow when a call teaches nothing new.
+    pub known_rank: i32,
 }
 
 /// How a leased job ends its turn.

@@ -161,16 +161,18 @@ macro_rules! upsert_pending_job {
     };
 }
 
-/// Only a `none` job is woken by [`ENSURE_JOB`]: any other state is kept.
+/// [`ENSURE_JOB`] wakes a `none` job, and makes a pending one due sooner (never later); any
+/// other state is kept.
 macro_rules! ensure_job_condition {
     () => {
-        "WHERE fetch_jobs.state = 'none'"
+        "WHERE fetch_jobs.state = 'none' \
+            OR (fetch_jobs.state = 'pending' AND fetch_jobs.next_at > excluded.next_at)"
     };
 }
 
-/// Images are wanted: create a pending job, or wake a `none` one. Any other state is kept,
-/// and `calls_used` is never touched. Binds: biz_id, next_at, window_ends_at, return_image,
-/// now.
+/// Images are wanted and the result is final: create a pending job, wake a `none` one, or
+/// bring a pending one forward to `next_at`. Any other state is kept, and `calls_used` is
+/// never touched. Binds: biz_id, next_at, window_ends_at, return_image, now.
 pub const ENSURE_JOB: &str = concat!(upsert_pending_job!(), ensure_job_condition!());
 
 pub(super) use {ensure_job_condition, pending_job_on_conflict};
@@ -211,7 +213,8 @@ pub const SCHEDULE_JOB: &str = concat!(
     "RETURNING state, calls_used, next_at, last_error"
 );
 
-/// Leases due jobs. `$lock` is the engine's row-locking clause for the inner select
+/// Leases due jobs, oldest-due first, with the record's status rank (what the schedule knows
+/// about the flow). `$lock` is the engine's row-locking clause for the inner select
 /// (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: none, its write transaction is exclusive).
 /// Binds: owner, now, lease_until, limit.
 macro_rules! lease_due_jobs {
@@ -224,7 +227,9 @@ macro_rules! lease_due_jobs {
                  ORDER BY next_at, biz_id \
                  LIMIT $4 ",
             $lock,
-            ") RETURNING biz_id, calls_used, next_at, window_ends_at, return_image, lease_until"
+            ") RETURNING biz_id, calls_used, next_at, window_ends_at, return_image, lease_until, \
+               (SELECT v.status_rank FROM verifications v WHERE v.biz_id = fetch_jobs.biz_id) \
+               AS known_rank"
         )
     };
 }

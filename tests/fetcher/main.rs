@@ -9,4 +9,5 @@ mod helpers;
 
 mod api;
 mod replicas;
+mod schedule;
 mod worker;

@@ -84,17 +84,23 @@ async fn a_result_that_never_becomes_final_spends_three_spaced_calls_then_is_exh
         return;
     };
     let id = h.mint(&["NOT_STARTED"]);
+    let window_end = NOW_MS - MINUTE + DAY - 10 * MINUTE;
     h.return_get(&id).await;
     h.clock.advance(5 * SECOND);
 
     h.drain().await;
     let first = h.clock.now_ms();
-    assert_eq!(h.record(&id).await.fetch.next_at, Some(first + MINUTE));
-    h.clock.set(first + MINUTE);
+    // NOT_STARTED: the slow lane.
+    assert_eq!(h.record(&id).await.fetch.next_at, Some(first + HOUR));
+    h.clock.set(first + HOUR - 1);
+    assert_eq!(h.drain().await, 0, "not due before the slow lane's hour");
+    h.clock.set(first + HOUR);
     h.drain().await;
-    // The last call waits four times longer: it is not wasted early.
-    assert_eq!(h.record(&id).await.fetch.next_at, Some(first + 5 * MINUTE));
-    h.clock.set(first + 5 * MINUTE);
+    // The last call is held until the flow must have ended: half an hour before the window
+    // closes.
+    let last = window_end - 30 * MINUTE;
+    assert_eq!(h.record(&id).await.fetch.next_at, Some(last));
+    h.clock.set(last);
     h.drain().await;
 
     let record = h.record(&id).await;

@@ -39,6 +39,7 @@ store_tests!(
     reserve_call_never_exceeds_max_calls_under_concurrency,
     reserve_call_is_refused_without_a_live_lease_or_outside_the_window,
     concurrent_leases_never_hand_out_the_same_job,
+    leased_jobs_come_oldest_due_first_with_what_their_record_knows,
     a_lapsed_lease_can_be_re_leased_and_the_old_owner_is_locked_out,
     update_job_ignores_an_owner_that_does_not_hold_the_lease,
     save_fetched_stores_images_even_when_the_merge_is_unchanged,
@@ -615,6 +616,39 @@ async fn ensure_creates_or_re_pends_a_job_without_refilling_the_budget(store: Ar
         }
     );
 
+    // A pending job held far ahead (the last call, kept for a final status) is brought
+    // forward; one already due sooner is left alone.
+    let held = biz("ensure-held");
+    return_get(&store, &held, NOW, new_job(NOW)).await;
+    lease(&store, "w3", NOW + 5_000).await;
+    let hold = JobUpdate::Retry {
+        next_at: NOW + DAY / 2,
+        last_error: None,
+    };
+    store
+        .update_job(&held, "w3", NOW + 5_000, &hold)
+        .await
+        .unwrap();
+    let (_, forward) = notify(
+        &store,
+        &signed_notify(&held, "OK"),
+        NOW + 9_000,
+        JobEffect::Ensure(new_job(NOW + 9_000)),
+    )
+    .await;
+    assert_eq!(
+        (forward.fetch.state, forward.fetch.next_at),
+        (FetchState::Pending, Some(NOW + 14_000))
+    );
+    let (_, not_later) = notify(
+        &store,
+        &signed_notify(&held, "OK"),
+        NOW + 20_000,
+        JobEffect::Ensure(new_job(NOW + 20_000)),
+    )
+    .await;
+    assert_eq!(not_later.fetch.next_at, Some(NOW + 14_000), "never later");
+
     // A finished job stays finished.
     let done = biz("ensure-done");
     return_get(&store, &done, NOW, new_job(NOW)).await;
@@ -957,6 +991,62 @@ async fn concurrent_leases_never_hand_out_the_same_job(store: Arc<dyn Store>) {
     assert!(
         lease(&store, "late", NOW).await.is_empty(),
         "every job is held"
+    );
+}
+
+async fn leased_jobs_come_oldest_due_first_with_what_their_record_knows(store: Arc<dyn Store>) {
+    let job_due = |at| NewJob {
+        next_at: at,
+        ..new_job(NOW)
+    };
+    let (pending, processing, fresh) = (biz("know-0"), biz("know-2"), biz("know-late"));
+    return_get(&store, &fresh, NOW, job_due(NOW + 3_000)).await;
+    return_get(&store, &pending, NOW, job_due(NOW + 1_000)).await;
+    return_get(&store, &processing, NOW, job_due(NOW + 2_000)).await;
+    notify(
+        &store,
+        &signed_notify(&processing, "PROCESSING"),
+        NOW,
+        JobEffect::Keep,
+    )
+    .await;
+    // A RAW-style key with a job but no record yet knows nothing.
+    let bare = "raw:know-nothing";
+    store
+        .schedule_fetch(bare, job_due(NOW + 500), NOW)
+        .await
+        .unwrap();
+
+    let leased = store
+        .lease_due_jobs("w", NOW + 10_000, NOW + 70_000, 10)
+        .await
+        .unwrap();
+
+    let seen: Vec<(&str, i64, i32)> = leased
+        .iter()
+        .map(|job| (job.biz_id.as_str(), job.next_at, job.known_rank))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (bare, NOW + 500, 0),
+            (pending.as_str(), NOW + 1_000, 0),
+            (processing.as_str(), NOW + 2_000, 2),
+            (fresh.as_str(), NOW + 3_000, 0),
+        ],
+        "oldest due first, each with its record's status rank"
+    );
+    // Only as many as asked, still the oldest due.
+    let later = biz("know-later");
+    return_get(&store, &later, NOW, job_due(NOW + 4_000)).await;
+    let one = store
+        .lease_due_jobs("w2", NOW + 80_000, NOW + 140_000, 1)
+        .await
+        .unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(
+        one[0].biz_id, bare,
+        "the lapsed leases come back oldest due first"
     );
 }
 
@@ -1414,17 +1504,26 @@ async fn history_before_the_batch(store: &Arc<dyn Store>) {
             .unwrap();
     }
     accept(&d, signed_notify(&d, "OK"), JobEffect::CancelPending).await;
+    // A follow-up whose next call is held far ahead (the last one, kept for a final status).
+    let g = biz("mix-g");
+    let entry = delivery(CallbackKind::ReturnGet, Some(&g), false, at);
+    let held = NewJob {
+        next_at: NOW + DAY / 2,
+        ..new_job(at)
+    };
+    store.accept_return_get(&entry, &g, held).await.unwrap();
 }
 
 /// A batch of every kind of member, in submission order.
 fn mixed_batch() -> Vec<(NewCallback, IncomingResult, JobEffect)> {
-    let (a, b, c, d, e, f) = (
+    let (a, b, c, d, e, f, g) = (
         biz("mix-a"),
         biz("mix-b"),
         biz("mix-c"),
         biz("mix-d"),
         biz("mix-e"),
         biz("mix-f"),
+        biz("mix-g"),
     );
     let members = [
         (&a, signed_notify(&a, "OK"), JobEffect::CancelPending), // upgrade
@@ -1437,6 +1536,7 @@ fn mixed_batch() -> Vec<(NewCallback, IncomingResult, JobEffect)> {
         (&f, fetched(&f, "PROCESSING"), JobEffect::Keep),        // unsigned first
         (&f, signed_notify(&f, "PROCESSING"), JobEffect::Keep),  // signed beats unsigned
         (&e, signed_notify(&e, "PROCESSING"), JobEffect::Keep),  // stale
+        (&g, signed_notify(&g, "OK"), JobEffect::Ensure(new_job(NOW))), // brings g forward
     ];
     members
         .into_iter()
@@ -1489,7 +1589,7 @@ async fn one_batch_equals_one_transaction_per_delivery(
         let got = batched_result.expect("every member commits");
         assert_eq!(got, expected, "{}", result.biz_id);
     }
-    for tag in ["a", "b", "c", "d", "e", "f"] {
+    for tag in ["a", "b", "c", "d", "e", "f", "g"] {
         let id = biz(&format!("mix-{tag}"));
         assert_eq!(
             record(&batched, &id).await,
@@ -1514,6 +1614,11 @@ async fn one_batch_equals_one_transaction_per_delivery(
         fetch(&batched, &biz("mix-c")).await.state,
         FetchState::None,
         "CancelPending ended the pending job"
+    );
+    assert_eq!(
+        fetch(&batched, &biz("mix-g")).await.next_at,
+        Some(NOW + 5_000),
+        "Ensure brought the held job forward"
     );
 }
 
