@@ -647,12 +647,19 @@ fn validate(raw: Raw, environment: Environment) -> Result<Settings, ConfigError>
     if raw.fetch.lease < Duration::from_secs(1) {
         return Err(invalid("fetch.lease", "must be at least 1s".into()));
     }
-    if raw.fetch.lease <= raw.megvii.timeout {
-        // A lease shorter than a call would let another replica start a second call on the
-        // same biz_id while the first is still in flight.
+    // A lease shorter than a call (plus the wait for the call's turn under the ceiling, a
+    // pass's worth of calls) would let another replica start a second call on the same
+    // biz_id while the first is still in flight.
+    let turn_wait = Duration::from_secs(crate::fetcher::DEFAULT_BATCH as u64)
+        / raw.fetch.max_calls_per_second.max(1);
+    if raw.fetch.lease <= raw.megvii.timeout + turn_wait {
         return Err(invalid(
             "fetch.lease",
-            "must be longer than megvii.timeout".into(),
+            format!(
+                "must be longer than megvii.timeout plus {} calls at fetch.max_calls_per_second ({})",
+                crate::fetcher::DEFAULT_BATCH,
+                humantime::format_duration(raw.megvii.timeout + turn_wait)
+            ),
         ));
     }
 

@@ -18,14 +18,20 @@
 //! trouble → backoff, or `exhausted`.
 //!
 //! Calls leave at most `fetch.max_calls_per_second` per second (a token bucket shared by
-//! every pass of this worker), oldest-due first: a pass takes the jobs in due order and
-//! starts each one's turn only when the bucket allows, while the turns already started run.
+//! every pass of this worker), oldest-due first: a pass works on its jobs concurrently, but
+//! they take the bucket's permits one after another in due order ([`Turns`]), and each call
+//! leaves right after its permit — so the ceiling holds for the requests FaceID sees, not
+//! only for when we decided to make them. Because a job may wait for its turn between
+//! counting its call and making it, step 2 asks the lease to outlive that wait too.
 //!
 //! `last_error` is always a short code (`TIMEOUT`, `HTTP 502`, FaceID's `error_message`…):
 //! never a URL, a secret or result content.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::plan::{self, Answer, Turn};
@@ -55,8 +61,8 @@ pub const NOT_STORED: &str = "NOT_STORED";
 pub const NO_CALLS_LEFT: &str = "NO_CALLS_LEFT";
 
 /// Leases the jobs due at `now` (up to `ctx.batch`, oldest-due first) and works on them
-/// concurrently, each started when the call-rate ceiling allows. Steps after leasing read
-/// `ctx.clock` again, because calls take real time.
+/// concurrently, their calls leaving in due order at the call-rate ceiling. Steps after
+/// leasing read `ctx.clock` again, because calls take real time.
 pub async fn run_once(ctx: &Context, now: i64) -> StoreResult<Outcome> {
     let lease_until = now.saturating_add(duration_ms(ctx.fetch.lease));
     let jobs = ctx
@@ -67,34 +73,92 @@ pub async fn run_once(ctx: &Context, now: i64) -> StoreResult<Outcome> {
         return Ok(Outcome::Idle);
     }
     let count = jobs.len();
-    let mut running = FuturesUnordered::new();
-    for job in jobs {
-        // In due order: this job starts when the ceiling allows, and the ones already
-        // started keep running meanwhile. A permit is spent even if the turn then makes no
-        // call (a closed window): the ceiling errs on the side of fewer calls.
-        loop {
-            tokio::select! {
-                biased;
-                () = ctx.limiter.until_ready() => break,
-                Some(()) = running.next() => {}
-            }
-        }
-        let span = tracing::info_span!("fetch", owner = %ctx.owner, biz_id = %log_key(&job.biz_id));
-        running.push(
+    let turns = Turns::new(&ctx.limiter);
+    let running: FuturesUnordered<_> = jobs
+        .iter()
+        .enumerate()
+        .map(|(index, job)| {
+            let turn = turns.turn(index);
+            let span = tracing::info_span!("fetch", owner = %ctx.owner, biz_id = %log_key(&job.biz_id));
             async move {
-                if let Err(e) = work(ctx, &job).await {
+                if let Err(e) = work(ctx, job, &turn).await {
                     // The lease lapses and the job comes back; a counted call stays counted.
                     tracing::warn!(error.message = %e, error.cause_chain = %crate::telemetry::error_chain(&e), "follow-up step failed");
                 }
+                // A job that made no call still has to let the later ones have their turn.
+                turn.pass().await;
             }
-            .instrument(span),
-        );
-    }
-    while running.next().await.is_some() {}
+            .instrument(span)
+        })
+        .collect();
+    running.collect::<()>().await;
     Ok(Outcome::Worked(count))
 }
 
-async fn work(ctx: &Context, job: &LeasedJob) -> StoreResult<()> {
+/// The order in which one pass's jobs may call: job `i` (in due order) waits until the jobs
+/// before it have called or given up, then for a permit of the ceiling.
+struct Turns<'a> {
+    limiter: &'a super::CallLimiter,
+    /// How many jobs of the pass have had their turn.
+    done: watch::Sender<usize>,
+}
+
+impl<'a> Turns<'a> {
+    fn new(limiter: &'a super::CallLimiter) -> Self {
+        Self {
+            limiter,
+            done: watch::Sender::new(0),
+        }
+    }
+
+    fn turn(&self, index: usize) -> CallTurn<'_> {
+        CallTurn {
+            turns: self,
+            index,
+            taken: AtomicBool::new(false),
+        }
+    }
+}
+
+/// One job's place in [`Turns`].
+struct CallTurn<'a> {
+    turns: &'a Turns<'a>,
+    index: usize,
+    taken: AtomicBool,
+}
+
+impl CallTurn<'_> {
+    async fn wait(&self) {
+        let mut done = self.turns.done.subscribe();
+        // The sender lives as long as the pass: `wait_for` cannot fail here.
+        let _ = done.wait_for(|done| *done >= self.index).await;
+    }
+
+    fn advance(&self) {
+        if !self.taken.swap(true, Ordering::SeqCst) {
+            self.turns.done.send_modify(|done| *done += 1);
+        }
+    }
+
+    /// Waits for this job's turn and a permit of the ceiling: the call may leave now.
+    async fn call(&self) {
+        if !self.taken.load(Ordering::SeqCst) {
+            self.wait().await;
+            self.turns.limiter.until_ready().await;
+            self.advance();
+        }
+    }
+
+    /// Gives up this job's turn without calling (no-op once it called).
+    async fn pass(&self) {
+        if !self.taken.load(Ordering::SeqCst) {
+            self.wait().await;
+            self.advance();
+        }
+    }
+}
+
+async fn work(ctx: &Context, job: &LeasedJob, turn: &CallTurn<'_>) -> StoreResult<()> {
     let max_calls = ctx.fetch.max_calls;
     let now = ctx.clock.now_ms();
     if now >= job.window_ends_at {
@@ -104,7 +168,9 @@ async fn work(ctx: &Context, job: &LeasedJob) -> StoreResult<()> {
         );
         return finish(ctx, job, now, FetchState::Expired, WINDOW_CLOSED).await;
     }
-    if job.lease_until.saturating_sub(now) <= ctx.call_timeout_ms {
+    // The call must end before anyone else can lease the job, after waiting for its turn.
+    let longest_wait = ctx.batch.saturating_mul(ctx.limiter_period_ms());
+    if job.lease_until.saturating_sub(now) <= ctx.call_timeout_ms.saturating_add(longest_wait) {
         tracing::debug!("lease too short to cover a call; left for a later lease");
         return Ok(());
     }
@@ -124,6 +190,7 @@ async fn work(ctx: &Context, job: &LeasedJob) -> StoreResult<()> {
         return Ok(());
     };
 
+    turn.call().await;
     let answer = match Target::of(&job.biz_id) {
         Target::Lite(biz_id) => ctx.client.get_result(biz_id, job.return_image).await,
         Target::Raw(token) => ctx.client.get_raw_result(token, job.return_image).await,

@@ -148,6 +148,12 @@ impl Context {
         })
     }
 
+    /// The ceiling's spacing between two calls, in ms (rounded up).
+    pub fn limiter_period_ms(&self) -> i64 {
+        let per_second = i64::from(self.fetch.max_calls_per_second.max(1));
+        (1000 + per_second - 1) / per_second
+    }
+
     /// Replaces the random owner id (tests name their replicas).
     pub fn with_owner(mut self, owner: impl Into<String>) -> Self {
         self.owner = owner.into();
