@@ -157,10 +157,32 @@ impl fmt::Debug for DatabaseSettings {
 pub struct MegviiSettings {
     pub api_key: SecretString,
     pub api_secret: SecretString,
+    /// Secrets used before a rotation: still accepted on callbacks (after `api_secret`), never
+    /// used for get_result.
+    pub previous_secrets: Vec<SecretString>,
     pub base_url: url::Url,
     pub connect_timeout: Duration,
     pub timeout: Duration,
 }
+
+impl MegviiSettings {
+    /// The secrets a callback's sign is checked with, in order: `api_secret`, then
+    /// `previous_secrets`. Position `i` is the one [`crate::protocol::sign::key_id`] names.
+    pub fn callback_secrets(&self) -> Vec<&str> {
+        std::iter::once(&self.api_secret)
+            .chain(&self.previous_secrets)
+            .map(|secret| secret.expose_secret())
+            .collect()
+    }
+}
+
+/// Token scopes `api.tokens` may grant: `pii` reveals identity data, `admin` manages (replays
+/// refused callbacks), `console` signs in to the operator console.
+pub const SCOPES: [&str; 3] = [crate::protocol::pii::PII_SCOPE, ADMIN_SCOPE, CONSOLE_SCOPE];
+/// The scope of `POST /api/v1/callbacks/replay`.
+pub const ADMIN_SCOPE: &str = "admin";
+/// The scope of the operator console.
+pub const CONSOLE_SCOPE: &str = "console";
 
 /// One bearer token for `/api/v1`, written `token` or `token:scope+scope`.
 #[derive(Clone)]
@@ -342,6 +364,8 @@ struct RawDatabase {
 struct RawMegvii {
     api_key: Option<String>,
     api_secret: Option<String>,
+    #[serde(default)]
+    previous_secrets: Vec<String>,
     base_url: String,
     #[serde(with = "humantime_serde")]
     connect_timeout: Duration,
@@ -407,6 +431,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "database.group_commit_max",
     "megvii.api_key",
     "megvii.api_secret",
+    "megvii.previous_secrets",
     "megvii.base_url",
     "megvii.connect_timeout",
     "megvii.timeout",
@@ -486,6 +511,7 @@ impl Settings {
                     .separator("__")
                     .list_separator(",")
                     .with_list_parse_key("api.tokens")
+                    .with_list_parse_key("megvii.previous_secrets")
                     .with_list_parse_key("encryption.previous_keys")
                     .try_parsing(true)
                     .source(Some(app_vars.clone())),
@@ -600,6 +626,13 @@ fn validate(raw: Raw, environment: Environment) -> Result<Settings, ConfigError>
         .ok_or_else(|| missing("megvii.api_secret", "megvii", "api_secret"))?;
     let base_url = parse_http_url(&raw.megvii.base_url)
         .map_err(|reason| invalid("megvii.base_url", reason))?;
+    let previous_secrets: Vec<SecretString> = raw
+        .megvii
+        .previous_secrets
+        .into_iter()
+        .filter_map(|s| non_empty(Some(s)))
+        .map(SecretString::from)
+        .collect();
 
     let tokens: Vec<ApiToken> = raw
         .api
@@ -607,6 +640,19 @@ fn validate(raw: Raw, environment: Environment) -> Result<Settings, ConfigError>
         .iter()
         .filter_map(|t| ApiToken::parse(t))
         .collect();
+    for (n, token) in tokens.iter().enumerate() {
+        if let Some(unknown) = token.scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
+            // Name the entry by position and the scope, never the token.
+            return Err(invalid(
+                "api.tokens",
+                format!(
+                    "token #{} has an unknown scope {unknown:?}; scopes are {}, joined with +",
+                    n + 1,
+                    SCOPES.join(", ")
+                ),
+            ));
+        }
+    }
     if environment == Environment::Production {
         if tokens.is_empty() {
             return Err(missing("api.tokens", "api", "tokens"));
@@ -718,6 +764,7 @@ fn validate(raw: Raw, environment: Environment) -> Result<Settings, ConfigError>
         megvii: MegviiSettings {
             api_key: SecretString::from(api_key),
             api_secret: SecretString::from(api_secret),
+            previous_secrets,
             base_url,
             connect_timeout: raw.megvii.connect_timeout,
             timeout: raw.megvii.timeout,
@@ -846,6 +893,72 @@ mod tests {
                 ("beta".into(), vec!["pii".to_string()])
             ]
         );
+    }
+
+    #[test]
+    fn tokens_take_known_scopes_joined_with_plus_and_an_unknown_one_is_refused() {
+        let loaded = Settings::load_from(
+            &env(&[("APP__API__TOKENS", "plain,ops:pii+admin,desk:console")]),
+            &repo_config(),
+        )
+        .unwrap();
+        let scopes: Vec<Vec<String>> = loaded
+            .settings
+            .api
+            .tokens
+            .iter()
+            .map(|t| t.scopes.clone())
+            .collect();
+        assert_eq!(
+            scopes,
+            [
+                vec![],
+                vec!["pii".to_owned(), "admin".into()],
+                vec!["console".into()]
+            ]
+        );
+
+        let error = Settings::load_from(
+            &env(&[("APP__API__TOKENS", "plain,s3cret-token:pii+admn")]),
+            &repo_config(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("\"admn\"") && error.contains("token #2"),
+            "{error}"
+        );
+        assert!(error.contains("APP__API__TOKENS"), "{error}");
+        assert!(
+            !error.contains("s3cret-token"),
+            "no token in the message: {error}"
+        );
+        assert!(!error.contains('\n'), "one line: {error}");
+    }
+
+    #[test]
+    fn previous_secrets_come_after_the_current_one_and_stay_out_of_debug() {
+        let s = Settings::load_from(
+            &env(&[
+                ("APP__MEGVII__API_SECRET", "new-secret"),
+                (
+                    "APP__MEGVII__PREVIOUS_SECRETS",
+                    "old-secret-1, old-secret-2",
+                ),
+            ]),
+            &repo_config(),
+        )
+        .unwrap()
+        .settings;
+        assert_eq!(
+            s.megvii.callback_secrets(),
+            ["new-secret", "old-secret-1", "old-secret-2"]
+        );
+        assert!(!format!("{s:?}").contains("old-secret"));
+        let dev = Settings::load_from(&env(&[]), &repo_config())
+            .unwrap()
+            .settings;
+        assert_eq!(dev.megvii.callback_secrets(), ["dev-secret"]);
     }
 
     #[test]

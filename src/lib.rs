@@ -14,6 +14,7 @@ pub mod http;
 pub mod megvii;
 pub mod metrics;
 pub mod protocol;
+pub mod replay;
 pub mod retention;
 pub mod sim;
 pub mod startup;

@@ -483,6 +483,7 @@ mod tests {
         Client::new(&MegviiSettings {
             api_key: SecretString::from(KEY),
             api_secret: SecretString::from(SECRET),
+            previous_secrets: Vec::new(),
             base_url: base.parse().unwrap(),
             connect_timeout: Duration::from_millis(300),
             timeout: Duration::from_millis(500),

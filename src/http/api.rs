@@ -46,6 +46,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/verifications/{biz_id}", get(get_verification))
         .route("/callbacks", get(list_callbacks))
         .merge(super::fetch::router())
+        .merge(super::replay::router())
         .route_layer(axum::middleware::from_fn_with_state(state, require_token))
         .route_layer(axum::middleware::from_fn(refuse_nul))
         // Added after the auth layer, so the document itself needs no token.
@@ -432,6 +433,12 @@ pub struct CallbackView {
     pub content_type: Option<String>,
     pub body_sha256: String,
     pub body_len: i64,
+    /// Which configured API secret verified the sign: `current`, or `previous-N` (the N-th of
+    /// `megvii.previous_secrets`); null when not verified.
+    pub key_id: Option<String>,
+    /// When `replay` stored this refused delivery (RFC 3339; its outcome is then `replayed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replayed_at: Option<String>,
 }
 
 impl From<CallbackRecord> for CallbackView {
@@ -448,6 +455,8 @@ impl From<CallbackRecord> for CallbackView {
             content_type: c.content_type,
             body_sha256: c.body_sha256,
             body_len: c.body_len,
+            key_id: c.key_id,
+            replayed_at: c.replayed_at.map(rfc3339),
         }
     }
 }

@@ -6,9 +6,12 @@
 //! - every delivery is journaled, accepted or not, before we answer; if the journal cannot be
 //!   written the answer is 503, never a 2xx;
 //! - the sign is checked over the exact received `data` bytes before anything in `data` is
-//!   trusted; then the envelope is parsed strictly (length extension) and the fields leniently;
+//!   trusted — with `megvii.api_secret`, then each of `megvii.previous_secrets`, the journal
+//!   naming the one that matched by key id —; then the envelope is parsed strictly (length
+//!   extension) and the fields leniently: a verified result is never refused for its content;
 //! - a 2xx or 303 is sent only after the result (or the pending record and its follow-up job)
-//!   is committed;
+//!   is committed; a verified delivery the database refuses for its data (not an outage) is
+//!   journaled with its body and answered 500 `not_stored`, never 503;
 //! - redirects carry `biz_id`, `biz_no` and `status` only — never identity data — and go only
 //!   to the configured URL (no open redirect).
 
@@ -78,11 +81,19 @@ impl Delivery {
         }
     }
 
-    fn entry(&self, biz_id: Option<&str>, verified: bool, reason: Option<String>) -> NewCallback {
+    /// The journal entry; `key_id` names the secret that verified the sign (`None`: not
+    /// verified).
+    fn entry(
+        &self,
+        biz_id: Option<&str>,
+        key_id: Option<&str>,
+        reason: Option<String>,
+    ) -> NewCallback {
         NewCallback {
             kind: self.kind,
             biz_id: biz_id.map(|b| truncate(b, protocol::biz_id::MAX_LEN)),
-            verified,
+            verified: key_id.is_some(),
+            key_id: key_id.map(str::to_owned),
             reason,
             received_at: self.received_at,
             remote_addr: self.remote_addr.clone(),
@@ -218,37 +229,41 @@ async fn receive_signed(
         Err(e) => {
             state
                 .store
-                .journal_rejected(&delivery.entry(None, false, Some(e.to_string())))
+                .journal_rejected(&delivery.entry(None, None, Some(e.to_string())))
                 .await?;
             return Err(AppError::bad_request(e.code(), e.to_string()));
         }
     };
 
-    let secret = secrecy::ExposeSecret::expose_secret(&state.settings.megvii.api_secret);
-    if let Err(e) = protocol::verify(secret, &fields.data, &fields.sign) {
-        // Name the biz_id the sender *claims*, so an operator can find forged deliveries.
-        let claimed = protocol::payload::parse_callback_data(&fields.data)
-            .ok()
-            .map(|r| r.biz_id);
-        let claimed = claimed.as_ref().map(BizId::as_str);
-        state
-            .store
-            .journal_rejected(&delivery.entry(claimed, false, Some(e.to_string())))
-            .await?;
-        tracing::warn!(
-            kind = kind.as_str(),
-            biz_id = claimed,
-            "callback refused: {e}"
-        );
-        return Err(AppError::BadSignature(e.to_string()));
-    }
+    // The current secret first, then those kept from before a rotation.
+    let secrets = state.settings.megvii.callback_secrets();
+    let key_id = match protocol::sign::verify_any(&secrets, &fields.data, &fields.sign) {
+        Ok(position) => protocol::sign::key_id(position),
+        Err(e) => {
+            // Name the biz_id the sender *claims*, so an operator can find forged deliveries.
+            let claimed = protocol::payload::parse_callback_data(&fields.data)
+                .ok()
+                .map(|r| r.biz_id);
+            let claimed = claimed.as_ref().map(BizId::as_str);
+            state
+                .store
+                .journal_rejected(&delivery.entry(claimed, None, Some(e.to_string())))
+                .await?;
+            tracing::warn!(
+                kind = kind.as_str(),
+                biz_id = claimed,
+                "callback refused: {e}"
+            );
+            return Err(AppError::BadSignature(e.to_string()));
+        }
+    };
 
     let result = match protocol::payload::parse_callback_data(&fields.data) {
         Ok(result) => result,
         Err(e) => {
             state
                 .store
-                .journal_rejected(&delivery.entry(None, true, Some(e.to_string())))
+                .journal_rejected(&delivery.entry(None, Some(&key_id), Some(e.to_string())))
                 .await?;
             tracing::warn!(kind = kind.as_str(), "signed callback refused: {e}");
             return Err(AppError::bad_request("malformed_data", e.to_string()));
@@ -273,11 +288,13 @@ async fn receive_signed(
         source,
         true,
     );
-    let entry = delivery.entry(Some(result.biz_id.as_str()), true, None);
+    let entry = delivery.entry(Some(result.biz_id.as_str()), Some(&key_id), None);
     let (outcome, record) = match state.store.accept_signed(&entry, &incoming, effect).await {
         Ok(accepted) => accepted,
         Err(error @ StoreError::Unavailable(_)) => return Err(error.into()),
-        Err(error) => return Err(refuse_unstorable(state, &delivery, &result, error).await),
+        Err(error) => {
+            return Err(refuse_unstorable(state, &delivery, &result, &key_id, error).await);
+        }
     };
     if matches!(effect, JobEffect::Ensure(_)) {
         state.wake_fetcher.notify_one();
@@ -310,7 +327,7 @@ async fn refuse_unreadable(
         .unwrap_or(-1);
     if let Err(e) = state
         .store
-        .journal_rejected(&delivery.entry(None, false, Some(reason.clone())))
+        .journal_rejected(&delivery.entry(None, None, Some(reason.clone())))
         .await
     {
         return e.into();
@@ -331,11 +348,12 @@ async fn refuse_unstorable(
     state: &AppState,
     delivery: &Delivery,
     result: &CallbackResult,
+    key_id: &str,
     error: StoreError,
 ) -> AppError {
     let code = error.database_code().unwrap_or_else(|| "none".to_owned());
     let reason = format!("verified but not stored: the database refused it (code {code})");
-    let entry = delivery.entry(Some(result.biz_id.as_str()), true, Some(reason));
+    let entry = delivery.entry(Some(result.biz_id.as_str()), Some(key_id), Some(reason));
     match state.store.journal_rejected(&entry).await {
         Ok(_) => AppError::NotStored(error),
         Err(journal_error) => journal_error.into(),
@@ -378,7 +396,7 @@ async fn record_return_get(
         Err((code, reason)) => {
             state
                 .store
-                .journal_rejected(&delivery.entry(None, false, Some(reason.clone())))
+                .journal_rejected(&delivery.entry(None, None, Some(reason.clone())))
                 .await?;
             return Err(AppError::bad_request(code, reason));
         }
@@ -387,7 +405,7 @@ async fn record_return_get(
     let record = state
         .store
         .accept_return_get(
-            &delivery.entry(Some(biz_id.as_str()), false, None),
+            &delivery.entry(Some(biz_id.as_str()), None, None),
             biz_id.as_str(),
             job,
         )

@@ -103,7 +103,7 @@ fn manual_due_at(
     tag = "verifications",
     params(("biz_id" = String, Path, description = "The biz_id, URL-encoded (it contains a comma)")),
     responses(
-        (status = 202, description = "Follow-up scheduled now (or, after a failed call, at the retry already scheduled, at most fetch.retry_delay away)", body = Scheduled,
+        (status = 202, description = "Follow-up scheduled now (or, after a failed call, at the backoff the worker scheduled)", body = Scheduled,
          headers(("Location" = String, description = "The verification's URL"))),
         (status = 400, description = "Malformed path", body = ErrorBody),
         (status = 401, description = "Missing or unknown token", body = ErrorBody),

@@ -13,6 +13,7 @@ pub mod fetch;
 pub mod limit;
 pub mod openapi;
 pub mod ops;
+pub mod replay;
 
 use std::sync::Arc;
 

@@ -329,6 +329,9 @@ pub struct NewCallback {
     pub body_len: i64,
     /// The body, already capped by the caller.
     pub body: Vec<u8>,
+    /// Which configured API secret verified the sign ([`crate::protocol::sign::key_id`]);
+    /// `None` when it was not verified.
+    pub key_id: Option<String>,
 }
 
 /// One journal row as the API shows it (the body itself is not exposed here).
@@ -345,6 +348,33 @@ pub struct CallbackRecord {
     pub content_type: Option<String>,
     pub body_sha256: String,
     pub body_len: i64,
+    /// Which configured API secret verified it (`current`, `previous-N`).
+    pub key_id: Option<String>,
+    /// When `replay` stored this refused delivery (its outcome is then `replayed`).
+    pub replayed_at: Option<i64>,
+}
+
+/// A refused delivery whose body was kept, as replay reads it.
+#[derive(Clone)]
+pub struct RefusedDelivery {
+    pub id: i64,
+    pub kind: String,
+    pub received_at: i64,
+    pub content_type: Option<String>,
+    pub body_len: i64,
+    /// The body as received (decrypted by [`EncryptedStore`]).
+    pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for RefusedDelivery {
+    // The body holds identity data: only its size is printable.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefusedDelivery")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("body_len", &self.body_len)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A follow-up to create or keep for a biz_id.
@@ -618,6 +648,32 @@ pub trait Store: Send + Sync + 'static {
 
     /// Replaces a journal body only if it is still `old` (a purge meanwhile wins).
     async fn replace_body(&self, id: i64, old: &[u8], new: &[u8]) -> StoreResult<bool>;
+
+    // ---- replay of refused deliveries ----
+
+    /// Up to `limit` refused deliveries of the signed routes (notify, return POST) with id
+    /// above `after_id`, received at or after `since` (all when `None`), whose body was kept
+    /// whole as far as the database can tell ([`sql::REFUSED_DELIVERIES`]), oldest first.
+    async fn refused_deliveries(
+        &self,
+        after_id: i64,
+        since: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<RefusedDelivery>>;
+
+    /// In one transaction, for a refused delivery that now verifies: mark journal row `id`
+    /// `replayed` (verified by `key_id`, about the result's biz_id, at `now`) — only if it is
+    /// still `rejected` —, merge `result` under the usual rule and apply `job`. Returns what
+    /// the merge did and the record afterwards, or `None` (nothing written) when the row was
+    /// no longer `rejected`: another replay got there first.
+    async fn accept_replayed(
+        &self,
+        id: i64,
+        key_id: &str,
+        result: &IncomingResult,
+        job: JobEffect,
+        now: i64,
+    ) -> StoreResult<Option<(MergeOutcome, Verification)>>;
 }
 
 /// Opens the store named by `url` (`sqlite://…` or `postgres://…`), waiting at most

@@ -14,5 +14,6 @@ mod ops;
 mod poison;
 mod privacy;
 mod query_api;
+mod replay;
 mod return_url;
 mod vectors;
