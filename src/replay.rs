@@ -29,7 +29,7 @@ use crate::http::extract::decode_callback;
 use crate::protocol::payload::{CallbackResult, parse_callback_data};
 use crate::protocol::sign::{key_id, verify_any};
 use crate::store::{
-    IncomingResult, MergeOutcome, RefusedDelivery, Source, Store, StoreError, StoreResult,
+    CallbackKind, IncomingResult, MergeOutcome, RefusedDelivery, Store, StoreError, StoreResult,
 };
 
 /// Rows read per page.
@@ -140,18 +140,9 @@ async fn replay_one(
         return Ok(());
     }
     let now = clock.now_ms();
-    let source = if delivery.kind == "notify" {
-        Source::Notify
-    } else {
-        Source::Return
-    };
-    let incoming = IncomingResult::new(
-        result.biz_id.as_str(),
-        &result.fields,
-        result.raw.clone(),
-        source,
-        true,
-    );
+    // The candidates are notify and return POST deliveries only.
+    let kind = CallbackKind::parse(&delivery.kind).unwrap_or(CallbackKind::Notify);
+    let incoming = IncomingResult::signed_callback(&result, kind);
     let job = plan::after_signed(
         &settings.fetch,
         result.biz_id.as_str(),

@@ -33,8 +33,8 @@ use super::extract::decode_callback;
 use crate::fetcher::plan;
 use crate::protocol::{self, BizId, CallbackResult};
 use crate::store::{
-    CallbackKind, IncomingResult, JobEffect, MergeOutcome, NewCallback, PENDING, Source,
-    StoreError, Verification,
+    CallbackKind, IncomingResult, JobEffect, MergeOutcome, NewCallback, PENDING, StoreError,
+    Verification,
 };
 
 /// The callback routes; `return_get_limit` is the tighter per-IP limit of the unsigned
@@ -270,24 +270,13 @@ async fn receive_signed(
         }
     };
 
-    let source = if kind == CallbackKind::Notify {
-        Source::Notify
-    } else {
-        Source::Return
-    };
     let effect = plan::after_signed(
         &state.settings.fetch,
         result.biz_id.as_str(),
         &result.fields.status,
         delivery.received_at,
     );
-    let incoming = IncomingResult::new(
-        result.biz_id.as_str(),
-        &result.fields,
-        result.raw.clone(),
-        source,
-        true,
-    );
+    let incoming = IncomingResult::signed_callback(&result, kind);
     let entry = delivery.entry(Some(result.biz_id.as_str()), Some(&key_id), None);
     let (outcome, record) = match state.store.accept_signed(&entry, &incoming, effect).await {
         Ok(accepted) => accepted,

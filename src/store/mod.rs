@@ -166,6 +166,23 @@ impl CallbackKind {
             Self::ReturnGet => "return_get",
         }
     }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "notify" => Self::Notify,
+            "return_post" => Self::ReturnPost,
+            "return_get" => Self::ReturnGet,
+            _ => return None,
+        })
+    }
+
+    /// The source a result delivered on this route is stored with.
+    pub fn source(self) -> Source {
+        match self {
+            Self::Notify => Source::Notify,
+            Self::ReturnPost | Self::ReturnGet => Source::Return,
+        }
+    }
 }
 
 /// State of the follow-up for one biz_id, as shown in the record's `fetch` object.
@@ -300,6 +317,17 @@ impl IncomingResult {
             signed,
             result,
         }
+    }
+
+    /// A verified callback's result, delivered on `kind`'s route.
+    pub fn signed_callback(result: &crate::protocol::CallbackResult, kind: CallbackKind) -> Self {
+        Self::new(
+            result.biz_id.as_str(),
+            &result.fields,
+            result.raw.clone(),
+            kind.source(),
+            true,
+        )
     }
 }
 

@@ -22,15 +22,25 @@ fn biz(i: usize) -> String {
     format!("1795392000,replay-{i}")
 }
 
+/// `POST /api/v1/callbacks/replay` with `token` (none: no Authorization) and `body`.
+async fn post_replay(
+    app: &TestApp,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> reqwest::Response {
+    let mut request = app.client.post(app.url("/api/v1/callbacks/replay"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    request.send().await.unwrap()
+}
+
+/// A replay as an admin; its answer.
 async fn replay(app: &TestApp, body: Value) -> Value {
-    let response = app
-        .client
-        .post(app.url("/api/v1/callbacks/replay"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let response = post_replay(app, Some(ADMIN_TOKEN), Some(&body)).await;
     assert_eq!(response.status(), 200, "replay {body}");
     response.json().await.unwrap()
 }
@@ -219,45 +229,20 @@ async fn a_delivery_the_database_refused_is_stored_by_replay_once_the_fault_is_f
 
 async fn replay_needs_the_admin_scope_and_checks_its_body(app: TestApp) {
     for token in [TOKEN, PLAIN_TOKEN] {
-        let response = app
-            .client
-            .post(app.url("/api/v1/callbacks/replay"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
+        let response = post_replay(&app, Some(token), None).await;
         assert_eq!(response.status(), 403, "{token}");
         assert_eq!(error_code(response).await, "forbidden");
     }
-    let response = app
-        .client
-        .post(app.url("/api/v1/callbacks/replay"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 401);
+    assert_eq!(post_replay(&app, None, None).await.status(), 401);
     // No body at all is fine; a bad one is a 400 naming the problem.
-    let response = app
-        .client
-        .post(app.url("/api/v1/callbacks/replay"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let response = post_replay(&app, Some(ADMIN_TOKEN), None).await;
     assert_eq!(response.status(), 200);
     for (body, code) in [
         (json!({"limit": 0}), "invalid_limit"),
         (json!({"since": "last week"}), "invalid_since"),
         (json!([1]), "malformed_body"),
     ] {
-        let response = app
-            .client
-            .post(app.url("/api/v1/callbacks/replay"))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let response = post_replay(&app, Some(ADMIN_TOKEN), Some(&body)).await;
         assert_eq!(response.status(), 400, "{body}");
         assert_eq!(error_code(response).await, code, "{body}");
     }

@@ -168,6 +168,18 @@ async fn lease(store: &Arc<dyn Store>, owner: &str, now: i64) -> Vec<String> {
     jobs.into_iter().map(|job| job.biz_id).collect()
 }
 
+/// A job for `biz_id` (a return GET at `NOW`) whose first turn, 5 s later, ended in `update`.
+async fn job_after_a_turn(store: &Arc<dyn Store>, biz_id: &str, update: JobUpdate) {
+    return_get(store, biz_id, NOW, new_job(NOW)).await;
+    let owner = format!("worker-of-{biz_id}");
+    let leased = lease(store, &owner, NOW + 5_000).await;
+    assert!(leased.iter().any(|id| id == biz_id), "{leased:?}");
+    store
+        .update_job(biz_id, &owner, NOW + 5_000, &update)
+        .await
+        .unwrap();
+}
+
 fn outcomes(records: &[faceid_receiver::store::CallbackRecord]) -> Vec<&str> {
     records.iter().map(|r| r.outcome.as_str()).collect()
 }
@@ -622,16 +634,11 @@ async fn ensure_creates_or_re_pends_a_job_without_refilling_the_budget(store: Ar
     // A pending job held far ahead (the last call, kept for a final status) is brought
     // forward; one already due sooner is left alone.
     let held = biz("ensure-held");
-    return_get(&store, &held, NOW, new_job(NOW)).await;
-    lease(&store, "w3", NOW + 5_000).await;
     let hold = JobUpdate::Retry {
         next_at: NOW + DAY / 2,
         last_error: None,
     };
-    store
-        .update_job(&held, "w3", NOW + 5_000, &hold)
-        .await
-        .unwrap();
+    job_after_a_turn(&store, &held, hold).await;
     let (_, forward) = notify(
         &store,
         &signed_notify(&held, "OK"),
@@ -654,16 +661,11 @@ async fn ensure_creates_or_re_pends_a_job_without_refilling_the_budget(store: Ar
 
     // A finished job stays finished.
     let done = biz("ensure-done");
-    return_get(&store, &done, NOW, new_job(NOW)).await;
-    lease(&store, "w2", NOW + 5_000).await;
     let finish = JobUpdate::Finish {
         state: FetchState::Done,
         last_error: None,
     };
-    store
-        .update_job(&done, "w2", NOW + 5_000, &finish)
-        .await
-        .unwrap();
+    job_after_a_turn(&store, &done, finish).await;
     let (_, kept) = notify(
         &store,
         &signed_notify(&done, "OK"),
@@ -1652,22 +1654,42 @@ async fn one_batch_applies_deliveries_for_one_biz_id_in_order(store: Arc<dyn Sto
     );
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn sqlite_one_batch_applies_deliveries_for_one_biz_id_in_order() {
-    let (store, _dir) = common::sqlite_store().await;
-    one_batch_applies_deliveries_for_one_biz_id_in_order(store.clone()).await;
-    store.close().await;
+/// Like `store_tests!` (a test per engine, in `batch::sqlite` and `batch::postgres`), on a
+/// current-thread runtime: there [`accept_together`] forms one batch.
+macro_rules! batch_store_tests {
+    ($($case:ident),* $(,)?) => {
+        mod batch {
+            mod sqlite {
+                $(
+                    #[tokio::test(flavor = "current_thread")]
+                    async fn $case() {
+                        let (store, _dir) = crate::common::sqlite_store().await;
+                        crate::$case(store.clone()).await;
+                        store.close().await;
+                    }
+                )*
+            }
+            mod postgres {
+                $(
+                    #[tokio::test(flavor = "current_thread")]
+                    async fn $case() {
+                        let Some((store, mut db)) = crate::common::postgres_store().await else {
+                            return;
+                        };
+                        crate::$case(store.clone()).await;
+                        store.close().await;
+                        db.drop_database().await;
+                    }
+                )*
+            }
+        }
+    };
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn postgres_one_batch_applies_deliveries_for_one_biz_id_in_order() {
-    let Some((store, mut db)) = common::postgres_store().await else {
-        return;
-    };
-    one_batch_applies_deliveries_for_one_biz_id_in_order(store.clone()).await;
-    store.close().await;
-    db.drop_database().await;
-}
+batch_store_tests!(
+    one_batch_applies_deliveries_for_one_biz_id_in_order,
+    a_member_with_a_data_error_fails_alone_and_the_rest_of_its_batch_is_acked,
+);
 
 /// Runs `work` with this thread's logs captured, and returns its output with the log text. On
 /// a current-thread runtime the group-commit writer tasks run on this thread too, so what
@@ -2051,23 +2073,6 @@ async fn a_member_with_a_data_error_fails_alone_and_the_rest_of_its_batch_is_ack
         error.database_code().is_some(),
         "it names the database's code: {error:?}"
     );
-}
-
-#[tokio::test(flavor = "current_thread")]
-async fn sqlite_a_member_with_a_data_error_fails_alone_and_the_rest_of_its_batch_is_acked() {
-    let (store, _dir) = common::sqlite_store().await;
-    a_member_with_a_data_error_fails_alone_and_the_rest_of_its_batch_is_acked(store.clone()).await;
-    store.close().await;
-}
-
-#[tokio::test(flavor = "current_thread")]
-async fn postgres_a_member_with_a_data_error_fails_alone_and_the_rest_of_its_batch_is_acked() {
-    let Some((store, mut db)) = common::postgres_store().await else {
-        return;
-    };
-    a_member_with_a_data_error_fails_alone_and_the_rest_of_its_batch_is_acked(store.clone()).await;
-    store.close().await;
-    db.drop_database().await;
 }
 
 /// PostgreSQL refuses NUL in text with SQLSTATE 22021: all digits, like a SQLite result code
