@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Extension, Json, Router};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
@@ -28,21 +28,25 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/callbacks/replay", post(replay_refused))
 }
 
-/// `POST /callbacks/replay` body; every field is optional, and so is the body.
-#[derive(ToSchema)]
-#[allow(dead_code)] // documentation only: the body is read field by field for clear errors
+/// `POST /callbacks/replay` body; every field is optional, and so is the body. Unknown
+/// fields are refused: a misspelt `dry_run` must not turn a dry run into a real one. Each
+/// value is checked on its own, for an error that names it.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ReplayRequest {
-    /// Only deliveries received at or after this time: RFC 3339, or epoch milliseconds.
-    #[schema(value_type = Option<String>, example = "2026-11-23T00:00:00Z")]
-    since: Option<String>,
+    /// Only deliveries received at or after this time: RFC 3339 (epoch milliseconds are
+    /// accepted too).
+    #[schema(value_type = Option<String>, format = DateTime, example = "2026-11-23T00:00:00Z")]
+    since: Option<Value>,
     /// Only count what would be replayed; change nothing.
-    dry_run: Option<bool>,
+    #[schema(value_type = Option<bool>)]
+    dry_run: Option<Value>,
     /// Continue after this journal id (`next_after_id` of the previous answer).
-    #[schema(minimum = 0)]
-    after_id: Option<i64>,
+    #[schema(value_type = Option<i64>, minimum = 0)]
+    after_id: Option<Value>,
     /// Deliveries to look at, 1 to 10000 (1000 by default).
-    #[schema(minimum = 1, maximum = 10000)]
-    limit: Option<i64>,
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 10000)]
+    limit: Option<Value>,
 }
 
 /// What a replay did.
@@ -68,62 +72,46 @@ fn options(body: &[u8]) -> Result<ReplayOptions> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(options);
     }
-    let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(body) else {
-        return Err(bad(
+    let request: ReplayRequest = serde_json::from_slice(body).map_err(|_| {
+        bad(
             "malformed_body",
-            "the body must be empty or a JSON object {\"since\", \"dry_run\", \"after_id\", \"limit\"}",
-        ));
+            "the body must be empty or a JSON object with since, dry_run, after_id and limit",
+        )
+    })?;
+    let invalid_since = || {
+        bad(
+            "invalid_since",
+            "since must be an RFC 3339 time or epoch milliseconds",
+        )
     };
-    for (name, value) in &fields {
-        match (name.as_str(), value) {
-            (_, Value::Null) => {}
-            ("since", Value::String(text)) => {
-                options.since = Some(parse_time(text).ok_or_else(|| {
-                    bad(
-                        "invalid_since",
-                        "since must be an RFC 3339 time or epoch milliseconds",
-                    )
-                })?);
-            }
-            ("since", Value::Number(n)) => {
-                options.since = Some(n.as_i64().ok_or_else(|| {
-                    bad(
-                        "invalid_since",
-                        "since must be an RFC 3339 time or epoch milliseconds",
-                    )
-                })?);
-            }
-            ("dry_run", Value::Bool(dry_run)) => options.dry_run = *dry_run,
-            ("after_id", Value::Number(n)) => {
-                options.after_id = n.as_i64().filter(|id| *id >= 0).ok_or_else(|| {
-                    bad("invalid_after_id", "after_id must be a whole number >= 0")
-                })?;
-            }
-            ("limit", Value::Number(n)) => {
-                let limit = n
-                    .as_u64()
-                    .filter(|n| (1..=MAX_LIMIT).contains(n))
-                    .ok_or_else(|| {
-                        bad(
-                            "invalid_limit",
-                            "limit must be a whole number from 1 to 10000",
-                        )
-                    })?;
-                options.limit = Some(limit);
-            }
-            ("since" | "dry_run" | "after_id" | "limit", _) => {
-                return Err(bad(
-                    "malformed_body",
-                    "since is a string or a number, dry_run a boolean, after_id and limit numbers",
-                ));
-            }
-            _ => {
-                return Err(bad(
-                    "malformed_body",
-                    "unknown field: the body takes since, dry_run, after_id and limit",
-                ));
-            }
-        }
+    options.since = match request.since {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => Some(parse_time(&text).ok_or_else(invalid_since)?),
+        Some(Value::Number(n)) => Some(n.as_i64().ok_or_else(invalid_since)?),
+        Some(_) => return Err(invalid_since()),
+    };
+    options.dry_run = match request.dry_run {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(dry_run)) => dry_run,
+        Some(_) => return Err(bad("invalid_dry_run", "dry_run must be true or false")),
+    };
+    if let Some(after_id) = request.after_id.filter(|v| !v.is_null()) {
+        options.after_id = after_id
+            .as_i64()
+            .filter(|id| *id >= 0)
+            .ok_or_else(|| bad("invalid_after_id", "after_id must be a whole number >= 0"))?;
+    }
+    if let Some(limit) = request.limit.filter(|v| !v.is_null()) {
+        let limit = limit
+            .as_u64()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                bad(
+                    "invalid_limit",
+                    "limit must be a whole number from 1 to 10000",
+                )
+            })?;
+        options.limit = Some(limit);
     }
     Ok(options)
 }
@@ -208,7 +196,8 @@ mod tests {
             (br#"{"limit":0}"#, "invalid_limit"),
             (br#"{"limit":10001}"#, "invalid_limit"),
             (br#"{"after_id":-1}"#, "invalid_after_id"),
-            (br#"{"dry_run":"yes"}"#, "malformed_body"),
+            (br#"{"dry_run":"yes"}"#, "invalid_dry_run"),
+            (br#"{"dryrun":true}"#, "malformed_body"),
             (br#"{"everything":true}"#, "malformed_body"),
         ] {
             let error = options(body).unwrap_err();
