@@ -1120,6 +1120,61 @@ mod tests {
     }
 
     #[test]
+    fn follow_up_bounds_have_defaults_and_are_checked() {
+        let s = Settings::load_from(&env(&[]), &repo_config())
+            .unwrap()
+            .settings;
+        assert_eq!(
+            (s.server.return_get_per_minute, s.server.return_get_burst),
+            (60, 20)
+        );
+        assert_eq!(s.fetch.max_calls_per_second, 5);
+        for (var, value, key) in [
+            (
+                "APP__FETCH__MAX_CALLS_PER_SECOND",
+                "0",
+                "fetch.max_calls_per_second",
+            ),
+            ("APP__FETCH__FLOW_TIMEOUT", "0s", "fetch.flow_timeout"),
+            (
+                "APP__SERVER__RETURN_GET_BURST",
+                "0",
+                "server.return_get_burst",
+            ),
+        ] {
+            let error = Settings::load_from(&env(&[(var, value)]), &repo_config())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains(key) || error.contains(var),
+                "{var}={value}: {error}"
+            );
+        }
+        // A 20 s lease cannot cover a 15 s call after 8 turns at one call a second.
+        let error = Settings::load_from(
+            &env(&[
+                ("APP__FETCH__MAX_CALLS_PER_SECOND", "1"),
+                ("APP__FETCH__LEASE", "20s"),
+            ]),
+            &repo_config(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("fetch.lease") && error.contains("23s"),
+            "{error}"
+        );
+        let off = Settings::load_from(
+            &env(&[
+                ("APP__SERVER__RETURN_GET_PER_MINUTE", "0"),
+                ("APP__SERVER__RETURN_GET_BURST", "0"),
+            ]),
+            &repo_config(),
+        );
+        assert!(off.is_ok(), "0 disables the return GET limit");
+    }
+
+    #[test]
     fn https_on_a_whitelisted_port_has_no_warning() {
         assert!(
             public_url_warnings(Some(&url::Url::parse("https://v.example.com").unwrap()))
