@@ -11,7 +11,9 @@
 //! 4. the id must be scripted: `400 RESULT_NOT_FOUND`.
 //! 5. from here on the call is *charged* to the result: the 4th and later charged call, or any
 //!    call one day or more after the biz_id's leading epoch seconds (by the injected clock),
-//!    answers `403 DATA_DESTROYED`; otherwise the script's step for this call answers.
+//!    answers `403 DATA_DESTROYED`; otherwise the script's step for this call answers — or,
+//!    for a result scripted with `finishes_at_ms`, its `until_finished` step before that time
+//!    (the user has not finished), the script counting its steps from the first call after.
 //!
 //! Every request that names an id is logged under it (count, answers, times, in-flight
 //! maximum), whatever the answer, so tests can assert exactly what a client did.
