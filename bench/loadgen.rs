@@ -294,6 +294,7 @@ fn pgbench_script() -> String {
             &quote(&w.body_sha256),
             &w.body.len().to_string(),
             &format!("'\\x{}'::bytea", hex::encode(&w.body)),
+            "'current'",
         ],
     );
     let cancel = bind_literally(sql::CANCEL_PENDING_JOB, &[biz, now]);
@@ -355,6 +356,7 @@ async fn sqlite_baseline(path: PathBuf, concurrency: usize, duration: f64) -> an
                     .bind(&w.body_sha256)
                     .bind(w.body.len() as i64)
                     .bind(&w.body)
+                    .bind("current")
                     .fetch_one(&mut *tx)
                     .await?;
                 sqlx::query(sql::CANCEL_PENDING_JOB)

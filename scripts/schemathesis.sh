@@ -49,7 +49,7 @@ env -i PATH="$PATH" \
     APP_CONFIG_DIR="$PWD/config" \
     APP__SERVER__LISTEN="127.0.0.1:$PORT" \
     APP__DATABASE__URL="sqlite://$WORK/db.sqlite?mode=rwc" \
-    APP__API__TOKENS="$TOKEN" \
+    APP__API__TOKENS="$TOKEN:admin" \
     APP__MEGVII__API_SECRET="$SECRET" \
     APP__MEGVII__BASE_URL="http://127.0.0.1:9" \
     APP__TELEMETRY__FILTER="warn" \

@@ -144,6 +144,10 @@ pub struct ServerSettings {
     pub idle_timeout: Duration,
     /// Connections served at once; further ones wait in the listen backlog.
     pub max_connections: usize,
+    /// Per-IP return GETs per minute (on top of the limit above); 0 disables this limit.
+    pub return_get_per_minute: u32,
+    /// Return GETs an IP may send at once before the per-minute rate applies.
+    pub return_get_burst: u32,
 }
 
 #[derive(Clone)]
@@ -183,10 +187,32 @@ impl fmt::Debug for DatabaseSettings {
 pub struct MegviiSettings {
     pub api_key: SecretString,
     pub api_secret: SecretString,
+    /// Secrets used before a rotation: still accepted on callbacks (after `api_secret`), never
+    /// used for get_result.
+    pub previous_secrets: Vec<SecretString>,
     pub base_url: url::Url,
     pub connect_timeout: Duration,
     pub timeout: Duration,
 }
+
+impl MegviiSettings {
+    /// The secrets a callback's sign is checked with, in order: `api_secret`, then
+    /// `previous_secrets`. Position `i` is the one [`crate::protocol::sign::key_id`] names.
+    pub fn callback_secrets(&self) -> Vec<&str> {
+        std::iter::once(&self.api_secret)
+            .chain(&self.previous_secrets)
+            .map(|secret| secret.expose_secret())
+            .collect()
+    }
+}
+
+/// Token scopes `api.tokens` may grant: `pii` reveals identity data, `admin` manages (replays
+/// refused callbacks), `console` signs in to the operator console.
+pub const SCOPES: [&str; 3] = [crate::protocol::pii::PII_SCOPE, ADMIN_SCOPE, CONSOLE_SCOPE];
+/// The scope of `POST /api/v1/callbacks/replay`.
+pub const ADMIN_SCOPE: &str = "admin";
+/// The scope of the operator console.
+pub const CONSOLE_SCOPE: &str = "console";
 
 /// One bearer token for `/api/v1`, written `token` or `token:scope+scope`.
 #[derive(Clone)]
@@ -251,11 +277,18 @@ pub struct ReturnSettings {
 pub struct FetchSettings {
     pub initial_delay: Duration,
     pub retry_delay: Duration,
+    /// The slow lane: the next call after a `NOT_STARTED` answer (the GET came early).
+    pub not_started_delay: Duration,
+    /// How long a started H5 flow may still take to end; the held-back last call comes this
+    /// long after a `PROCESSING` answer, or this long before the window closes.
+    pub flow_timeout: Duration,
     pub max_calls: i32,
     pub return_image: i32,
     pub safety_margin: Duration,
     pub lease: Duration,
     pub poll_interval: Duration,
+    /// Ceiling on get_result calls per second, per replica (all biz_ids together).
+    pub max_calls_per_second: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -350,6 +383,8 @@ struct RawServer {
     #[serde(with = "humantime_serde")]
     idle_timeout: Duration,
     max_connections: usize,
+    return_get_per_minute: u32,
+    return_get_burst: u32,
 }
 
 #[derive(Deserialize)]
@@ -367,6 +402,8 @@ struct RawDatabase {
 struct RawMegvii {
     api_key: Option<String>,
     api_secret: Option<String>,
+    #[serde(default)]
+    previous_secrets: Vec<String>,
     base_url: String,
     #[serde(with = "humantime_serde")]
     connect_timeout: Duration,
@@ -391,6 +428,11 @@ struct RawFetch {
     initial_delay: Duration,
     #[serde(with = "humantime_serde")]
     retry_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    not_started_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    flow_timeout: Duration,
+    max_calls_per_second: u32,
     max_calls: i32,
     return_image: i32,
     #[serde(with = "humantime_serde")]
@@ -421,6 +463,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "server.header_timeout",
     "server.idle_timeout",
     "server.max_connections",
+    "server.return_get_per_minute",
+    "server.return_get_burst",
     "database.url",
     "database.max_connections",
     "database.connect_timeout",
@@ -429,6 +473,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "database.group_commit_max",
     "megvii.api_key",
     "megvii.api_secret",
+    "megvii.previous_secrets",
     "megvii.base_url",
     "megvii.connect_timeout",
     "megvii.timeout",
@@ -436,6 +481,9 @@ pub const KNOWN_KEYS: &[&str] = &[
     "return.redirect_url",
     "fetch.initial_delay",
     "fetch.retry_delay",
+    "fetch.not_started_delay",
+    "fetch.flow_timeout",
+    "fetch.max_calls_per_second",
     "fetch.max_calls",
     "fetch.return_image",
     "fetch.safety_margin",
@@ -507,6 +555,7 @@ impl Settings {
                     .separator("__")
                     .list_separator(",")
                     .with_list_parse_key("api.tokens")
+                    .with_list_parse_key("megvii.previous_secrets")
                     .with_list_parse_key("encryption.previous_keys")
                     .try_parsing(true)
                     .source(Some(app_vars.clone())),
@@ -617,6 +666,12 @@ fn validate(raw: Raw, environment: Environment) -> Result<Settings, ConfigError>
             "must be at least 1".into(),
         ));
     }
+    if raw.server.return_get_per_minute > 0 && raw.server.return_get_burst == 0 {
+        return Err(invalid(
+            "server.return_get_burst",
+            "must be at least 1 when server.return_get_per_minute is set".into(),
+        ));
+    }
     if raw.server.rate_limit_per_second > 0 && raw.server.rate_limit_burst == 0 {
         return Err(invalid(
             "server.rate_limit_burst",
@@ -649,6 +704,13 @@ fn validate(raw: Raw, environment: Environment) -> Result<Settings, ConfigError>
         .ok_or_else(|| missing("megvii.api_secret", "megvii", "api_secret"))?;
     let base_url = parse_http_url(&raw.megvii.base_url)
         .map_err(|reason| invalid("megvii.base_url", reason))?;
+    let previous_secrets: Vec<SecretString> = raw
+        .megvii
+        .previous_secrets
+        .into_iter()
+        .filter_map(|s| non_empty(Some(s)))
+        .map(SecretString::from)
+        .collect();
 
     let tokens: Vec<ApiToken> = raw
         .api
@@ -656,6 +718,19 @@ fn validate(raw: Raw, environment: Environment) -> Result<Settings, ConfigError>
         .iter()
         .filter_map(|t| ApiToken::parse(t))
         .collect();
+    for (n, token) in tokens.iter().enumerate() {
+        if let Some(unknown) = token.scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
+            // Name the entry by position and the scope, never the token.
+            return Err(invalid(
+                "api.tokens",
+                format!(
+                    "token #{} has an unknown scope {unknown:?}; scopes are {}, joined with +",
+                    n + 1,
+                    SCOPES.join(", ")
+                ),
+            ));
+        }
+    }
     if environment == Environment::Production {
         if tokens.is_empty() {
             return Err(missing("api.tokens", "api", "tokens"));
@@ -684,15 +759,31 @@ fn validate(raw: Raw, environment: Environment) -> Result<Settings, ConfigError>
             "must be between 0 and 6".into(),
         ));
     }
+    if raw.fetch.max_calls_per_second == 0 {
+        return Err(invalid(
+            "fetch.max_calls_per_second",
+            "must be at least 1".into(),
+        ));
+    }
+    if raw.fetch.flow_timeout < Duration::from_secs(1) {
+        return Err(invalid("fetch.flow_timeout", "must be at least 1s".into()));
+    }
     if raw.fetch.lease < Duration::from_secs(1) {
         return Err(invalid("fetch.lease", "must be at least 1s".into()));
     }
-    if raw.fetch.lease <= raw.megvii.timeout {
-        // A lease shorter than a call would let another replica start a second call on the
-        // same biz_id while the first is still in flight.
+    // A lease shorter than a call (plus the wait for the call's turn under the ceiling, a
+    // pass's worth of calls) would let another replica start a second call on the same
+    // biz_id while the first is still in flight.
+    let turn_wait = Duration::from_secs(crate::fetcher::DEFAULT_BATCH as u64)
+        / raw.fetch.max_calls_per_second.max(1);
+    if raw.fetch.lease <= raw.megvii.timeout + turn_wait {
         return Err(invalid(
             "fetch.lease",
-            "must be longer than megvii.timeout".into(),
+            format!(
+                "must be longer than megvii.timeout plus {} calls at fetch.max_calls_per_second ({})",
+                crate::fetcher::DEFAULT_BATCH,
+                humantime::format_duration(raw.megvii.timeout + turn_wait)
+            ),
         ));
     }
 
@@ -743,6 +834,8 @@ fn validate(raw: Raw, environment: Environment) -> Result<Settings, ConfigError>
             header_timeout: raw.server.header_timeout,
             idle_timeout: raw.server.idle_timeout,
             max_connections: raw.server.max_connections,
+            return_get_per_minute: raw.server.return_get_per_minute,
+            return_get_burst: raw.server.return_get_burst,
         },
         database: DatabaseSettings {
             url: SecretString::from(url),
@@ -755,6 +848,7 @@ fn validate(raw: Raw, environment: Environment) -> Result<Settings, ConfigError>
         megvii: MegviiSettings {
             api_key: SecretString::from(api_key),
             api_secret: SecretString::from(api_secret),
+            previous_secrets,
             base_url,
             connect_timeout: raw.megvii.connect_timeout,
             timeout: raw.megvii.timeout,
@@ -764,11 +858,14 @@ fn validate(raw: Raw, environment: Environment) -> Result<Settings, ConfigError>
         fetch: FetchSettings {
             initial_delay: raw.fetch.initial_delay,
             retry_delay: raw.fetch.retry_delay,
+            not_started_delay: raw.fetch.not_started_delay,
+            flow_timeout: raw.fetch.flow_timeout,
             max_calls: raw.fetch.max_calls,
             return_image: raw.fetch.return_image,
             safety_margin: raw.fetch.safety_margin,
             lease: raw.fetch.lease,
             poll_interval: raw.fetch.poll_interval,
+            max_calls_per_second: raw.fetch.max_calls_per_second,
         },
         telemetry: TelemetrySettings {
             format: raw.telemetry.format,
@@ -880,6 +977,72 @@ mod tests {
                 ("beta".into(), vec!["pii".to_string()])
             ]
         );
+    }
+
+    #[test]
+    fn tokens_take_known_scopes_joined_with_plus_and_an_unknown_one_is_refused() {
+        let loaded = Settings::load_from(
+            &env(&[("APP__API__TOKENS", "plain,ops:pii+admin,desk:console")]),
+            &repo_config(),
+        )
+        .unwrap();
+        let scopes: Vec<Vec<String>> = loaded
+            .settings
+            .api
+            .tokens
+            .iter()
+            .map(|t| t.scopes.clone())
+            .collect();
+        assert_eq!(
+            scopes,
+            [
+                vec![],
+                vec!["pii".to_owned(), "admin".into()],
+                vec!["console".into()]
+            ]
+        );
+
+        let error = Settings::load_from(
+            &env(&[("APP__API__TOKENS", "plain,s3cret-token:pii+admn")]),
+            &repo_config(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("\"admn\"") && error.contains("token #2"),
+            "{error}"
+        );
+        assert!(error.contains("APP__API__TOKENS"), "{error}");
+        assert!(
+            !error.contains("s3cret-token"),
+            "no token in the message: {error}"
+        );
+        assert!(!error.contains('\n'), "one line: {error}");
+    }
+
+    #[test]
+    fn previous_secrets_come_after_the_current_one_and_stay_out_of_debug() {
+        let s = Settings::load_from(
+            &env(&[
+                ("APP__MEGVII__API_SECRET", "new-secret"),
+                (
+                    "APP__MEGVII__PREVIOUS_SECRETS",
+                    "old-secret-1, old-secret-2",
+                ),
+            ]),
+            &repo_config(),
+        )
+        .unwrap()
+        .settings;
+        assert_eq!(
+            s.megvii.callback_secrets(),
+            ["new-secret", "old-secret-1", "old-secret-2"]
+        );
+        assert!(!format!("{s:?}").contains("old-secret"));
+        let dev = Settings::load_from(&env(&[]), &repo_config())
+            .unwrap()
+            .settings;
+        assert_eq!(dev.megvii.callback_secrets(), ["dev-secret"]);
     }
 
     #[test]
@@ -1073,6 +1236,61 @@ mod tests {
                 .to_string();
             assert!(err.contains(var), "{var}={value}: {err}");
         }
+    }
+
+    #[test]
+    fn follow_up_bounds_have_defaults_and_are_checked() {
+        let s = Settings::load_from(&env(&[]), &repo_config())
+            .unwrap()
+            .settings;
+        assert_eq!(
+            (s.server.return_get_per_minute, s.server.return_get_burst),
+            (60, 20)
+        );
+        assert_eq!(s.fetch.max_calls_per_second, 5);
+        for (var, value, key) in [
+            (
+                "APP__FETCH__MAX_CALLS_PER_SECOND",
+                "0",
+                "fetch.max_calls_per_second",
+            ),
+            ("APP__FETCH__FLOW_TIMEOUT", "0s", "fetch.flow_timeout"),
+            (
+                "APP__SERVER__RETURN_GET_BURST",
+                "0",
+                "server.return_get_burst",
+            ),
+        ] {
+            let error = Settings::load_from(&env(&[(var, value)]), &repo_config())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains(key) || error.contains(var),
+                "{var}={value}: {error}"
+            );
+        }
+        // A 20 s lease cannot cover a 15 s call after 8 turns at one call a second.
+        let error = Settings::load_from(
+            &env(&[
+                ("APP__FETCH__MAX_CALLS_PER_SECOND", "1"),
+                ("APP__FETCH__LEASE", "20s"),
+            ]),
+            &repo_config(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("fetch.lease") && error.contains("23s"),
+            "{error}"
+        );
+        let off = Settings::load_from(
+            &env(&[
+                ("APP__SERVER__RETURN_GET_PER_MINUTE", "0"),
+                ("APP__SERVER__RETURN_GET_BURST", "0"),
+            ]),
+            &repo_config(),
+        );
+        assert!(off.is_ok(), "0 disables the return GET limit");
     }
 
     #[test]

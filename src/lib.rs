@@ -16,6 +16,7 @@ pub mod megvii;
 pub mod metrics;
 pub mod protocol;
 pub mod push;
+pub mod replay;
 pub mod retention;
 pub mod sim;
 pub mod startup;

@@ -1,5 +1,5 @@
 //! The `faceid-receiver` command: `serve` (default), `migrate`, `check-config`, `healthcheck`,
-//! `purge`, `reencrypt`.
+//! `purge`, `reencrypt`, `replay`.
 
 use std::process::ExitCode;
 
@@ -40,6 +40,17 @@ enum Command {
     /// key set, decrypts everything). Prints how many values were rewritten.
     Reencrypt {
         /// Only count what would be rewritten; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Re-verify refused callbacks whose body the journal kept, against the secrets configured
+    /// now (megvii.api_secret, then megvii.previous_secrets), and store those that verify
+    /// (journaled as `replayed`). Idempotent, and safe while `serve` runs. Prints counts.
+    Replay {
+        /// Only deliveries received at or after this time (RFC 3339, or epoch milliseconds).
+        #[arg(long, value_parser = parse_since)]
+        since: Option<i64>,
+        /// Only count what would be replayed; change nothing.
         #[arg(long)]
         dry_run: bool,
     },
@@ -85,6 +96,7 @@ async fn run(command: Command) -> ExitCode {
         Command::Migrate => migrate(&settings).await,
         Command::Purge { dry_run } => purge(&settings, dry_run).await,
         Command::Reencrypt { dry_run } => reencrypt(&settings, dry_run).await,
+        Command::Replay { since, dry_run } => replay(&settings, since, dry_run).await,
         _ => serve(settings).await,
     };
     match result {
@@ -150,6 +162,38 @@ async fn reencrypt(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn parse_since(text: &str) -> Result<i64, String> {
+    faceid_receiver::clock::parse_time(text)
+        .ok_or_else(|| "expected an RFC 3339 time or epoch milliseconds".to_owned())
+}
+
+async fn replay(settings: &Settings, since: Option<i64>, dry_run: bool) -> anyhow::Result<()> {
+    let store = startup::connect_store(settings).await?;
+    store.migrate().await?;
+    let clock: faceid_receiver::clock::SharedClock =
+        std::sync::Arc::new(faceid_receiver::clock::SystemClock);
+    let options = faceid_receiver::replay::ReplayOptions {
+        since,
+        dry_run,
+        ..Default::default()
+    };
+    let report =
+        faceid_receiver::replay::replay(store.as_ref(), settings, &clock, &options).await?;
+    let c = report.counts;
+    if dry_run {
+        println!(
+            "would replay: {} of {} refused deliveries now verify ({} still refused)",
+            c.verified, c.examined, c.still_refused
+        );
+    } else {
+        println!(
+            "replayed: {} stored, {} already stored, {} still refused (of {} examined)",
+            c.stored, c.duplicate, c.still_refused, c.examined
+        );
+    }
+    Ok(())
+}
+
 fn check_config(settings: &Settings, warnings: &[String]) -> ExitCode {
     println!(
         "configuration OK (profile {})",
@@ -175,6 +219,10 @@ fn check_config(settings: &Settings, warnings: &[String]) -> ExitCode {
             "off"
         },
         settings.encryption.previous_keys.len()
+    );
+    println!(
+        "callback secrets: the current one and {} previous",
+        settings.megvii.previous_secrets.len()
     );
     match settings.callback_urls() {
         Some((notify, ret)) => {

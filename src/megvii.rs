@@ -278,8 +278,9 @@ impl Client {
                 body: self.scrub(&String::from_utf8_lossy(body)),
             });
         }
-        let (_, object) = parsed.map_err(|reason| UpstreamError::BadAnswer { status, reason })?;
-        Ok(split_result(status, object))
+        let (text, object) =
+            parsed.map_err(|reason| UpstreamError::BadAnswer { status, reason })?;
+        Ok(split_result(status, text, object))
     }
 
     /// Keeps at most 120 characters of an unrecognised answer, without the credentials in
@@ -314,39 +315,25 @@ fn transport_error(error: reqwest::Error) -> UpstreamError {
     }
 }
 
-/// Splits a result object into the stored JSON (images removed) and the decoded images.
-fn split_result(http_status: u16, object: Map<String, Value>) -> Fetched {
+/// Splits a result into the stored JSON (images removed) and the decoded images. `text` is
+/// the answer as received and `object` its derived view ([`payload::parse_object`]): the
+/// fields and the images are read from the view, while the stored JSON is cut from the text
+/// itself, so every kept value stays byte-exact — including what the view could only hold in
+/// a safe form (a lone surrogate, `1e999`, a 30-digit integer).
+fn split_result(http_status: u16, text: &str, object: Map<String, Value>) -> Fetched {
     let fields = payload::result_fields(&object);
-    let (kept, images) = split_images(object);
+    let images = images_in(&object);
+    let result = if holds_images(&object) {
+        stored_without_images(text, object)
+    } else {
+        text.trim().to_owned()
+    };
     Fetched {
         http_status,
         fields,
-        result: Value::Object(kept).to_string(),
+        result,
         images,
     }
-}
-
-/// The object without `images` and the top-level image keys, and the images they held that
-/// decode.
-fn split_images(object: Map<String, Value>) -> (Map<String, Value>, Vec<NewImage>) {
-    let mut images = Vec::new();
-    let mut kept = Map::new();
-    // Rebuilt rather than `remove`d: with `preserve_order`, `Map::remove` swaps the last key
-    // into the hole, and the stored JSON should keep FaceID's key order.
-    for (key, value) in object {
-        if key == "images" {
-            if let Value::Object(inner) = value {
-                for (name, value) in inner {
-                    collect_image(&name, &value, &mut images);
-                }
-            }
-        } else if TOP_LEVEL_IMAGES.contains(&key.as_str()) {
-            collect_image(&key, &value, &mut images);
-        } else {
-            kept.insert(key, value);
-        }
-    }
-    (kept, images)
 }
 
 /// Images in a signed callback's result text (FaceID documents that callbacks carry none,
@@ -356,13 +343,93 @@ fn split_images(object: Map<String, Value>) -> (Map<String, Value>, Vec<NewImage
 /// fails: text that is not an object has nothing to cut.
 pub fn cut_images(raw: &str) -> Option<(String, Vec<NewImage>)> {
     let (_, object) = payload::parse_object(raw.as_bytes()).ok()?;
-    let carries_images =
-        object.contains_key("images") || TOP_LEVEL_IMAGES.iter().any(|k| object.contains_key(*k));
-    if !carries_images {
+    if !holds_images(&object) {
         return None;
     }
-    let (kept, images) = split_images(object);
-    (!images.is_empty()).then(|| (Value::Object(kept).to_string(), images))
+    let images = images_in(&object);
+    (!images.is_empty()).then(|| (stored_without_images(raw, object), images))
+}
+
+fn is_image_key(key: &str) -> bool {
+    key == "images" || TOP_LEVEL_IMAGES.contains(&key)
+}
+
+fn holds_images(object: &Map<String, Value>) -> bool {
+    object.keys().any(|key| is_image_key(key))
+}
+
+/// The images under `images` and the top-level image keys that decode.
+fn images_in(object: &Map<String, Value>) -> Vec<NewImage> {
+    let mut images = Vec::new();
+    for (key, value) in object {
+        if key == "images" {
+            if let Value::Object(inner) = value {
+                for (name, value) in inner {
+                    collect_image(name, value, &mut images);
+                }
+            }
+        } else if TOP_LEVEL_IMAGES.contains(&key.as_str()) {
+            collect_image(key, value, &mut images);
+        }
+    }
+    images
+}
+
+/// `text` without its image members, the others cut verbatim from the text; when serde_json
+/// cannot read a member name even as raw text (a lone surrogate in a key), the view with the
+/// images removed, rather than lose the result.
+fn stored_without_images(text: &str, object: Map<String, Value>) -> String {
+    without_images(text).unwrap_or_else(|| {
+        let kept: Map<String, Value> = object
+            .into_iter()
+            .filter(|(key, _)| !is_image_key(key))
+            .collect();
+        Value::Object(kept).to_string()
+    })
+}
+
+/// The object `text` without its image members, every other member's value cut verbatim
+/// from the text, in FaceID's order.
+fn without_images(text: &str) -> Option<String> {
+    let Members(members) = serde_json::from_str(text).ok()?;
+    let kept: Vec<String> = members
+        .iter()
+        .filter(|(key, _)| !is_image_key(key))
+        .map(|(key, raw)| {
+            Some(format!(
+                "{}:{}",
+                serde_json::to_string(key).ok()?,
+                raw.get()
+            ))
+        })
+        .collect::<Option<_>>()?;
+    Some(format!("{{{}}}", kept.join(",")))
+}
+
+/// A JSON object's members in order, each value as its raw text.
+struct Members(Vec<(String, Box<serde_json::value::RawValue>)>);
+
+impl<'de> serde::Deserialize<'de> for Members {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Members;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Members, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry()? {
+                    members.push(member);
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(Visit)
+    }
 }
 
 /// Decodes one image value into `images`, or skips it with a warning. Never fails.
@@ -449,6 +516,7 @@ mod tests {
         Client::new(&MegviiSettings {
             api_key: SecretString::from(KEY),
             api_secret: SecretString::from(secret),
+            previous_secrets: Vec::new(),
             base_url: base.parse().unwrap(),
             connect_timeout: Duration::from_millis(300),
             timeout: Duration::from_millis(500),
@@ -656,6 +724,31 @@ mod tests {
             fetched.images.len(),
             2,
             "bare base64 and data URL both decode"
+        );
+    }
+
+    #[test]
+    fn an_answer_holding_what_serde_json_refuses_is_a_result_kept_byte_exact() {
+        let c = client("http://127.0.0.1:9");
+        let b64 = base64::engine::general_purpose::STANDARD.encode(b"jpeg-bytes");
+        let kept = r#""status": "OK", "biz_info": {"biz_id": "1,a", "biz_no": "n\u0000\ud800"},
+            "verify_result": {"result_faceid": {"confidence": 1e999}}, "idcard_info": {"idcard_name": "\udfff"},
+            "big": 123456789012345678901234567890"#;
+        // Without images the answer is stored exactly as received.
+        let body = format!("{{{kept}}}");
+        let fetched = c.interpret(200, body.as_bytes()).unwrap();
+        assert_eq!(fetched.result, body);
+        assert_eq!(fetched.fields.status, Status::Ok);
+        assert_eq!(fetched.fields.biz_no.as_deref(), Some(r"n\u0000\ud800"));
+        assert_eq!(fetched.fields.confidence, None);
+        // With images, every other member is cut verbatim from the answer.
+        let body =
+            format!(r#"{{"images": {{"image_best": "data:image/jpeg;base64,{b64}"}}, {kept}}}"#);
+        let fetched = c.interpret(200, body.as_bytes()).unwrap();
+        assert_eq!(fetched.images.len(), 1);
+        assert_eq!(
+            fetched.result,
+            r#"{"status":"OK","biz_info":{"biz_id": "1,a", "biz_no": "n\u0000\ud800"},"verify_result":{"result_faceid": {"confidence": 1e999}},"idcard_info":{"idcard_name": "\udfff"},"big":123456789012345678901234567890}"#
         );
     }
 

@@ -23,6 +23,7 @@
 //! `raw:#<hash prefix>`: the token is a bearer for the user's verification page.
 
 pub mod job;
+pub mod plan;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -98,6 +99,20 @@ pub fn log_key(key: &str) -> String {
     }
 }
 
+/// The ceiling on get_result calls: a token bucket, one call per `1 / max_calls_per_second`
+/// with no burst, so calls leave evenly spaced.
+pub type CallLimiter = governor::DefaultDirectRateLimiter;
+
+/// A limiter allowing `per_second` calls per second, one at a time.
+pub fn call_limiter(per_second: u32) -> CallLimiter {
+    let per_second = per_second.max(1);
+    let period = Duration::from_nanos(1_000_000_000 / u64::from(per_second));
+    let quota = governor::Quota::with_period(period.max(Duration::from_nanos(1)))
+        .expect("a positive period")
+        .allow_burst(std::num::NonZeroU32::MIN);
+    governor::RateLimiter::direct(quota)
+}
+
 /// What one worker needs. Each context has its own lease owner id, so two contexts over
 /// one database behave like two replicas.
 pub struct Context {
@@ -111,6 +126,8 @@ pub struct Context {
     pub owner: String,
     /// Jobs leased per pass, worked on concurrently.
     pub batch: i64,
+    /// `fetch.max_calls_per_second`, shared by every pass of this worker.
+    pub limiter: Arc<CallLimiter>,
 }
 
 impl Context {
@@ -127,7 +144,14 @@ impl Context {
             call_timeout_ms: duration_ms(settings.megvii.timeout),
             owner: format!("worker-{}", uuid::Uuid::new_v4()),
             batch: DEFAULT_BATCH,
+            limiter: Arc::new(call_limiter(settings.fetch.max_calls_per_second)),
         })
+    }
+
+    /// The ceiling's spacing between two calls, in ms (rounded up).
+    pub fn limiter_period_ms(&self) -> i64 {
+        let per_second = i64::from(self.fetch.max_calls_per_second.max(1));
+        (1000 + per_second - 1) / per_second
     }
 
     /// Replaces the random owner id (tests name their replicas).

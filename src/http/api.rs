@@ -50,7 +50,9 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/verifications/{biz_id}", get(get_verification))
         .route("/callbacks", get(list_callbacks))
         .merge(super::fetch::router())
+        .merge(super::replay::router())
         .route_layer(axum::middleware::from_fn_with_state(state, require_token))
+        .route_layer(axum::middleware::from_fn(refuse_nul))
         // Added after the auth layer, so the document itself needs no token.
         .route("/openapi.json", get(super::openapi::serve))
 }
@@ -90,6 +92,27 @@ impl Caller {
         state.store.record_access(&entries).await?;
         Ok(())
     }
+}
+
+/// Refuses a path or query holding a percent-encoded NUL (`%00`) with 400 before any handler
+/// runs: no stored key or filter value can contain one (derived columns hold NUL as the text
+/// `\u0000`), and PostgreSQL refuses NUL in text outright, which would otherwise surface as
+/// a server error for what is bad input.
+async fn refuse_nul(request: Request, next: Next) -> Result<Response> {
+    let uri = request.uri();
+    if uri.path().contains("%00") {
+        return Err(AppError::bad_request(
+            "invalid_path",
+            "the path must not contain a NUL character (%00)",
+        ));
+    }
+    if uri.query().is_some_and(|q| q.contains("%00")) {
+        return Err(AppError::bad_request(
+            "invalid_query",
+            "the query must not contain a NUL character (%00)",
+        ));
+    }
+    Ok(next.run(request).await)
 }
 
 /// Accepts `Authorization: Bearer <token>` when it matches one of `api.tokens`.
@@ -425,6 +448,12 @@ pub struct CallbackView {
     pub content_type: Option<String>,
     pub body_sha256: String,
     pub body_len: i64,
+    /// Which configured API secret verified the sign: `current`, or `previous-N` (the N-th of
+    /// `megvii.previous_secrets`); null when not verified.
+    pub key_id: Option<String>,
+    /// When `replay` stored this refused delivery (RFC 3339; its outcome is then `replayed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replayed_at: Option<String>,
 }
 
 impl CallbackView {
@@ -447,6 +476,8 @@ impl CallbackView {
             content_type: c.content_type,
             body_sha256: c.body_sha256,
             body_len: c.body_len,
+            key_id: c.key_id,
+            replayed_at: c.replayed_at.map(rfc3339),
         }
     }
 }

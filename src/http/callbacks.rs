@@ -12,9 +12,12 @@
 //! - images a signed callback carried are cut out of the stored result and stored as images,
 //!   as get_result's are (the journal keeps the body as received);
 //! - the sign is checked over the exact received `data` bytes before anything in `data` is
-//!   trusted; then the envelope is parsed strictly (length extension) and the fields leniently;
+//!   trusted — with `megvii.api_secret`, then each of `megvii.previous_secrets`, the journal
+//!   naming the one that matched by key id —; then the envelope is parsed strictly (length
+//!   extension) and the fields leniently: a verified result is never refused for its content;
 //! - a 2xx or 303 is sent only after the result (or the pending record and its follow-up job)
-//!   is committed;
+//!   is committed; a verified delivery the database refuses for its data (not an outage) is
+//!   journaled with its body and answered 500 `not_stored`, never 503;
 //! - redirects carry `biz_id`, `biz_no` and `status` only — never identity data — and go only
 //!   to the configured URL (no open redirect).
 
@@ -22,6 +25,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::handler::Handler;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -32,16 +36,23 @@ use std::net::SocketAddr;
 use super::AppState;
 use super::error::{AppError, Result};
 use super::extract::decode_callback;
+use crate::fetcher::plan;
 use crate::protocol::{self, BizId, CallbackResult};
 use crate::store::{
-    CallbackKind, IncomingResult, JobEffect, MergeOutcome, NewCallback, NewJob, PENDING, Source,
+    CallbackKind, IncomingResult, JobEffect, MergeOutcome, NewCallback, PENDING, StoreError,
     Verification,
 };
 
-pub fn router() -> Router<AppState> {
+/// The callback routes; `return_get_limit` is the tighter per-IP limit of the unsigned
+/// return GET ([`super::limit::return_get_layer`]), when configured.
+pub fn router(return_get_limit: Option<super::limit::Layer>) -> Router<AppState> {
+    let return_route = match return_get_limit {
+        Some(limit) => post(return_post).get(return_get.layer(limit)),
+        None => post(return_post).get(return_get),
+    };
     Router::new()
         .route("/faceid/notify", post(notify))
-        .route("/faceid/return", post(return_post).get(return_get))
+        .route("/faceid/return", return_route)
         .route("/faceid/done", get(done_page))
 }
 
@@ -77,16 +88,17 @@ impl Delivery {
         }
     }
 
-    /// The journal row. A `verified` delivery is FaceID's and kept whole; of any other, the
+    /// The journal row; `key_id` names the secret that verified the sign (`None`: not
+    /// verified). A verified delivery is FaceID's and kept whole; of any other, the
     /// refused-body quota decides how much is kept.
     fn entry(
         &self,
         state: &AppState,
         biz_id: Option<&str>,
-        verified: bool,
+        key_id: Option<&str>,
         reason: Option<String>,
     ) -> NewCallback {
-        let body = if verified {
+        let body = if key_id.is_some() {
             &self.body[..]
         } else {
             state.refused_quota.keep(&self.body, self.received_at)
@@ -94,7 +106,8 @@ impl Delivery {
         NewCallback {
             kind: self.kind,
             biz_id: biz_id.map(|b| truncate(b, protocol::biz_id::MAX_LEN)),
-            verified,
+            verified: key_id.is_some(),
+            key_id: key_id.map(str::to_owned),
             reason,
             received_at: self.received_at,
             remote_addr: self.remote_addr.clone(),
@@ -237,60 +250,69 @@ async fn receive_signed(
         Err(e) => {
             state
                 .store
-                .journal_rejected(&delivery.entry(state, None, false, Some(e.to_string())))
+                .journal_rejected(&delivery.entry(state, None, None, Some(e.to_string())))
                 .await?;
             return Err(AppError::bad_request(e.code(), e.to_string()));
         }
     };
 
-    let secret = secrecy::ExposeSecret::expose_secret(&state.settings.megvii.api_secret);
-    if let Err(e) = protocol::verify(secret, &fields.data, &fields.sign) {
-        // Name the biz_id the sender *claims*, so an operator can find forged deliveries.
-        let claimed = protocol::payload::parse_callback_data(&fields.data)
-            .ok()
-            .map(|r| r.biz_id);
-        let claimed = claimed.as_ref().map(BizId::as_str);
-        state
-            .store
-            .journal_rejected(&delivery.entry(state, claimed, false, Some(e.to_string())))
-            .await?;
-        tracing::warn!(
-            kind = kind.as_str(),
-            biz_id = claimed,
-            "callback refused: {e}"
-        );
-        return Err(AppError::BadSignature(e.to_string()));
-    }
+    // The current secret first, then those kept from before a rotation.
+    let secrets = state.settings.megvii.callback_secrets();
+    let key_id = match protocol::sign::verify_any(&secrets, &fields.data, &fields.sign) {
+        Ok(position) => protocol::sign::key_id(position),
+        Err(e) => {
+            // Name the biz_id the sender *claims*, so an operator can find forged deliveries.
+            let claimed = protocol::payload::parse_callback_data(&fields.data)
+                .ok()
+                .map(|r| r.biz_id);
+            let claimed = claimed.as_ref().map(BizId::as_str);
+            state
+                .store
+                .journal_rejected(&delivery.entry(state, claimed, None, Some(e.to_string())))
+                .await?;
+            tracing::warn!(
+                kind = kind.as_str(),
+                biz_id = claimed,
+                "callback refused: {e}"
+            );
+            return Err(AppError::BadSignature(e.to_string()));
+        }
+    };
 
     let result = match protocol::payload::parse_callback_data(&fields.data) {
         Ok(result) => result,
         Err(e) => {
             state
                 .store
-                .journal_rejected(&delivery.entry(state, None, true, Some(e.to_string())))
+                .journal_rejected(&delivery.entry(state, None, Some(&key_id), Some(e.to_string())))
                 .await?;
             tracing::warn!(kind = kind.as_str(), "signed callback refused: {e}");
             return Err(AppError::bad_request("malformed_data", e.to_string()));
         }
     };
 
-    let source = if kind == CallbackKind::Notify {
-        Source::Notify
-    } else {
-        Source::Return
-    };
-    let effect = job_effect_after_signed(state, &result, delivery.received_at);
-    let mut incoming = incoming_signed(&result, source);
-    let cut = crate::megvii::cut_images(&result.raw);
-    let images = match cut {
+    let effect = plan::after_signed(
+        &state.settings.fetch,
+        result.biz_id.as_str(),
+        &result.fields.status,
+        delivery.received_at,
+    );
+    let mut incoming = IncomingResult::signed_callback(&result, kind);
+    let images = match crate::megvii::cut_images(&result.raw) {
         Some((without_images, images)) => {
             incoming.result = without_images;
             images
         }
         None => Vec::new(),
     };
-    let entry = delivery.entry(state, Some(result.biz_id.as_str()), true, None);
-    let (outcome, record) = state.store.accept_signed(&entry, &incoming, effect).await?;
+    let entry = delivery.entry(state, Some(result.biz_id.as_str()), Some(&key_id), None);
+    let (outcome, record) = match state.store.accept_signed(&entry, &incoming, effect).await {
+        Ok(accepted) => accepted,
+        Err(error @ StoreError::Unavailable(_)) => return Err(error.into()),
+        Err(error) => {
+            return Err(refuse_unstorable(state, &delivery, &result, &key_id, error).await);
+        }
+    };
     // After the result, in a transaction of its own: the record exists now. Should this
     // fail, the answer is 503 and FaceID's retry (a duplicate) stores them.
     if !images.is_empty() {
@@ -330,7 +352,7 @@ async fn refuse_unreadable(
         .unwrap_or(-1);
     if let Err(e) = state
         .store
-        .journal_rejected(&delivery.entry(state, None, false, Some(reason.clone())))
+        .journal_rejected(&delivery.entry(state, None, None, Some(reason.clone())))
         .await
     {
         return e.into();
@@ -344,41 +366,27 @@ async fn refuse_unreadable(
     }
 }
 
-fn incoming_signed(result: &CallbackResult, source: Source) -> IncomingResult {
-    let f = &result.fields;
-    IncomingResult {
-        biz_id: result.biz_id.as_str().to_owned(),
-        biz_no: f.biz_no.clone(),
-        status: f.status.as_str().to_owned(),
-        status_rank: f.status.rank(),
-        liveness: f.liveness.map(|l| l.as_str().to_owned()),
-        confidence: f.confidence,
-        source,
-        signed: true,
-        result: result.raw.clone(),
-    }
-}
-
-/// What a signed result means for the follow-up: a final result makes a get_result call
-/// unnecessary — unless images are wanted, which only get_result returns.
-fn job_effect_after_signed(state: &AppState, result: &CallbackResult, now: i64) -> JobEffect {
-    let fetch = &state.settings.fetch;
-    if fetch.return_image > 0 && result.fields.status == protocol::Status::Ok {
-        JobEffect::Ensure(new_job(state, &result.biz_id, now))
-    } else if result.fields.status.is_final() {
-        JobEffect::CancelPending
-    } else {
-        JobEffect::Keep
-    }
-}
-
-/// A follow-up job for `biz_id`, first due after `fetch.initial_delay`.
-pub(crate) fn new_job(state: &AppState, biz_id: &BizId, now: i64) -> NewJob {
-    let fetch = &state.settings.fetch;
-    NewJob {
-        next_at: now + fetch.initial_delay.as_millis() as i64,
-        window_ends_at: biz_id.window_ends_at_ms(now, fetch.safety_margin.as_millis() as i64),
-        return_image: fetch.return_image,
+/// A verified delivery whose writes the database refused for their data (not an outage: the
+/// others in its group commit were stored). Journals it on its own — verified, with its
+/// body, so `replay` can store it once the fault is fixed — and answers 500 `not_stored`.
+async fn refuse_unstorable(
+    state: &AppState,
+    delivery: &Delivery,
+    result: &CallbackResult,
+    key_id: &str,
+    error: StoreError,
+) -> AppError {
+    let code = error.database_code().unwrap_or_else(|| "none".to_owned());
+    let reason = format!("verified but not stored: the database refused it (code {code})");
+    let entry = delivery.entry(
+        state,
+        Some(result.biz_id.as_str()),
+        Some(key_id),
+        Some(reason),
+    );
+    match state.store.journal_rejected(&entry).await {
+        Ok(_) => AppError::NotStored(error),
+        Err(journal_error) => journal_error.into(),
     }
 }
 
@@ -418,16 +426,16 @@ async fn record_return_get(
         Err((code, reason)) => {
             state
                 .store
-                .journal_rejected(&delivery.entry(state, None, false, Some(reason.clone())))
+                .journal_rejected(&delivery.entry(state, None, None, Some(reason.clone())))
                 .await?;
             return Err(AppError::bad_request(code, reason));
         }
     };
-    let job = new_job(state, &biz_id, delivery.received_at);
+    let job = plan::first_job(&state.settings.fetch, biz_id.as_str(), delivery.received_at);
     let record = state
         .store
         .accept_return_get(
-            &delivery.entry(state, Some(biz_id.as_str()), false, None),
+            &delivery.entry(state, Some(biz_id.as_str()), None, None),
             biz_id.as_str(),
             job,
         )

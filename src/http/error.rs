@@ -49,6 +49,14 @@ pub enum AppError {
     /// 503: storage cannot commit; the caller should retry.
     #[error("storage is unavailable, retry later")]
     Unavailable(#[source] StoreError),
+    /// 500: a verified callback was journaled (body kept) but the database refused to store
+    /// its result — a data error in this delivery alone, while storage itself is up. Not a
+    /// 2xx (nothing was stored), not a 503 (that would be a lie about storage): our fault,
+    /// and `faceid-receiver replay` stores it once the fault is fixed.
+    #[error(
+        "the result was verified and journaled but could not be stored; an operator can replay it"
+    )]
+    NotStored(#[source] StoreError),
     /// 500: a bug. The detail is logged, never sent.
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
@@ -72,7 +80,7 @@ impl AppError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::NotStored(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Status(status) => *status,
         }
     }
@@ -87,6 +95,7 @@ impl AppError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::TooManyRequests { .. } => "rate_limited",
             Self::Unavailable(_) => "storage_unavailable",
+            Self::NotStored(_) => "not_stored",
             Self::Internal(_) => "internal",
             Self::Status(status) => status_code(*status),
         }
@@ -136,13 +145,13 @@ fn status_message(status: StatusCode) -> String {
 
 impl From<StoreError> for AppError {
     fn from(error: StoreError) -> Self {
-        // Any storage failure means we could not durably do what was asked: 503 so the
-        // sender retries, never a 2xx and never a 500 that looks like bad input. Except a
-        // value that does not decrypt: retrying will not help, it is a configuration fault
-        // (wrong key) for the operator, and the log says which key id.
+        // Only an unavailable database is a 503 (retry later): anything else a statement
+        // refuses is not about the server, retrying the same request would fail the same
+        // way, and it is our fault, not the caller's — a 500 with the detail in the log. A
+        // value that does not decrypt is a configuration fault (wrong key) the log names.
         match error {
-            StoreError::Decrypt(_) => Self::Internal(anyhow::Error::new(error)),
-            error => Self::Unavailable(error),
+            StoreError::Unavailable(_) => Self::Unavailable(error),
+            error => Self::Internal(anyhow::Error::new(error)),
         }
     }
 }
@@ -164,6 +173,11 @@ impl IntoResponse for AppError {
             Self::Internal(e) => {
                 tracing::error!(error.message = %e, error.cause_chain = ?e, "request failed")
             }
+            Self::NotStored(e) => tracing::error!(
+                error.message = %e,
+                error.cause_chain = %crate::telemetry::error_chain(e),
+                "verified callback not stored: the database refused its data"
+            ),
             Self::Unavailable(e) => {
                 metrics::counter!(crate::metrics::STORE_ERRORS, "op" => "request").increment(1);
                 tracing::warn!(error.message = %e, error.cause_chain = %crate::telemetry::error_chain(e), "storage unavailable")

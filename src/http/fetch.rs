@@ -33,10 +33,9 @@ use super::AppState;
 use super::api::{Caller, FetchView};
 use super::error::{AppError, ErrorBody, Result};
 use super::extract::ApiPath;
-use crate::fetcher::{self, log_key};
+use crate::fetcher::{self, log_key, plan};
 use crate::protocol::BizId;
-use crate::protocol::biz_id::RESULT_RETENTION_MS;
-use crate::store::{FetchInfo, FetchState, NewJob};
+use crate::store::{FetchInfo, NewJob};
 use utoipa::ToSchema;
 
 /// Longest `biz_no` FaceID accepts in get_token.
@@ -77,51 +76,24 @@ fn accepted(state: &AppState, key: &str, info: &FetchInfo) -> Response {
     response
 }
 
-/// When the one-day window of `key` ends, given when we first saw it.
-fn window_ends_at(state: &AppState, key: &str, first_seen: i64) -> i64 {
-    let margin = fetcher::duration_ms(state.settings.fetch.safety_margin);
-    match fetcher::Target::of(key) {
-        // A token carries no time: the day starts at first sight.
-        fetcher::Target::Raw(_) => first_seen + RESULT_RETENTION_MS - margin,
-        fetcher::Target::Lite(_) => match BizId::from_signed(key) {
-            Ok(id) => id.window_ends_at_ms(first_seen, margin),
-            Err(_) => first_seen + RESULT_RETENTION_MS - margin,
-        },
-    }
-}
-
-/// 409 when no call can be made any more.
-fn refuse_if_spent(
+/// What [`plan::manual`] allows: when the job becomes due, or 409.
+fn manual_due_at(
     state: &AppState,
     fetch: &FetchInfo,
     window_ends_at: i64,
     now: i64,
-) -> Result<()> {
-    let max_calls = state.settings.fetch.max_calls;
-    if fetch.calls_used >= max_calls {
-        return Err(AppError::Conflict {
+) -> Result<i64> {
+    plan::manual(&state.settings.fetch, fetch, window_ends_at, now).map_err(|refusal| match refusal
+    {
+        plan::Refusal::BudgetExhausted { max_calls } => AppError::Conflict {
             code: "budget_exhausted",
             message: format!("all {max_calls} get_result calls for this verification are spent"),
-        });
-    }
-    if fetch.state == FetchState::Expired || now >= window_ends_at {
-        return Err(AppError::Conflict {
+        },
+        plan::Refusal::WindowClosed => AppError::Conflict {
             code: "window_closed",
             message: "FaceID keeps a result for one day and this one's day is over".to_owned(),
-        });
-    }
-    Ok(())
-}
-
-/// When a manual request may make the job due: now, unless the last call failed and the
-/// worker already scheduled its retry — then that backoff stands. Without this, a caller
-/// repeating `POST …/fetch` while FaceID (or the network) is in trouble would spend the whole
-/// three-call budget within milliseconds.
-fn manual_due_at(fetch: &FetchInfo, now: i64) -> i64 {
-    match (fetch.state, &fetch.last_error, fetch.next_at) {
-        (FetchState::Pending, Some(_), Some(next_at)) if next_at > now => next_at,
-        _ => now,
-    }
+        },
+    })
 }
 
 /// Ask for a get_result call now (the budget and the one-day window permitting). After a
@@ -132,7 +104,7 @@ fn manual_due_at(fetch: &FetchInfo, now: i64) -> i64 {
     tag = "verifications",
     params(("biz_id" = String, Path, description = "The biz_id, URL-encoded (it contains a comma)")),
     responses(
-        (status = 202, description = "Follow-up scheduled now (or, after a failed call, at the retry already scheduled)", body = Scheduled,
+        (status = 202, description = "Follow-up scheduled now (or, after a failed call, at the backoff the worker scheduled)", body = Scheduled,
          headers(("Location" = String, description = "The verification's URL"))),
         (status = 400, description = "Malformed path", body = ErrorBody),
         (status = 401, description = "Missing or unknown token", body = ErrorBody),
@@ -147,11 +119,11 @@ pub async fn manual_fetch(
 ) -> Result<Response> {
     let now = state.clock.now_ms();
     let return_image = state.settings.fetch.return_image;
+    let fetch = &state.settings.fetch;
     if let Some(record) = state.store.get(&biz_id).await? {
-        let window_ends_at = window_ends_at(&state, &record.biz_id, record.created_at);
-        refuse_if_spent(&state, &record.fetch, window_ends_at, now)?;
+        let window_ends_at = plan::window_ends_at(fetch, &record.biz_id, record.created_at);
         let job = NewJob {
-            next_at: manual_due_at(&record.fetch, now),
+            next_at: manual_due_at(&state, &record.fetch, window_ends_at, now)?,
             window_ends_at,
             return_image,
         };
@@ -161,13 +133,9 @@ pub async fn manual_fetch(
     // Unknown: only a well-formed biz_id (as a return GET would bring) gets a record.
     let id = BizId::parse(&biz_id)
         .map_err(|_| AppError::NotFound("no verification with this biz_id"))?;
-    let window_ends_at = id.window_ends_at_ms(
-        now,
-        fetcher::duration_ms(state.settings.fetch.safety_margin),
-    );
-    refuse_if_spent(&state, &FetchInfo::default(), window_ends_at, now)?;
+    let window_ends_at = plan::window_ends_at(fetch, id.as_str(), now);
     let job = NewJob {
-        next_at: now,
+        next_at: manual_due_at(&state, &FetchInfo::default(), window_ends_at, now)?,
         window_ends_at,
         return_image,
     };
@@ -257,10 +225,9 @@ pub async fn raw_result(
         Some(record) => (record.created_at, record.fetch),
         None => (now, FetchInfo::default()),
     };
-    let window_ends_at = window_ends_at(&state, &key, first_seen);
-    refuse_if_spent(&state, &fetch, window_ends_at, now)?;
+    let window_ends_at = plan::window_ends_at(&state.settings.fetch, &key, first_seen);
     let job = NewJob {
-        next_at: manual_due_at(&fetch, now),
+        next_at: manual_due_at(&state, &fetch, window_ends_at, now)?,
         window_ends_at,
         return_image: state.settings.fetch.return_image,
     };

@@ -1,15 +1,21 @@
-//! Per-client-IP rate limit on the public callback routes (tower_governor), answering 429
-//! with the usual JSON error body and `Retry-After`.
+//! Per-client-IP rate limits on the public callback routes (tower_governor), answering 429
+//! with the usual JSON error body and `Retry-After`: one on every `/faceid/*` route
+//! (`server.rate_limit_*`), and a tighter one on the unsigned return GET alone
+//! (`server.return_get_*`), since each fresh biz_id it brings becomes a record, a job and a
+//! get_result call with the merchant's credentials, while a browser sends one per
+//! verification.
 //!
 //! Invariant: the key is the TCP peer address unless `server.trust_forwarded_for` is set;
 //! a client-supplied `X-Forwarded-For` must not let anyone pick their own bucket. When it
-//! is trusted, the *last* address is used: the one our own proxy appended.
+//! is trusted, the *last* address is used: the one our own proxy appended. An IPv6 client is
+//! counted by its /64 (one host usually holds a whole /64, so per address it could pick
+//! among 2^64 buckets); an IPv4-mapped IPv6 address counts as the IPv4 address.
 //!
 //! Trade-off: a refused (429) delivery is *not* journaled — writing every request of a flood
 //! to the database is what the limit protects against. It is still counted in the request
 //! latency histogram with `status="429"`, and FaceID retries a notify that was not 2xx.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,15 +44,29 @@ impl KeyExtractor for ClientIp {
         if self.trust_forwarded_for
             && let Some(ip) = last_forwarded_for(request.headers())
         {
-            return Ok(ip);
+            return Ok(bucket(ip));
         }
-        Ok(request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip())
-            // Without connect info (a router driven in-process) all requests share a bucket
-            // rather than failing.
-            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)))
+        Ok(bucket(
+            request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip())
+                // Without connect info (a router driven in-process) all requests share a
+                // bucket rather than failing.
+                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        ))
+    }
+}
+
+/// The bucket an address counts against: an IPv4 address as it is, an IPv6 one by its /64
+/// (an IPv4-mapped one as its IPv4 address).
+pub fn bucket(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        },
     }
 }
 
@@ -62,18 +82,33 @@ pub(crate) fn last_forwarded_for(headers: &axum::http::HeaderMap) -> Option<IpAd
 
 pub type Layer = GovernorLayer<ClientIp, governor::middleware::NoOpMiddleware, Body>;
 
-/// The layer, or `None` when `server.rate_limit_per_second` is 0.
+/// The layer for every callback route, or `None` when `server.rate_limit_per_second` is 0.
 pub fn layer(server: &ServerSettings) -> Option<Layer> {
     if server.rate_limit_per_second == 0 {
         return None;
     }
     let period = Duration::from_nanos(1_000_000_000 / u64::from(server.rate_limit_per_second));
+    per_client(server, period, server.rate_limit_burst)
+}
+
+/// The tighter layer for `GET /faceid/return`, or `None` when `server.return_get_per_minute`
+/// is 0.
+pub fn return_get_layer(server: &ServerSettings) -> Option<Layer> {
+    if server.return_get_per_minute == 0 {
+        return None;
+    }
+    let period = Duration::from_nanos(60_000_000_000 / u64::from(server.return_get_per_minute));
+    per_client(server, period, server.return_get_burst)
+}
+
+/// A per-client limit: one request per `period`, bursts of up to `burst`.
+fn per_client(server: &ServerSettings, period: Duration, burst: u32) -> Option<Layer> {
     let config = GovernorConfigBuilder::default()
         .key_extractor(ClientIp {
             trust_forwarded_for: server.trust_forwarded_for,
         })
         .period(period.max(Duration::from_nanos(1)))
-        .burst_size(server.rate_limit_burst.max(1))
+        .burst_size(burst.max(1))
         .finish()?;
     let config = Arc::new(config);
     forget_idle_clients(&config);
@@ -127,6 +162,32 @@ mod tests {
             Some("3.3.3.3".parse().unwrap())
         );
         assert_eq!(last_forwarded_for(&axum::http::HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn ipv6_clients_count_by_their_slash_64_and_ipv4_by_address() {
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            bucket(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
+            ip("2001:db8:1:2::")
+        );
+        assert_eq!(
+            bucket(ip("2001:db8:1:2::1")),
+            bucket(ip("2001:db8:1:2:ffff::9"))
+        );
+        assert_ne!(bucket(ip("2001:db8:1:2::1")), bucket(ip("2001:db8:1:3::1")));
+        assert_eq!(bucket(ip("::ffff:203.0.113.7")), ip("203.0.113.7"));
+        assert_eq!(bucket(ip("203.0.113.7")), ip("203.0.113.7"));
+        assert_ne!(bucket(ip("203.0.113.7")), bucket(ip("203.0.113.8")));
+        // A forwarded IPv6 client too.
+        let request = Request::builder()
+            .header("x-forwarded-for", "2001:db8::1:2:3:4")
+            .body(())
+            .unwrap();
+        let trusted = ClientIp {
+            trust_forwarded_for: true,
+        };
+        assert_eq!(trusted.extract(&request).unwrap(), ip("2001:db8::"));
     }
 
     #[test]

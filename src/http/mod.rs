@@ -18,6 +18,7 @@ pub mod journal;
 pub mod limit;
 pub mod openapi;
 pub mod ops;
+pub mod replay;
 pub mod serve;
 
 use std::sync::Arc;
@@ -92,7 +93,8 @@ async fn record_latency(
 /// listener of its own (`server.admin_listen`).
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.server.body_limit;
-    let callbacks = callbacks::router().layer(DefaultBodyLimit::max(body_limit));
+    let callbacks = callbacks::router(limit::return_get_layer(&state.settings.server))
+        .layer(DefaultBodyLimit::max(body_limit));
     // Only the public callback routes are rate limited: the API has tokens, and the health
     // routes must keep answering an orchestrator.
     let callbacks = match limit::layer(&state.settings.server) {

@@ -17,6 +17,8 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use super::api::{CallbackView, FetchView, VerificationView};
 use super::error::ErrorBody;
 use super::fetch::{RawRequest, Scheduled};
+use super::replay::{ReplayRequest, ReplayView};
+use crate::replay::ReplayCounts;
 
 /// Bearer token security scheme name used by every operation.
 pub const BEARER: &str = "bearer";
@@ -35,6 +37,7 @@ pub const BEARER: &str = "bearer";
         super::fetch::manual_fetch,
         super::fetch::image,
         super::fetch::raw_result,
+        super::replay::replay_refused,
     ),
     components(schemas(
         VerificationView,
@@ -42,6 +45,9 @@ pub const BEARER: &str = "bearer";
         CallbackView,
         Scheduled,
         RawRequest,
+        ReplayRequest,
+        ReplayView,
+        ReplayCounts,
         ErrorBody,
         VerificationPage,
         CallbackPage,

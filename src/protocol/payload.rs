@@ -8,7 +8,26 @@
 //!   where strings are expected and misspelled keys. We pull out the few fields we index
 //!   (biz_id, biz_no, status, liveness, confidence), tolerate any shape for the rest, and keep
 //!   the raw text byte-exact.
+//!
+//! What a *derived* field (a column beside the raw text: biz_id, biz_no, status, liveness,
+//! confidence) may hold is decided here too, because JSON can say things a database column
+//! cannot hold or serde_json cannot represent, and a verified result must never be refused
+//! for its content:
+//! - a control character (`\u0000` above all: PostgreSQL text cannot hold NUL) is written as
+//!   its JSON escape, the six characters `\u0000` ([`column_text`]);
+//! - a lone surrogate escape (`"\ud800"`, valid JSON syntax that serde_json refuses to turn
+//!   into a string) is kept as its escape text, the six characters `\ud800`;
+//! - a number no `f64` can hold (`1e999`, which serde_json refuses) reads as absent (null);
+//! - a text longer than [`MAX_COLUMN_TEXT`] bytes once escaped reads as absent.
+//!
+//! The raw text is never changed: these forms exist only in the derived view ([`parse_object`]
+//! builds it) and in the columns filled from it.
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::biz_id::{BizId, BizIdError};
@@ -28,7 +47,8 @@ pub enum Status {
 }
 
 impl Status {
-    /// Case-insensitive: the RAW document's example says `"Failed"`.
+    /// Case-insensitive: the RAW document's example says `"Failed"`. An unknown status is
+    /// kept upper-cased in its [`column_text`] form.
     pub fn parse(text: &str) -> Self {
         let upper = text.trim().to_ascii_uppercase();
         match upper.as_str() {
@@ -39,7 +59,7 @@ impl Status {
             "CANCELLED" | "CANCELED" => Self::Cancelled,
             "TIMEOUT" => Self::Timeout,
             "WEBRTC_UNSUPPORTED" => Self::WebrtcUnsupported,
-            _ => Self::Other(upper),
+            _ => Self::Other(column_text(&upper).unwrap_or_else(|| "UNKNOWN".into())),
         }
     }
 
@@ -137,12 +157,17 @@ pub enum DataError {
     BadBizId(BizIdError),
 }
 
-/// Strictly checks the envelope of `data`, returning the parsed object.
+/// Strictly checks the envelope of `data` (UTF-8, one JSON object, nothing after it but
+/// whitespace) and returns its text with the derived view of the object: every value
+/// serde_json can represent, and the forms described in the module header for the rest.
+/// Only the envelope can be refused; what the object holds never is.
 pub fn parse_object(data: &[u8]) -> Result<(&str, Map<String, Value>), DataError> {
     let text = std::str::from_utf8(data).map_err(|_| DataError::NotUtf8)?;
-    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
-    let value = match stream.next() {
-        Some(Ok(value)) => value,
+    // Syntax only: `IgnoredAny` checks every token (escapes, numbers, control characters)
+    // without asking whether serde_json could represent the value.
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<IgnoredAny>();
+    match stream.next() {
+        Some(Ok(_)) => {}
         Some(Err(e)) => {
             return Err(DataError::InvalidJson {
                 line: e.line(),
@@ -150,7 +175,7 @@ pub fn parse_object(data: &[u8]) -> Result<(&str, Map<String, Value>), DataError
             });
         }
         None => return Err(DataError::NotAnObject),
-    };
+    }
     let end = stream.byte_offset();
     if !text[end..]
         .bytes()
@@ -158,10 +183,138 @@ pub fn parse_object(data: &[u8]) -> Result<(&str, Map<String, Value>), DataError
     {
         return Err(DataError::TrailingContent);
     }
-    match value {
-        Value::Object(map) => Ok((text, map)),
-        _ => Err(DataError::NotAnObject),
+    let json = &text[..end];
+    if !json.trim_start().starts_with('{') {
+        return Err(DataError::NotAnObject);
     }
+    Ok((text, view(json)))
+}
+
+/// The derived view of a syntactically valid JSON object. Tried in order: the object as it
+/// is; the object with what serde_json refuses rewritten ([`tame`]); and, if even that fails
+/// (a value nested deeper than serde_json's limit), each top-level member on its own,
+/// leaving out the ones that cannot be read.
+fn view(json: &str) -> Map<String, Value> {
+    if let Ok(object) = serde_json::from_str::<Map<String, Value>>(json) {
+        return object;
+    }
+    let tamed = tame(json);
+    if let Ok(object) = serde_json::from_str::<Map<String, Value>>(&tamed) {
+        return object;
+    }
+    let members: BTreeMap<String, Box<RawValue>> = serde_json::from_str(&tamed).unwrap_or_default();
+    members
+        .into_iter()
+        .filter_map(|(key, raw)| Some((key, serde_json::from_str(raw.get()).ok()?)))
+        .collect()
+}
+
+/// Rewrites a syntactically valid JSON text so that serde_json can represent every value: a
+/// lone surrogate escape `\uD800` becomes the escaped backslash `\\uD800` (the string then
+/// holds the six characters of the escape), and a number no `f64` can hold becomes `null`.
+/// Everything else is copied as it is. The input must have passed a syntax check.
+pub fn tame(json: &str) -> Cow<'_, str> {
+    let bytes = json.as_bytes();
+    let mut out: Vec<u8> = Vec::with_capacity(bytes.len() + 16);
+    let mut changed = false;
+    let mut i = 0;
+    let mut in_string = false;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_string {
+            match b {
+                b'"' => in_string = false,
+                b'\\' if bytes.get(i + 1) == Some(&b'u') => {
+                    let unit = hex_unit(bytes, i + 2);
+                    let low =
+                        hex_unit(bytes, i + 8).filter(|_| bytes.get(i + 6..i + 8) == Some(b"\\u"));
+                    match (unit, low) {
+                        (Some(0xD800..=0xDBFF), Some(0xDC00..=0xDFFF)) => {
+                            out.extend_from_slice(&bytes[i..i + 12]);
+                            i += 12;
+                        }
+                        (Some(0xD800..=0xDFFF), _) => {
+                            out.extend_from_slice(b"\\\\");
+                            out.extend_from_slice(&bytes[i + 1..i + 6]);
+                            changed = true;
+                            i += 6;
+                        }
+                        _ => {
+                            out.extend_from_slice(&bytes[i..(i + 6).min(bytes.len())]);
+                            i += 6;
+                        }
+                    }
+                    continue;
+                }
+                b'\\' => {
+                    out.extend_from_slice(&bytes[i..(i + 2).min(bytes.len())]);
+                    i += 2;
+                    continue;
+                }
+                _ => {}
+            }
+            out.push(b);
+            i += 1;
+        } else if b == b'"' {
+            in_string = true;
+            out.push(b);
+            i += 1;
+        } else if b == b'-' || b.is_ascii_digit() {
+            let start = i;
+            while i < bytes.len()
+                && matches!(bytes[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+            {
+                i += 1;
+            }
+            let number = &json[start..i];
+            if number.parse::<f64>().is_ok_and(f64::is_finite) {
+                out.extend_from_slice(number.as_bytes());
+            } else {
+                out.extend_from_slice(b"null");
+                changed = true;
+            }
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    if !changed {
+        return Cow::Borrowed(json);
+    }
+    // Only ASCII was inserted, and multi-byte characters were copied whole.
+    match String::from_utf8(out) {
+        Ok(text) => Cow::Owned(text),
+        Err(_) => Cow::Borrowed(json),
+    }
+}
+
+/// The four hex digits at `at` as a UTF-16 code unit.
+fn hex_unit(bytes: &[u8], at: usize) -> Option<u32> {
+    let digits = std::str::from_utf8(bytes.get(at..at + 4)?).ok()?;
+    u32::from_str_radix(digits, 16).ok()
+}
+
+/// Longest text a derived column holds, in bytes after escaping; longer reads as absent.
+pub const MAX_COLUMN_TEXT: usize = 512;
+
+/// The form of `text` a derived column holds: trimmed, every control character written as
+/// its JSON escape (`\u0000`), `None` when empty or longer than [`MAX_COLUMN_TEXT`].
+pub fn column_text(text: &str) -> Option<String> {
+    let text = text.trim();
+    let safe: String = if text.chars().any(char::is_control) {
+        text.chars()
+            .map(|c| {
+                if c.is_control() {
+                    format!("\\u{:04x}", u32::from(c))
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    } else {
+        text.to_owned()
+    };
+    (!safe.is_empty() && safe.len() <= MAX_COLUMN_TEXT).then_some(safe)
 }
 
 /// Parses a signed callback's `data`: strict envelope, lenient fields.
@@ -172,7 +325,12 @@ pub fn parse_callback_data(data: &[u8]) -> Result<CallbackResult, DataError> {
         .and_then(|info| info.get("biz_id"))
         .and_then(scalar_text)
         .ok_or(DataError::MissingBizId)?;
-    let biz_id = BizId::from_signed(&biz_id).map_err(DataError::BadBizId)?;
+    // A signed biz_id keys the record in its column form; only one that is too long to be a
+    // key is refused (FaceID's are about 48 characters).
+    let biz_id = match column_text(&biz_id) {
+        Some(biz_id) => BizId::from_signed(&biz_id).map_err(DataError::BadBizId)?,
+        None => return Err(DataError::BadBizId(BizIdError::TooLong)),
+    };
     Ok(CallbackResult {
         biz_id,
         fields: result_fields(&object),
@@ -206,7 +364,8 @@ pub fn result_fields(object: &Map<String, Value>) -> ResultFields {
         .get("biz_info")
         .and_then(|info| info.get("biz_no"))
         .or_else(|| object.get("biz_no"))
-        .and_then(scalar_text);
+        .and_then(scalar_text)
+        .and_then(|text| column_text(&text));
     ResultFields {
         biz_no,
         status,
@@ -215,14 +374,15 @@ pub fn result_fields(object: &Map<String, Value>) -> ResultFields {
     }
 }
 
-/// A string, or a number written where a string was expected.
+/// A string, or a number written where a string was expected (as it is: columns take
+/// [`column_text`] of it).
 fn scalar_text(value: &Value) -> Option<String> {
     let text = match value {
         Value::String(s) => s.trim().to_owned(),
         Value::Number(n) => n.to_string(),
         _ => return None,
     };
-    (!text.is_empty() && text.len() <= 512).then_some(text)
+    (!text.is_empty()).then_some(text)
 }
 
 /// A finite number, or a string holding one.
@@ -297,6 +457,7 @@ pub(crate) mod tests {
 
     #[test]
     fn the_envelope_is_strict() {
+        let too_long = format!("{{\"biz_info\":{{\"biz_id\":\"{}\"}}}}", "x".repeat(161));
         let cases: &[(&[u8], DataError)] = &[
             (b"\xff{}", DataError::NotUtf8),
             (b"{\"a\":", DataError::InvalidJson { line: 1, column: 5 }),
@@ -311,8 +472,17 @@ pub(crate) mod tests {
                 DataError::MissingBizId,
             ),
             (
-                b"{\"biz_info\":{\"biz_id\":\"1,a\\u0000\"}}",
-                DataError::BadBizId(BizIdError::Control),
+                too_long.as_bytes(),
+                DataError::BadBizId(BizIdError::TooLong),
+            ),
+            // Invalid escapes and raw control characters are syntax errors, not content.
+            (
+                b"{\"a\":\"\\x\"}",
+                DataError::InvalidJson { line: 1, column: 8 },
+            ),
+            (
+                b"{\"a\":\"\x00\"}",
+                DataError::InvalidJson { line: 1, column: 6 },
             ),
         ];
         for (data, want) in cases {
@@ -325,6 +495,88 @@ pub(crate) mod tests {
         }
         // Surrounding JSON whitespace carries nothing and is accepted.
         assert!(parse_callback_data(b"{\"biz_info\":{\"biz_id\":\"1,a\"}}\n").is_ok());
+    }
+
+    #[test]
+    fn what_a_column_cannot_hold_is_written_in_a_safe_form_and_the_raw_text_is_kept() {
+        let data = r#"{"status":"ok\u0000","biz_info":{"biz_id":"1,a\u0000","biz_no":"n\u0001o\ud800"},
+            "liveness_result":{"result":"PASS"},"verify_result":{"result_faceid":{"confidence":1e999}},
+            "idcard_info":{"idcard_name":"\udfff\ud83d\ude00"},"time_used":-1e999}"#;
+        let r = parse_callback_data(data.as_bytes()).unwrap();
+        assert_eq!(r.raw, data, "raw text byte-exact");
+        assert_eq!(r.biz_id.as_str(), r"1,a\u0000");
+        let f = &r.fields;
+        assert_eq!(f.status, Status::Other(r"OK\u0000".into()));
+        assert!(!f.status.is_final());
+        assert_eq!(f.biz_no.as_deref(), Some(r"n\u0001o\ud800"));
+        assert_eq!(
+            f.liveness,
+            Some(Liveness::Pass),
+            "the rest is read as usual"
+        );
+        assert_eq!(f.confidence, None, "1e999 is no confidence");
+    }
+
+    #[test]
+    fn tame_rewrites_only_lone_surrogates_and_numbers_no_float_holds() {
+        let cases = [
+            (r#"{"a":"\ud800"}"#, r#"{"a":"\\ud800"}"#),
+            (r#"{"a":"x\uDC00y"}"#, r#"{"a":"x\\uDC00y"}"#),
+            (r#"{"a":"\ud83d\ude00"}"#, r#"{"a":"\ud83d\ude00"}"#),
+            (r#"{"a":"\ud83d\u0041"}"#, r#"{"a":"\\ud83d\u0041"}"#),
+            (r#"{"a":"\\ud800"}"#, r#"{"a":"\\ud800"}"#),
+            (
+                r#"{"a":[1e999,-1E+400,2.5e3,0,-0.5]}"#,
+                r#"{"a":[null,null,2.5e3,0,-0.5]}"#,
+            ),
+            (
+                r#"{"1e999":"1e999","b":true}"#,
+                r#"{"1e999":"1e999","b":true}"#,
+            ),
+            (r#"{"陈":"\ud800陈"}"#, r#"{"陈":"\\ud800陈"}"#),
+        ];
+        for (json, want) in cases {
+            let tamed = tame(json);
+            assert_eq!(tamed, want, "tame({json})");
+            assert!(
+                serde_json::from_str::<Value>(&tamed).is_ok(),
+                "{tamed} is readable"
+            );
+        }
+        assert!(matches!(tame(r#"{"a":"ok"}"#), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn an_object_nested_beyond_the_parser_limit_still_yields_its_other_fields() {
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        let data =
+            format!(r#"{{"status":"OK","biz_info":{{"biz_id":"1,deep"}},"idcard_info":{deep}}}"#);
+        let r = parse_callback_data(data.as_bytes()).unwrap();
+        assert_eq!(
+            (r.biz_id.as_str(), &r.fields.status),
+            ("1,deep", &Status::Ok)
+        );
+        assert_eq!(r.raw, data);
+    }
+
+    #[test]
+    fn column_text_escapes_controls_and_bounds_the_length() {
+        assert_eq!(column_text(" ok ").as_deref(), Some("ok"));
+        assert_eq!(
+            column_text("a\0b\x7f\u{85}c").as_deref(),
+            Some(r"a\u0000b\u007f\u0085c")
+        );
+        assert_eq!(column_text("陈AB").as_deref(), Some("陈AB"));
+        assert_eq!(column_text("  "), None);
+        assert_eq!(
+            column_text(&"x".repeat(MAX_COLUMN_TEXT)).map(|t| t.len()),
+            Some(MAX_COLUMN_TEXT)
+        );
+        assert_eq!(
+            column_text(&"\0".repeat(100)),
+            None,
+            "600 bytes once escaped"
+        );
     }
 
     #[test]

@@ -84,14 +84,16 @@ const KEEP_STRINGS: [&str; 3] = [
 /// Scores inside identity values that identify nobody.
 const KEEP_NUMBERS: [&str; 3] = ["quality", "logic", "upload_times"];
 
-/// The masked copy of raw result text. Text that is not a JSON object becomes `{}`.
+/// The masked copy of raw result text, read as [`super::payload::parse_object`] reads it (so
+/// a lone surrogate or `1e999` in it does not hide the whole result). Text that is not a JSON
+/// object becomes `{}`.
 pub fn mask_result(raw: &str) -> Value {
-    match serde_json::from_str::<Value>(raw) {
-        Ok(Value::Object(mut object)) => {
+    match super::payload::parse_object(raw.as_bytes()) {
+        Ok((_, mut object)) => {
             mask_object(&mut object);
             Value::Object(object)
         }
-        _ => Value::Object(Map::new()),
+        Err(_) => Value::Object(Map::new()),
     }
 }
 

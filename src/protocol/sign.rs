@@ -63,6 +63,27 @@ pub fn verify(secret: &str, data: &[u8], sign: &str) -> Result<(), SignatureErro
     }
 }
 
+/// Checks `sign` against each of `secrets` in order, each comparison in constant time, and
+/// returns the position of the first secret it matches (the current one comes first, then
+/// those kept from before a rotation).
+pub fn verify_any(secrets: &[&str], data: &[u8], sign: &str) -> Result<usize, SignatureError> {
+    let claimed = Signature::parse(sign)?;
+    secrets
+        .iter()
+        .position(|secret| bool::from(digest(secret.as_bytes(), data).ct_eq(&claimed.0)))
+        .ok_or(SignatureError::Mismatch)
+}
+
+/// The name the journal gives the secret at `position` of [`verify_any`]'s list: `current`,
+/// then `previous-1`, `previous-2`… — by place in the configuration, so the journal says
+/// which one matched without holding the secret or anything computed from it.
+pub fn key_id(position: usize) -> String {
+    match position {
+        0 => "current".to_owned(),
+        n => format!("previous-{n}"),
+    }
+}
+
 /// Builds a SHA-1 length-extension forgery of a signed `data`: returns `(forged_data,
 /// forged_sign)` such that `forged_sign == sha1(secret + forged_data)` **without knowing the
 /// secret**, only its length. `forged_data` is `data`, SHA-1 glue padding, then `tail`.
@@ -161,6 +182,30 @@ mod tests {
         assert!(forged.starts_with(data) && forged.ends_with(tail));
         assert_eq!(verify(secret, &forged, &forged_sign), Ok(()));
         assert_eq!(forged_sign, sign(secret, &forged));
+    }
+
+    #[test]
+    fn verify_any_names_the_first_matching_secret_by_position() {
+        let data = b"payload";
+        let secrets = ["new", "old", "older"];
+        assert_eq!(verify_any(&secrets, data, &sign("new", data)), Ok(0));
+        assert_eq!(verify_any(&secrets, data, &sign("older", data)), Ok(2));
+        assert_eq!(
+            verify_any(&secrets, data, &sign("other", data)),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify_any(&secrets, data, "zz"),
+            Err(SignatureError::Malformed)
+        );
+        assert_eq!(
+            verify_any(&[], data, &sign("new", data)),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            (key_id(0).as_str(), key_id(2).as_str()),
+            ("current", "previous-2")
+        );
     }
 
     #[test]

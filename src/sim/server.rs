@@ -11,7 +11,9 @@
 //! 4. the id must be scripted: `400 RESULT_NOT_FOUND`.
 //! 5. from here on the call is *charged* to the result: the 4th and later charged call, or any
 //!    call one day or more after the biz_id's leading epoch seconds (by the injected clock),
-//!    answers `403 DATA_DESTROYED`; otherwise the script's step for this call answers.
+//!    answers `403 DATA_DESTROYED`; otherwise the script's step for this call answers — or,
+//!    for a result scripted with `finishes_at_ms`, its `until_finished` step before that time
+//!    (the user has not finished), the script counting its steps from the first call after.
 //!
 //! Every request that names an id is logged under it (count, answers, times, in-flight
 //! maximum), whatever the answer, so tests can assert exactly what a client did.
@@ -119,6 +121,14 @@ pub struct ResultScript {
     /// biz_id's leading seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at_ms: Option<i64>,
+    /// When the user finishes the H5 flow, by the simulator's clock. Calls before then answer
+    /// `until_finished` (default `NOT_STARTED`) whatever the script says; calls from then on
+    /// follow `script` from its first step. Unset: the script applies from the first call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finishes_at_ms: Option<i64>,
+    /// The step answered before `finishes_at_ms` (default `NOT_STARTED`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_finished: Option<String>,
 }
 
 impl ResultScript {
@@ -168,6 +178,14 @@ impl ResultScript {
 
     pub fn created_at_ms(mut self, ms: i64) -> Self {
         self.created_at_ms = Some(ms);
+        self
+    }
+
+    /// The user finishes at `ms`: until then every call answers `until` (a step, e.g.
+    /// `NOT_STARTED` or `PROCESSING`), from then on the script.
+    pub fn finishes_at(mut self, ms: i64, until: impl Into<String>) -> Self {
+        self.finishes_at_ms = Some(ms);
+        self.until_finished = Some(until.into());
         self
     }
 }
@@ -251,6 +269,11 @@ struct Entry {
     subject: Subject,
     script: Script,
     created_at_ms: i64,
+    /// Before this time (the user has not finished) calls answer `unfinished`.
+    finishes_at_ms: Option<i64>,
+    unfinished: Step,
+    /// Charged calls answered with `unfinished`: the script's steps count from after them.
+    unfinished_calls: u64,
 }
 
 /// Scripts and call logs, behind one lock so that each call is decided and logged atomically.
@@ -350,6 +373,11 @@ impl Simulator {
             return Err(ScriptError::BadId(id));
         }
         let script = Script::parse(&spec.script)?;
+        let unfinished: Step = spec
+            .until_finished
+            .as_deref()
+            .unwrap_or("NOT_STARTED")
+            .parse()?;
         let now = self.now_ms();
         let created_at_ms = spec
             .created_at_ms
@@ -381,6 +409,9 @@ impl Simulator {
             subject,
             script,
             created_at_ms,
+            finishes_at_ms: spec.finishes_at_ms,
+            unfinished,
+            unfinished_calls: 0,
         };
         self.ledger().entries.insert(id.clone(), entry);
         Ok(id)
@@ -599,8 +630,16 @@ fn rules(
     if nth > u64::from(RESULT_MAX_CALLS) || now >= entry.created_at_ms + RESULT_RETENTION_MS {
         return (Answer::Error(FaceIdError::DataDestroyed), true, 0);
     }
-    let index = usize::try_from(nth - 1).unwrap_or(usize::MAX);
-    let (step, delay_ms) = match entry.script.step(index) {
+    let step = if entry.finishes_at_ms.is_some_and(|at| now < at) {
+        if let Some(stored) = ledger.entries.get_mut(id) {
+            stored.unfinished_calls += 1;
+        }
+        &entry.unfinished
+    } else {
+        let index = usize::try_from(nth - 1 - entry.unfinished_calls).unwrap_or(usize::MAX);
+        entry.script.step(index)
+    };
+    let (step, delay_ms) = match step {
         Step::Slow { ms, then } => (then.as_ref(), *ms),
         step => (step, 0),
     };

@@ -558,6 +558,41 @@ impl Store for EncryptedStore {
     async fn replace_body(&self, id: i64, old: &[u8], new: &[u8]) -> StoreResult<bool> {
         self.inner.replace_body(id, old, new).await
     }
+
+    async fn refused_deliveries(
+        &self,
+        after_id: i64,
+        since: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<RefusedDelivery>> {
+        self.inner
+            .refused_deliveries(after_id, since, limit)
+            .await?
+            .into_iter()
+            .map(|mut delivery| {
+                delivery.body = self.keys.open(&delivery.body, BODY_CONTEXT)?;
+                Ok(delivery)
+            })
+            .collect()
+    }
+
+    async fn accept_replayed(
+        &self,
+        id: i64,
+        key_id: &str,
+        result: &IncomingResult,
+        job: JobEffect,
+        now: i64,
+    ) -> StoreResult<Option<(MergeOutcome, Verification)>> {
+        match self
+            .inner
+            .accept_replayed(id, key_id, &self.seal_result(result), job, now)
+            .await?
+        {
+            Some((outcome, record)) => Ok(Some((outcome, self.open_record(record)?))),
+            None => Ok(None),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -13,8 +13,8 @@
 //! all-or-nothing; row types that hold identity data (`result`) do not implement `Debug`.
 
 use super::{
-    AccessEntry, CallbackRecord, FetchInfo, FetchState, JobUpdate, LeasedJob, MergeOutcome, Source,
-    Verification,
+    AccessEntry, CallbackRecord, FetchInfo, FetchState, JobUpdate, LeasedJob, MergeOutcome,
+    RefusedDelivery, Source, Verification,
 };
 
 /// A `verifications` row joined with its follow-up job (`fetch_*` NULL when none).
@@ -104,6 +104,8 @@ pub(super) struct CallbackRow {
     content_type: Option<String>,
     body_sha256: String,
     body_len: i64,
+    key_id: Option<String>,
+    replayed_at: Option<i64>,
 }
 
 impl From<CallbackRow> for CallbackRecord {
@@ -120,6 +122,32 @@ impl From<CallbackRow> for CallbackRecord {
             content_type: row.content_type,
             body_sha256: row.body_sha256,
             body_len: row.body_len,
+            key_id: row.key_id,
+            replayed_at: row.replayed_at,
+        }
+    }
+}
+
+/// A refused delivery, as replay reads it.
+#[derive(sqlx::FromRow)]
+pub(super) struct RefusedRow {
+    id: i64,
+    kind: String,
+    received_at: i64,
+    content_type: Option<String>,
+    body_len: i64,
+    body: Vec<u8>,
+}
+
+impl From<RefusedRow> for RefusedDelivery {
+    fn from(row: RefusedRow) -> Self {
+        Self {
+            id: row.id,
+            kind: row.kind,
+            received_at: row.received_at,
+            content_type: row.content_type,
+            body_len: row.body_len,
+            body: row.body,
         }
     }
 }
@@ -133,6 +161,7 @@ pub(super) struct LeaseRow {
     window_ends_at: i64,
     return_image: i32,
     lease_until: i64,
+    known_rank: Option<i32>,
 }
 
 impl From<LeaseRow> for LeasedJob {
@@ -144,6 +173,7 @@ impl From<LeaseRow> for LeasedJob {
             window_ends_at: row.window_ends_at,
             return_image: row.return_image,
             lease_until: row.lease_until,
+            known_rank: row.known_rank.unwrap_or(0),
         }
     }
 }
@@ -299,6 +329,7 @@ macro_rules! impl_store {
                 .bind(&entry.body_sha256)
                 .bind(entry.body_len)
                 .bind(&entry.body)
+                .bind(&entry.key_id)
                 .fetch_one(&mut *conn)
                 .await
         }
@@ -399,21 +430,32 @@ macro_rules! impl_store {
             let now = entry.received_at;
             let outcome = merge(conn, result, now).await?;
             journal(conn, entry, shared::journal_outcome(outcome)).await?;
+            apply_job_effect(conn, &result.biz_id, job, now).await?;
+            let record = written_verification(conn, &result.biz_id).await?;
+            Ok((outcome, record))
+        }
+
+        /// What a signed result does to the follow-up of `biz_id` (see [`JobEffect`]).
+        async fn apply_job_effect(
+            conn: &mut $conn,
+            biz_id: &str,
+            job: JobEffect,
+            now: i64,
+        ) -> Result<(), sqlx::Error> {
             match job {
                 JobEffect::Keep => {}
                 JobEffect::CancelPending => {
                     sqlx::query(sql::CANCEL_PENDING_JOB)
-                        .bind(&result.biz_id)
+                        .bind(biz_id)
                         .bind(now)
                         .execute(&mut *conn)
                         .await?;
                 }
                 JobEffect::Ensure(new_job) => {
-                    upsert_job(conn, sql::ENSURE_JOB, &result.biz_id, &new_job, now).await?
+                    upsert_job(conn, sql::ENSURE_JOB, biz_id, &new_job, now).await?
                 }
             }
-            let record = written_verification(conn, &result.biz_id).await?;
-            Ok((outcome, record))
+            Ok(())
         }
 
         /// Group commit for `accept_signed` on `pool`: see [`super::group`].
@@ -854,6 +896,49 @@ macro_rules! impl_store {
                     .execute(&self.pool)
                     .await?;
                 Ok(done.rows_affected() == 1)
+            }
+
+            async fn refused_deliveries(
+                &self,
+                after_id: i64,
+                since: Option<i64>,
+                limit: i64,
+            ) -> StoreResult<Vec<RefusedDelivery>> {
+                let rows = sqlx::query_as::<_, shared::RefusedRow>(sql::REFUSED_DELIVERIES)
+                    .bind(after_id)
+                    .bind(since)
+                    .bind(limit.max(0))
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows.into_iter().map(RefusedDelivery::from).collect())
+            }
+
+            async fn accept_replayed(
+                &self,
+                id: i64,
+                key_id: &str,
+                result: &IncomingResult,
+                job: JobEffect,
+                now: i64,
+            ) -> StoreResult<Option<(MergeOutcome, Verification)>> {
+                let mut tx = self.begin_write().await?;
+                // The claim first: a row another replay already took leaves everything as is
+                // (the transaction is rolled back when dropped).
+                let claimed = sqlx::query(sql::MARK_REPLAYED)
+                    .bind(id)
+                    .bind(key_id)
+                    .bind(&result.biz_id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                if claimed.rows_affected() != 1 {
+                    return Ok(None);
+                }
+                let outcome = merge(&mut tx, result, now).await?;
+                apply_job_effect(&mut tx, &result.biz_id, job, now).await?;
+                let record = written_verification(&mut tx, &result.biz_id).await?;
+                tx.commit().await?;
+                Ok(Some((outcome, record)))
             }
         }
     };

@@ -32,12 +32,18 @@ pub use sqlite::SqliteStore;
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// What went wrong in storage. Only [`StoreError::Unavailable`] means "the database is not
+/// there right now"; everything a statement refuses for its data is [`StoreError::Other`],
+/// and fails only the write that carried it.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database cannot be reached or cannot commit right now (retryable: answer 503).
+    /// The database cannot be reached or cannot commit right now: connection, shutdown,
+    /// resources, timeouts (retryable: answer 503).
     #[error("storage is unavailable")]
     Unavailable(#[source] sqlx::Error),
-    /// A statement failed for another reason.
+    /// A statement failed for another reason: the database refused this write's data (a
+    /// SQLSTATE class 22 or 23 error, a constraint), or a bug. Retrying the same write will
+    /// not help, and it says nothing about other writes.
     #[error("storage error")]
     Other(#[source] sqlx::Error),
     /// Migrations could not be applied.
@@ -52,35 +58,68 @@ pub enum StoreError {
     UnsupportedUrl(String),
 }
 
+impl StoreError {
+    /// The database's own error code (a PostgreSQL SQLSTATE, a SQLite result code), when the
+    /// database refused a statement. Codes never carry data, so they may be logged and
+    /// journaled.
+    pub fn database_code(&self) -> Option<String> {
+        match self {
+            Self::Unavailable(sqlx::Error::Database(db))
+            | Self::Other(sqlx::Error::Database(db)) => db.code().map(|c| c.into_owned()),
+            _ => None,
+        }
+    }
+}
+
+/// PostgreSQL SQLSTATE classes (and codes) that mean the database is not there right now:
+/// 08 connection exception, 53 insufficient resources, 57 operator intervention (shutdown,
+/// statement timeout, database dropped), 58 system error (I/O), and 3D000 (no such database).
+/// Everything else — 22 data exception (a NUL in text: 22021), 23 integrity constraint,
+/// 40 transaction rollback, 54 limits, XX internal — is about the statement, not the server.
+fn postgres_unavailable(sqlstate: &str) -> bool {
+    ["08", "53", "57", "58"]
+        .iter()
+        .any(|class| sqlstate.starts_with(class))
+        || sqlstate == "3D000"
+}
+
+/// SQLite primary result codes that mean the database cannot be used right now: BUSY(5)
+/// (the busy timeout elapsed), LOCKED(6), NOMEM(7), READONLY(8), IOERR(10), FULL(13),
+/// CANTOPEN(14). `code` may be an extended code; its low byte is the primary one.
+fn sqlite_unavailable(code: i32) -> bool {
+    matches!(code & 0xff, 5 | 6 | 7 | 8 | 10 | 13 | 14)
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         use sqlx::Error as E;
-        match &error {
+        let unavailable = match &error {
             E::Io(_)
             | E::Tls(_)
             | E::Protocol(_)
             | E::PoolTimedOut
             | E::PoolClosed
             | E::WorkerCrashed
-            | E::Configuration(_) => Self::Unavailable(error),
+            | E::Configuration(_) => true,
+            // Each engine's codes by that engine's rules: a PostgreSQL SQLSTATE such as
+            // 22021 is all digits too, and must never be read as a SQLite code.
             E::Database(db) => {
                 let code = db.code().unwrap_or_default();
-                // PostgreSQL classes 08 (connection), 53 (resources), 57 (operator
-                // intervention: shutdown, database dropped) and 3D000 (no such database);
-                // SQLite BUSY(5) LOCKED(6) NOMEM(7) READONLY(8) IOERR(10) FULL(13) CANTOPEN(14)
-                // and their extended codes.
-                let pg_unavailable =
-                    ["08", "53", "57"].iter().any(|c| code.starts_with(c)) || code == "3D000";
-                let sqlite_primary = code.parse::<i32>().ok().map(|c| c & 0xff);
-                let sqlite_unavailable =
-                    matches!(sqlite_primary, Some(5 | 6 | 7 | 8 | 10 | 13 | 14));
-                if pg_unavailable || sqlite_unavailable {
-                    Self::Unavailable(error)
+                if db
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .is_some()
+                {
+                    postgres_unavailable(&code)
                 } else {
-                    Self::Other(error)
+                    code.parse::<i32>().is_ok_and(sqlite_unavailable)
                 }
             }
-            _ => Self::Other(error),
+            _ => false,
+        };
+        if unavailable {
+            Self::Unavailable(error)
+        } else {
+            Self::Other(error)
         }
     }
 }
@@ -125,6 +164,23 @@ impl CallbackKind {
             Self::Notify => "notify",
             Self::ReturnPost => "return_post",
             Self::ReturnGet => "return_get",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "notify" => Self::Notify,
+            "return_post" => Self::ReturnPost,
+            "return_get" => Self::ReturnGet,
+            _ => return None,
+        })
+    }
+
+    /// The source a result delivered on this route is stored with.
+    pub fn source(self) -> Source {
+        match self {
+            Self::Notify => Source::Notify,
+            Self::ReturnPost | Self::ReturnGet => Source::Return,
         }
     }
 }
@@ -239,6 +295,42 @@ pub struct IncomingResult {
     pub result: String,
 }
 
+impl IncomingResult {
+    /// The one way a received result becomes a row: the derived columns from `fields`
+    /// (already in the form a column may hold, see [`crate::protocol::payload`]) and the
+    /// result text as it is. Signed callbacks and get_result answers both come through here.
+    pub fn new(
+        biz_id: impl Into<String>,
+        fields: &crate::protocol::ResultFields,
+        result: String,
+        source: Source,
+        signed: bool,
+    ) -> Self {
+        Self {
+            biz_id: biz_id.into(),
+            biz_no: fields.biz_no.clone(),
+            status: fields.status.as_str().to_owned(),
+            status_rank: fields.status.rank(),
+            liveness: fields.liveness.map(|l| l.as_str().to_owned()),
+            confidence: fields.confidence,
+            source,
+            signed,
+            result,
+        }
+    }
+
+    /// A verified callback's result, delivered on `kind`'s route.
+    pub fn signed_callback(result: &crate::protocol::CallbackResult, kind: CallbackKind) -> Self {
+        Self::new(
+            result.biz_id.as_str(),
+            &result.fields,
+            result.raw.clone(),
+            kind.source(),
+            true,
+        )
+    }
+}
+
 /// What merging a result did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MergeOutcome {
@@ -265,6 +357,9 @@ pub struct NewCallback {
     pub body_len: i64,
     /// The body, already capped by the caller.
     pub body: Vec<u8>,
+    /// Which configured API secret verified the sign ([`crate::protocol::sign::key_id`]);
+    /// `None` when it was not verified.
+    pub key_id: Option<String>,
 }
 
 /// One journal row as the API shows it (the body itself is not exposed here).
@@ -281,6 +376,33 @@ pub struct CallbackRecord {
     pub content_type: Option<String>,
     pub body_sha256: String,
     pub body_len: i64,
+    /// Which configured API secret verified it (`current`, `previous-N`).
+    pub key_id: Option<String>,
+    /// When `replay` stored this refused delivery (its outcome is then `replayed`).
+    pub replayed_at: Option<i64>,
+}
+
+/// A refused delivery whose body was kept, as replay reads it.
+#[derive(Clone)]
+pub struct RefusedDelivery {
+    pub id: i64,
+    pub kind: String,
+    pub received_at: i64,
+    pub content_type: Option<String>,
+    pub body_len: i64,
+    /// The body as received (decrypted by [`EncryptedStore`]).
+    pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for RefusedDelivery {
+    // The body holds identity data: only its size is printable.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefusedDelivery")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("body_len", &self.body_len)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A follow-up to create or keep for a biz_id.
@@ -298,8 +420,9 @@ pub enum JobEffect {
     Keep,
     /// The result is final and no images are wanted: a pending job becomes `none`.
     CancelPending,
-    /// Images are wanted (notify never carries them): create a pending job if none exists,
-    /// or turn a `none` job back to pending.
+    /// Images are wanted (notify never carries them) and the result is final: create a
+    /// pending job if none exists, turn a `none` job back to pending, or make a pending job
+    /// due sooner (a held-back last call is due now that its answer is known to be final).
     Ensure(NewJob),
 }
 
@@ -312,6 +435,9 @@ pub struct LeasedJob {
     pub window_ends_at: i64,
     pub return_image: i32,
     pub lease_until: i64,
+    /// The record's status rank when leased (0 when nothing is known): what the schedule
+    /// knows about the flow when a call teaches nothing new.
+    pub known_rank: i32,
 }
 
 /// How a leased job ends its turn.
@@ -560,6 +686,32 @@ pub trait Store: Send + Sync + 'static {
 
     /// Replaces a journal body only if it is still `old` (a purge meanwhile wins).
     async fn replace_body(&self, id: i64, old: &[u8], new: &[u8]) -> StoreResult<bool>;
+
+    // ---- replay of refused deliveries ----
+
+    /// Up to `limit` refused deliveries of the signed routes (notify, return POST) with id
+    /// above `after_id`, received at or after `since` (all when `None`), whose body was kept
+    /// whole as far as the database can tell ([`sql::REFUSED_DELIVERIES`]), oldest first.
+    async fn refused_deliveries(
+        &self,
+        after_id: i64,
+        since: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<RefusedDelivery>>;
+
+    /// In one transaction, for a refused delivery that now verifies: mark journal row `id`
+    /// `replayed` (verified by `key_id`, about the result's biz_id, at `now`) — only if it is
+    /// still `rejected` —, merge `result` under the usual rule and apply `job`. Returns what
+    /// the merge did and the record afterwards, or `None` (nothing written) when the row was
+    /// no longer `rejected`: another replay got there first.
+    async fn accept_replayed(
+        &self,
+        id: i64,
+        key_id: &str,
+        result: &IncomingResult,
+        job: JobEffect,
+        now: i64,
+    ) -> StoreResult<Option<(MergeOutcome, Verification)>>;
 }
 
 /// Opens the store named by `url` (`sqlite://…` or `postgres://…`), waiting at most
@@ -595,6 +747,39 @@ impl Default for ConnectOptions {
             sqlite_synchronous: "full".into(),
             group_commit: true,
             group_commit_max: 64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_connectivity_sqlstates_mean_unavailable() {
+        for code in [
+            "08006", "08001", "53300", "57P01", "57P03", "57014", "58030", "3D000",
+        ] {
+            assert!(postgres_unavailable(code), "{code}");
+        }
+        // 22021: a NUL in text; 22P05: untranslatable character; 23514: check violation;
+        // 40P01: deadlock; 54000: index row too large. All digits or not, none is an outage.
+        for code in [
+            "22021", "22P05", "23505", "23514", "40P01", "40001", "54000", "XX000",
+        ] {
+            assert!(!postgres_unavailable(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn only_availability_result_codes_mean_unavailable_on_sqlite() {
+        // BUSY, BUSY_SNAPSHOT (517), IOERR_WRITE (778), FULL, CANTOPEN.
+        for code in [5, 517, 778, 13, 14] {
+            assert!(sqlite_unavailable(code), "{code}");
+        }
+        // CONSTRAINT, CONSTRAINT_CHECK (275), CONSTRAINT_TRIGGER (1811), MISMATCH, TOOBIG.
+        for code in [19, 275, 1811, 20, 18] {
+            assert!(!sqlite_unavailable(code), "{code}");
         }
     }
 }

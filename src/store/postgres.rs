@@ -86,7 +86,7 @@ async fn begin_write_on(pool: &PgPool) -> Result<Transaction<'static, Postgres>,
 /// Binds arrays: results (biz_id, biz_no, status, status_rank, liveness, confidence, source,
 /// signed, result, now), journal (kind, biz_id, verified, reason, received_at, remote_addr,
 /// content_type, body_sha256, body_len, body), cancel (biz_id, now), ensure (biz_id, next_at,
-/// window_ends_at, return_image, now).
+/// window_ends_at, return_image, now), then the journal's key_id ($28).
 const ACCEPT_ROUND: &str = concat!(
     "WITH merged AS (",
     super::sql::insert_verification!(),
@@ -104,11 +104,12 @@ const ACCEPT_ROUND: &str = concat!(
     "SELECT c.kind, c.biz_id, c.verified, \
             CASE WHEN w.revision IS NULL THEN 'duplicate' ELSE 'stored' END, \
             c.reason, c.received_at, c.remote_addr, c.content_type, c.body_sha256, c.body_len, \
-            c.body \
+            c.body, c.key_id \
      FROM unnest($1::text[], $11::text[], $12::text[], $13::bool[], $14::text[], $15::int8[], \
-                 $16::text[], $17::text[], $18::text[], $19::int8[], $20::bytea[]) \
+                 $16::text[], $17::text[], $18::text[], $19::int8[], $20::bytea[], $28::text[]) \
           WITH ORDINALITY AS c(result_biz_id, kind, biz_id, verified, reason, received_at, \
-                               remote_addr, content_type, body_sha256, body_len, body, ord) \
+                               remote_addr, content_type, body_sha256, body_len, body, key_id, \
+                               ord) \
           LEFT JOIN merged w ON w.biz_id = c.result_biz_id \
      ORDER BY c.ord), \
      cancelled AS (UPDATE fetch_jobs ",
@@ -222,6 +223,7 @@ async fn write_round(
         .bind(jobs.ensure_window_ends_at)
         .bind(jobs.ensure_return_image)
         .bind(jobs.ensure_at)
+        .bind(entry_text(|e| e.key_id.as_deref()))
         .fetch_all(&mut *conn)
         .await?;
     let revisions: HashMap<String, i32> = written.into_iter().collect();

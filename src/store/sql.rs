@@ -21,16 +21,16 @@ pub const PING: &str = "SELECT 1";
 macro_rules! insert_callback {
     () => {
         "INSERT INTO callbacks \
-         (kind, biz_id, verified, outcome, reason, received_at, remote_addr, content_type, body_sha256, body_len, body) "
+         (kind, biz_id, verified, outcome, reason, received_at, remote_addr, content_type, body_sha256, body_len, body, key_id) "
     };
 }
 pub(super) use insert_callback;
 
 /// Appends one delivery to the journal. Binds: kind, biz_id, verified, outcome, reason,
-/// received_at, remote_addr, content_type, body_sha256, body_len, body.
+/// received_at, remote_addr, content_type, body_sha256, body_len, body, key_id.
 pub const INSERT_CALLBACK: &str = concat!(
     insert_callback!(),
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id"
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id"
 );
 
 /// Every column of `verifications`, in the order the inserts below give values.
@@ -121,7 +121,7 @@ pub const LIST_VERIFICATIONS: &str = concat!(
 
 /// The journal, newest first. Binds: biz_id, verified, before_id, limit (NULL when absent).
 pub const LIST_CALLBACKS: &str = "SELECT id, kind, biz_id, verified, outcome, reason, received_at, remote_addr, \
-            content_type, body_sha256, body_len \
+            content_type, body_sha256, body_len, key_id, replayed_at \
      FROM callbacks \
      WHERE ($1 IS NULL OR biz_id = $1) \
        AND ($2 IS NULL OR verified = $2) \
@@ -161,16 +161,18 @@ macro_rules! upsert_pending_job {
     };
 }
 
-/// Only a `none` job is woken by [`ENSURE_JOB`]: any other state is kept.
+/// [`ENSURE_JOB`] wakes a `none` job, and makes a pending one due sooner (never later); any
+/// other state is kept.
 macro_rules! ensure_job_condition {
     () => {
-        "WHERE fetch_jobs.state = 'none'"
+        "WHERE fetch_jobs.state = 'none' \
+            OR (fetch_jobs.state = 'pending' AND fetch_jobs.next_at > excluded.next_at)"
     };
 }
 
-/// Images are wanted: create a pending job, or wake a `none` one. Any other state is kept,
-/// and `calls_used` is never touched. Binds: biz_id, next_at, window_ends_at, return_image,
-/// now.
+/// Images are wanted and the result is final: create a pending job, wake a `none` one, or
+/// bring a pending one forward to `next_at`. Any other state is kept, and `calls_used` is
+/// never touched. Binds: biz_id, next_at, window_ends_at, return_image, now.
 pub const ENSURE_JOB: &str = concat!(upsert_pending_job!(), ensure_job_condition!());
 
 pub(super) use {ensure_job_condition, pending_job_on_conflict};
@@ -211,7 +213,8 @@ pub const SCHEDULE_JOB: &str = concat!(
     "RETURNING state, calls_used, next_at, last_error"
 );
 
-/// Leases due jobs. `$lock` is the engine's row-locking clause for the inner select
+/// Leases due jobs, oldest-due first, with the record's status rank (what the schedule knows
+/// about the flow). `$lock` is the engine's row-locking clause for the inner select
 /// (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: none, its write transaction is exclusive).
 /// Binds: owner, now, lease_until, limit.
 macro_rules! lease_due_jobs {
@@ -224,7 +227,9 @@ macro_rules! lease_due_jobs {
                  ORDER BY next_at, biz_id \
                  LIMIT $4 ",
             $lock,
-            ") RETURNING biz_id, calls_used, next_at, window_ends_at, return_image, lease_until"
+            ") RETURNING biz_id, calls_used, next_at, window_ends_at, return_image, lease_until, \
+               (SELECT v.status_rank FROM verifications v WHERE v.biz_id = fetch_jobs.biz_id) \
+               AS known_rank"
         )
     };
 }
@@ -341,3 +346,22 @@ pub const STORED_BODIES: &str =
 
 /// Binds: id, old, new.
 pub const REPLACE_BODY: &str = "UPDATE callbacks SET body = $3 WHERE id = $1 AND body = $2";
+
+/// Replay's candidates: refused deliveries (`outcome = 'rejected'`) of the signed routes whose
+/// body was kept whole — non-empty and at least `body_len` long (a body capped to a prefix is
+/// shorter; an encrypted one is longer, and the caller checks its exact length once
+/// decrypted) — oldest first. Binds: after_id, since (NULL for all), limit.
+pub const REFUSED_DELIVERIES: &str = "SELECT id, kind, received_at, content_type, body_len, body \
+     FROM callbacks \
+     WHERE outcome = 'rejected' AND kind IN ('notify', 'return_post') AND id > $1 \
+       AND ($2 IS NULL OR received_at >= $2) \
+       AND length(body) > 0 AND length(body) >= body_len \
+     ORDER BY id \
+     LIMIT $3";
+
+/// Claims a refused delivery for replay: it becomes `replayed`, verified by `key_id`, about
+/// `biz_id`, at `now` — only while it is still `rejected`, so two replays never both store it.
+/// Binds: id, key_id, biz_id, now.
+pub const MARK_REPLAYED: &str = "UPDATE callbacks \
+     SET outcome = 'replayed', verified = TRUE, key_id = $2, biz_id = $3, replayed_at = $4 \
+     WHERE id = $1 AND outcome = 'rejected'";

@@ -21,6 +21,8 @@ pub const SECRET: &str = "test-secret-0123456789";
 pub const TOKEN: &str = "test-token-abcdef";
 /// A token without the `pii` scope: it sees masked results and no images.
 pub const PLAIN_TOKEN: &str = "test-token-plain";
+/// A token with the `admin` scope only (replays).
+pub const ADMIN_TOKEN: &str = "test-token-admin";
 /// 2026-11-23T00:00:00Z: "now" for every test app.
 pub const NOW_MS: i64 = 1_795_392_000_000;
 pub const SEED_OK: &str = include_str!("../vectors/seed_get_result_ok.json");
@@ -32,7 +34,8 @@ pub struct TestApp {
     pub store: Arc<dyn Store>,
     pub clock: ManualClock,
     shutdown: CancellationToken,
-    pub db: common::TestDatabase,
+    /// Shared with an instance [`TestApp::restart`]ed on the same database.
+    pub db: Arc<common::TestDatabase>,
 }
 
 impl Drop for TestApp {
@@ -61,6 +64,11 @@ impl Default for Options {
 pub async fn spawn_app(engine: common::Engine, options: Options) -> Option<TestApp> {
     faceid_receiver::telemetry::init_for_tests();
     let db = common::TestDatabase::create(engine).await?;
+    Some(spawn_on(Arc::new(db), options).await)
+}
+
+/// An app over an existing (migrated or fresh) test database.
+async fn spawn_on(db: Arc<common::TestDatabase>, options: Options) -> TestApp {
     let mut env: HashMap<String, String> = [
         ("APP__SERVER__LISTEN", "127.0.0.1:0"),
         ("APP__MEGVII__BASE_URL", "http://127.0.0.1:9"),
@@ -70,7 +78,7 @@ pub async fn spawn_app(engine: common::Engine, options: Options) -> Option<TestA
     .collect();
     env.insert(
         "APP__API__TOKENS".into(),
-        format!("{TOKEN}:pii,{PLAIN_TOKEN}"),
+        format!("{TOKEN}:pii,{PLAIN_TOKEN},{ADMIN_TOKEN}:admin"),
     );
     env.insert("APP__DATABASE__URL".into(), db.url().to_owned());
     if let Some(url) = options.redirect_url {
@@ -102,14 +110,14 @@ pub async fn spawn_app(engine: common::Engine, options: Options) -> Option<TestA
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    Some(TestApp {
+    TestApp {
         base,
         client,
         store,
         clock,
         shutdown,
         db,
-    })
+    }
 }
 
 /// A result `data` in FaceID's shape for `biz_id` with `status`.
@@ -142,6 +150,16 @@ pub fn encode_path(biz_id: &str) -> String {
 }
 
 impl TestApp {
+    /// Stops this instance and starts another on the same database with `options` (a
+    /// configuration fix, as an operator would restart).
+    pub async fn restart(self, options: Options) -> TestApp {
+        let db = self.db.clone();
+        self.shutdown.cancel();
+        self.store.close().await;
+        drop(self);
+        spawn_on(db, options).await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -46,6 +46,7 @@ async fn the_document_covers_every_api_route_with_bearer_auth() {
         ("/api/v1/verifications/{biz_id}/images/{name}", "get"),
         ("/api/v1/callbacks", "get"),
         ("/api/v1/raw-results", "post"),
+        ("/api/v1/callbacks/replay", "post"),
     ] {
         let op = &doc["paths"][path][method];
         assert!(op.is_object(), "{method} {path} is documented");
@@ -65,6 +66,7 @@ async fn the_document_covers_every_api_route_with_bearer_auth() {
         "CallbackView",
         "VerificationPage",
         "CallbackPage",
+        "ReplayView",
         "ErrorBody",
     ] {
         assert!(

@@ -60,6 +60,7 @@ impl Serve {
             .env("APP__SERVER__LISTEN", "127.0.0.1:0")
             // All load comes from one loopback address: the per-IP limit would measure itself.
             .env("APP__SERVER__RATE_LIMIT_PER_SECOND", "0")
+            .env("APP__SERVER__RETURN_GET_PER_MINUTE", "0")
             .env("APP__DATABASE__URL", db_url)
             .env("APP__MEGVII__API_KEY", KEY)
             .env("APP__MEGVII__API_SECRET", SECRET)

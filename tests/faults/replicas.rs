@@ -54,6 +54,11 @@ async fn postgres_three_replicas_killed_during_follow_ups_keep_the_budget() {
         ("APP__FETCH__LEASE", "2s"),
         ("APP__FETCH__INITIAL_DELAY", "0s"),
         ("APP__FETCH__RETRY_DELAY", "200ms"),
+        // No slow lane and nothing held back (a flow timeout beyond the one-day window), no
+        // call-rate ceiling: this test is about kills and the budget, not the schedule.
+        ("APP__FETCH__NOT_STARTED_DELAY", "200ms"),
+        ("APP__FETCH__FLOW_TIMEOUT", "48h"),
+        ("APP__FETCH__MAX_CALLS_PER_SECOND", "10000"),
         ("APP__FETCH__POLL_INTERVAL", "50ms"),
     ];
 

@@ -47,6 +47,10 @@ async fn callbacks_answer_promptly_while_the_upstream_misbehaves(engine: Engine)
             ("APP__FETCH__LEASE", "10s"),
             ("APP__FETCH__INITIAL_DELAY", "0s"),
             ("APP__FETCH__RETRY_DELAY", "100ms"),
+            // Nothing held back, no ceiling: this test is about callbacks under upstream
+            // trouble, not the schedule.
+            ("APP__FETCH__FLOW_TIMEOUT", "48h"),
+            ("APP__FETCH__MAX_CALLS_PER_SECOND", "10000"),
             ("APP__FETCH__POLL_INTERVAL", "20ms"),
         ],
     )

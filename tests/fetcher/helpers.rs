@@ -67,6 +67,10 @@ pub fn settings(db_url: &str, base_url: &str, overrides: &[(&str, &str)]) -> Set
         // These suites hammer the callback routes from one IP on purpose (the budget must
         // hold under it); the per-IP rate limit has its own tests in tests/api/hardening.rs.
         ("APP__SERVER__RATE_LIMIT_PER_SECOND", "0"),
+        ("APP__SERVER__RETURN_GET_PER_MINUTE", "0"),
+        // Passes are driven by a manual clock; the call-rate ceiling (real time) has its own
+        // test in tests/fetcher/flood.rs.
+        ("APP__FETCH__MAX_CALLS_PER_SECOND", "10000"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))

@@ -8,5 +8,7 @@ mod common;
 mod helpers;
 
 mod api;
+mod flood;
 mod replicas;
+mod schedule;
 mod worker;

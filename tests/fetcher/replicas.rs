@@ -24,10 +24,14 @@ fetcher_tests!(
     cancelling_an_application_stops_its_server_and_its_worker,
 );
 
-/// Fast real-time settings: no initial delay, short retries, a lease a few times the timeout.
+/// Fast real-time settings: no initial delay, short retries and slow lane, a lease a few
+/// times the timeout. A flow timeout longer than the one-day window holds nothing back: the
+/// last call comes at once (these tests are about leases and the budget, not the schedule).
 const FAST: &[(&str, &str)] = &[
     ("APP__FETCH__INITIAL_DELAY", "0s"),
     ("APP__FETCH__RETRY_DELAY", "50ms"),
+    ("APP__FETCH__NOT_STARTED_DELAY", "50ms"),
+    ("APP__FETCH__FLOW_TIMEOUT", "48h"),
     ("APP__FETCH__POLL_INTERVAL", "20ms"),
     ("APP__FETCH__LEASE", "3s"),
     ("APP__MEGVII__TIMEOUT", "1s"),

@@ -22,6 +22,7 @@ fetcher_tests!(
     a_crash_after_the_last_reservation_ends_exhausted_without_a_call,
     a_signed_final_notify_cancels_a_pending_follow_up,
     a_status_in_an_odd_case_is_final,
+    a_get_result_answer_holding_nul_is_stored_after_one_call,
 );
 
 async fn processing_then_ok_is_stored_with_two_calls(engine: Engine) {
@@ -83,17 +84,23 @@ async fn a_result_that_never_becomes_final_spends_three_spaced_calls_then_is_exh
         return;
     };
     let id = h.mint(&["NOT_STARTED"]);
+    let window_end = NOW_MS - MINUTE + DAY - 10 * MINUTE;
     h.return_get(&id).await;
     h.clock.advance(5 * SECOND);
 
     h.drain().await;
     let first = h.clock.now_ms();
-    assert_eq!(h.record(&id).await.fetch.next_at, Some(first + MINUTE));
-    h.clock.set(first + MINUTE);
+    // NOT_STARTED: the slow lane.
+    assert_eq!(h.record(&id).await.fetch.next_at, Some(first + HOUR));
+    h.clock.set(first + HOUR - 1);
+    assert_eq!(h.drain().await, 0, "not due before the slow lane's hour");
+    h.clock.set(first + HOUR);
     h.drain().await;
-    // The last call waits four times longer: it is not wasted early.
-    assert_eq!(h.record(&id).await.fetch.next_at, Some(first + 5 * MINUTE));
-    h.clock.set(first + 5 * MINUTE);
+    // The last call is held until the flow must have ended: half an hour before the window
+    // closes.
+    let last = window_end - 30 * MINUTE;
+    assert_eq!(h.record(&id).await.fetch.next_at, Some(last));
+    h.clock.set(last);
     h.drain().await;
 
     let record = h.record(&id).await;
@@ -513,6 +520,45 @@ async fn a_status_in_an_odd_case_is_final(engine: Engine) {
         (record.fetch.state, record.fetch.calls_used),
         (FetchState::Done, 1)
     );
+}
+
+async fn a_get_result_answer_holding_nul_is_stored_after_one_call(engine: Engine) {
+    let Some(h) = harness(engine).await else {
+        return;
+    };
+    // The simulator's result JSON carries this biz_no as `"order\u0000x"`.
+    let spec = faceid_receiver::sim::ResultScript::default()
+        .steps(["OK"])
+        .biz_no("order\0x")
+        .created_at_ms(NOW_MS - MINUTE);
+    let id = h.sim.mint_biz(spec).unwrap();
+    h.return_get(&id).await;
+    h.clock.advance(5 * SECOND);
+    assert_eq!(h.drain().await, 1);
+
+    let record = h.record(&id).await;
+    assert_eq!(record.status, "OK");
+    assert_eq!(
+        record.biz_no.as_deref(),
+        Some(r"order\u0000x"),
+        "its column form"
+    );
+    assert!(
+        record
+            .result
+            .as_deref()
+            .unwrap()
+            .contains(r#""biz_no":"order\u0000x""#),
+        "the answer as FaceID wrote it"
+    );
+    assert_eq!(
+        (record.fetch.state, record.fetch.calls_used),
+        (FetchState::Done, 1)
+    );
+    // No lapsed lease, no second call.
+    h.clock.advance(2 * HOUR);
+    assert_eq!(h.drain().await, 0);
+    assert_eq!(h.sim.calls(&id).count, 1, "one call, per the simulator");
 }
 
 mod request_fetch {

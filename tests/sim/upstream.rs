@@ -52,6 +52,50 @@ async fn three_calls_are_served_then_every_later_one_is_data_destroyed() {
 }
 
 #[tokio::test]
+async fn a_user_finishing_at_a_time_answers_not_started_until_then_and_the_script_after() {
+    let t = spawn_sim().await;
+    let spec = ResultScript::default()
+        .steps(["PROCESSING", "OK"])
+        .created_at_ms(T0_MS)
+        .finishes_at(T0_MS + 50 * 60_000, "NOT_STARTED");
+    let id = t.server.mint_biz(spec).unwrap();
+    let status = |a: &crate::helpers::Answer| a.json["status"].as_str().unwrap().to_owned();
+
+    t.clock.set(T0_MS + 49 * 60_000);
+    let before = t.get_result(&id, &[]).await;
+    t.clock.set(T0_MS + 50 * 60_000);
+    let at = t.get_result(&id, &[]).await;
+    let after = t.get_result(&id, &[]).await;
+
+    assert_eq!(
+        [status(&before), status(&at), status(&after)],
+        ["NOT_STARTED", "PROCESSING", "OK"],
+        "the script starts at its first step once the user has finished"
+    );
+    assert_eq!(t.server.calls(&id).charged, 3, "every call is charged");
+
+    // Through the control API too, with another step before the finish.
+    let body = serde_json::json!({
+        "biz_id": format!("{},ctl", T0_MS / 1000),
+        "script": ["OK"],
+        "finishes_at_ms": T0_MS + 60 * 60_000,
+        "until_finished": "PROCESSING",
+    });
+    let response = t
+        .client
+        .post(format!("{}/sim/results", t.server.base_url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let id = format!("{},ctl", T0_MS / 1000);
+    assert_eq!(status(&t.get_result(&id, &[]).await), "PROCESSING");
+    t.clock.set(T0_MS + 60 * 60_000);
+    assert_eq!(status(&t.get_result(&id, &[]).await), "OK");
+}
+
+#[tokio::test]
 async fn the_result_is_destroyed_one_day_after_the_biz_id_time() {
     let t = spawn_sim().await;
     let id = t

@@ -39,6 +39,9 @@ store_tests!(
     reserve_call_never_exceeds_max_calls_under_concurrency,
     reserve_call_is_refused_without_a_live_lease_or_outside_the_window,
     concurrent_leases_never_hand_out_the_same_job,
+    leased_jobs_come_oldest_due_first_with_what_their_record_knows,
+    refused_deliveries_are_those_of_signed_routes_with_their_body_kept_whole,
+    a_replayed_delivery_is_claimed_once_and_stored_under_the_merge_rule,
     a_lapsed_lease_can_be_re_leased_and_the_old_owner_is_locked_out,
     update_job_ignores_an_owner_that_does_not_hold_the_lease,
     save_fetched_stores_images_even_when_the_merge_is_unchanged,
@@ -103,6 +106,7 @@ fn delivery(kind: CallbackKind, biz_id: Option<&str>, verified: bool, at: i64) -
         body_sha256: "ab".repeat(32),
         body_len: body.len() as i64,
         body,
+        key_id: verified.then(|| "current".to_owned()),
     }
 }
 
@@ -162,6 +166,18 @@ async fn lease(store: &Arc<dyn Store>, owner: &str, now: i64) -> Vec<String> {
         .await
         .expect("lease");
     jobs.into_iter().map(|job| job.biz_id).collect()
+}
+
+/// A job for `biz_id` (a return GET at `NOW`) whose first turn, 5 s later, ended in `update`.
+async fn job_after_a_turn(store: &Arc<dyn Store>, biz_id: &str, update: JobUpdate) {
+    return_get(store, biz_id, NOW, new_job(NOW)).await;
+    let owner = format!("worker-of-{biz_id}");
+    let leased = lease(store, &owner, NOW + 5_000).await;
+    assert!(leased.iter().any(|id| id == biz_id), "{leased:?}");
+    store
+        .update_job(biz_id, &owner, NOW + 5_000, &update)
+        .await
+        .unwrap();
 }
 
 fn outcomes(records: &[faceid_receiver::store::CallbackRecord]) -> Vec<&str> {
@@ -615,18 +631,41 @@ async fn ensure_creates_or_re_pends_a_job_without_refilling_the_budget(store: Ar
         }
     );
 
+    // A pending job held far ahead (the last call, kept for a final status) is brought
+    // forward; one already due sooner is left alone.
+    let held = biz("ensure-held");
+    let hold = JobUpdate::Retry {
+        next_at: NOW + DAY / 2,
+        last_error: None,
+    };
+    job_after_a_turn(&store, &held, hold).await;
+    let (_, forward) = notify(
+        &store,
+        &signed_notify(&held, "OK"),
+        NOW + 9_000,
+        JobEffect::Ensure(new_job(NOW + 9_000)),
+    )
+    .await;
+    assert_eq!(
+        (forward.fetch.state, forward.fetch.next_at),
+        (FetchState::Pending, Some(NOW + 14_000))
+    );
+    let (_, not_later) = notify(
+        &store,
+        &signed_notify(&held, "OK"),
+        NOW + 20_000,
+        JobEffect::Ensure(new_job(NOW + 20_000)),
+    )
+    .await;
+    assert_eq!(not_later.fetch.next_at, Some(NOW + 14_000), "never later");
+
     // A finished job stays finished.
     let done = biz("ensure-done");
-    return_get(&store, &done, NOW, new_job(NOW)).await;
-    lease(&store, "w2", NOW + 5_000).await;
     let finish = JobUpdate::Finish {
         state: FetchState::Done,
         last_error: None,
     };
-    store
-        .update_job(&done, "w2", NOW + 5_000, &finish)
-        .await
-        .unwrap();
+    job_after_a_turn(&store, &done, finish).await;
     let (_, kept) = notify(
         &store,
         &signed_notify(&done, "OK"),
@@ -960,6 +999,62 @@ async fn concurrent_leases_never_hand_out_the_same_job(store: Arc<dyn Store>) {
     );
 }
 
+async fn leased_jobs_come_oldest_due_first_with_what_their_record_knows(store: Arc<dyn Store>) {
+    let job_due = |at| NewJob {
+        next_at: at,
+        ..new_job(NOW)
+    };
+    let (pending, processing, fresh) = (biz("know-0"), biz("know-2"), biz("know-late"));
+    return_get(&store, &fresh, NOW, job_due(NOW + 3_000)).await;
+    return_get(&store, &pending, NOW, job_due(NOW + 1_000)).await;
+    return_get(&store, &processing, NOW, job_due(NOW + 2_000)).await;
+    notify(
+        &store,
+        &signed_notify(&processing, "PROCESSING"),
+        NOW,
+        JobEffect::Keep,
+    )
+    .await;
+    // A RAW-style key with a job but no record yet knows nothing.
+    let bare = "raw:know-nothing";
+    store
+        .schedule_fetch(bare, job_due(NOW + 500), NOW)
+        .await
+        .unwrap();
+
+    let leased = store
+        .lease_due_jobs("w", NOW + 10_000, NOW + 70_000, 10)
+        .await
+        .unwrap();
+
+    let seen: Vec<(&str, i64, i32)> = leased
+        .iter()
+        .map(|job| (job.biz_id.as_str(), job.next_at, job.known_rank))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (bare, NOW + 500, 0),
+            (pending.as_str(), NOW + 1_000, 0),
+            (processing.as_str(), NOW + 2_000, 2),
+            (fresh.as_str(), NOW + 3_000, 0),
+        ],
+        "oldest due first, each with its record's status rank"
+    );
+    // Only as many as asked, still the oldest due.
+    let later = biz("know-later");
+    return_get(&store, &later, NOW, job_due(NOW + 4_000)).await;
+    let one = store
+        .lease_due_jobs("w2", NOW + 80_000, NOW + 140_000, 1)
+        .await
+        .unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(
+        one[0].biz_id, bare,
+        "the lapsed leases come back oldest due first"
+    );
+}
+
 async fn a_lapsed_lease_can_be_re_leased_and_the_old_owner_is_locked_out(store: Arc<dyn Store>) {
     let id = biz("lapse");
     let job = new_job(NOW);
@@ -1250,6 +1345,210 @@ async fn schedule_fetch_keeps_calls_used_and_the_window(store: Arc<dyn Store>) {
     );
 }
 
+// ---- replay ----
+
+async fn refused_deliveries_are_those_of_signed_routes_with_their_body_kept_whole(
+    store: Arc<dyn Store>,
+) {
+    let refused = |kind, at| rejected(kind, Some("1795392000,r"), "sign does not match", at);
+    let whole = store
+        .journal_rejected(&refused(CallbackKind::Notify, NOW))
+        .await
+        .unwrap();
+    let post = store
+        .journal_rejected(&refused(CallbackKind::ReturnPost, NOW + 1))
+        .await
+        .unwrap();
+    // Not candidates: a return GET (nothing signed), an emptied body, a body capped to a
+    // prefix, and a delivery that was stored.
+    store
+        .journal_rejected(&refused(CallbackKind::ReturnGet, NOW + 2))
+        .await
+        .unwrap();
+    let empty = NewCallback {
+        body: Vec::new(),
+        ..refused(CallbackKind::Notify, NOW + 3)
+    };
+    store.journal_rejected(&empty).await.unwrap();
+    let capped = NewCallback {
+        body_len: 1_000_000,
+        ..refused(CallbackKind::Notify, NOW + 4)
+    };
+    store.journal_rejected(&capped).await.unwrap();
+    notify(
+        &store,
+        &signed_notify(&biz("r-ok"), "OK"),
+        NOW + 5,
+        JobEffect::Keep,
+    )
+    .await;
+    let later = store
+        .journal_rejected(&refused(CallbackKind::Notify, NOW + 6))
+        .await
+        .unwrap();
+
+    let all = store.refused_deliveries(0, None, 100).await.unwrap();
+    let ids: Vec<i64> = all.iter().map(|d| d.id).collect();
+    assert_eq!(ids, [whole, post, later], "oldest first");
+    let first = &all[0];
+    assert_eq!(first.kind, "notify");
+    assert_eq!(first.received_at, NOW);
+    assert_eq!(first.body, b"data=%7B%7D&sign=00");
+    assert_eq!(first.body_len, first.body.len() as i64);
+    assert_eq!(
+        first.content_type.as_deref(),
+        Some("application/x-www-form-urlencoded")
+    );
+    // Paging and the `since` filter.
+    let page: Vec<i64> = store
+        .refused_deliveries(whole, None, 1)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(page, [post]);
+    let since: Vec<i64> = store
+        .refused_deliveries(0, Some(NOW + 1), 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(since, [post, later]);
+}
+
+async fn a_replayed_delivery_is_claimed_once_and_stored_under_the_merge_rule(
+    store: Arc<dyn Store>,
+) {
+    let id = biz("replayed");
+    let row = store
+        .journal_rejected(&rejected(
+            CallbackKind::Notify,
+            None,
+            "data is not valid JSON",
+            NOW,
+        ))
+        .await
+        .unwrap();
+    return_get(&store, &id, NOW, new_job(NOW)).await;
+
+    let (outcome, stored) = store
+        .accept_replayed(
+            row,
+            "previous-1",
+            &signed_notify(&id, "OK"),
+            JobEffect::CancelPending,
+            NOW + 60_000,
+        )
+        .await
+        .unwrap()
+        .expect("claimed");
+    assert_eq!(
+        outcome,
+        MergeOutcome::Created,
+        "replaces the PENDING record"
+    );
+    assert_eq!((stored.status.as_str(), stored.signed), ("OK", true));
+    assert_eq!(
+        stored.fetch.state,
+        FetchState::None,
+        "the job effect applied"
+    );
+    assert_eq!(stored.updated_at, NOW + 60_000);
+
+    let journal = store
+        .callbacks(&CallbackQuery {
+            biz_id: Some(id.clone()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let replayed = journal
+        .iter()
+        .find(|r| r.id == row)
+        .expect("the row, now about the biz_id");
+    assert_eq!(replayed.outcome, "replayed");
+    assert!(replayed.verified);
+    assert_eq!(replayed.key_id.as_deref(), Some("previous-1"));
+    assert_eq!(replayed.replayed_at, Some(NOW + 60_000));
+    assert_eq!(
+        replayed.reason.as_deref(),
+        Some("data is not valid JSON"),
+        "kept"
+    );
+    assert!(
+        store
+            .refused_deliveries(0, None, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "no longer a candidate"
+    );
+
+    // A second claim of the same row writes nothing, even a better result.
+    let again = store
+        .accept_replayed(
+            row,
+            "current",
+            &signed_notify(&id, "FAILED"),
+            JobEffect::Keep,
+            NOW + 120_000,
+        )
+        .await
+        .unwrap();
+    assert!(again.is_none());
+    assert_eq!(record(&store, &id).await.updated_at, NOW + 60_000);
+
+    // Two replays at once (the command and the API): one claims the row, the other nothing.
+    let contested = store
+        .journal_rejected(&rejected(CallbackKind::Notify, None, "sign", NOW + 2))
+        .await
+        .unwrap();
+    let racer = |n: i64| {
+        let store = store.clone();
+        let other = biz("contested");
+        tokio::spawn(async move {
+            store
+                .accept_replayed(
+                    contested,
+                    "current",
+                    &signed_notify(&other, "OK"),
+                    JobEffect::Keep,
+                    NOW + n,
+                )
+                .await
+                .unwrap()
+        })
+    };
+    let (a, b) = tokio::join!(racer(1), racer(2));
+    let claims = [a.unwrap(), b.unwrap()];
+    assert_eq!(
+        claims.iter().filter(|c| c.is_some()).count(),
+        1,
+        "claimed once"
+    );
+
+    // A replayed duplicate is Unchanged, and its row is claimed all the same.
+    let dup_row = store
+        .journal_rejected(&rejected(CallbackKind::Notify, Some(&id), "sign", NOW + 1))
+        .await
+        .unwrap();
+    let (outcome, _) = store
+        .accept_replayed(
+            dup_row,
+            "current",
+            &signed_notify(&id, "OK"),
+            JobEffect::Keep,
+            NOW + 180_000,
+        )
+        .await
+        .unwrap()
+        .expect("claimed");
+    assert_eq!(outcome, MergeOutcome::Unchanged);
+}
+
 // ---- group commit (database.group_commit, on by default) ----
 
 async fn concurrent_signed_deliveries_are_each_acked_with_their_own_record(store: Arc<dyn Store>) {
@@ -1355,22 +1654,42 @@ async fn one_batch_applies_deliveries_for_one_biz_id_in_order(store: Arc<dyn Sto
     );
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn sqlite_one_batch_applies_deliveries_for_one_biz_id_in_order() {
-    let (store, _dir) = common::sqlite_store().await;
-    one_batch_applies_deliveries_for_one_biz_id_in_order(store.clone()).await;
-    store.close().await;
+/// Like `store_tests!` (a test per engine, in `batch::sqlite` and `batch::postgres`), on a
+/// current-thread runtime: there [`accept_together`] forms one batch.
+macro_rules! batch_store_tests {
+    ($($case:ident),* $(,)?) => {
+        mod batch {
+            mod sqlite {
+                $(
+                    #[tokio::test(flavor = "current_thread")]
+                    async fn $case() {
+                        let (store, _dir) = crate::common::sqlite_store().await;
+                        crate::$case(store.clone()).await;
+                        store.close().await;
+                    }
+                )*
+            }
+            mod postgres {
+                $(
+                    #[tokio::test(flavor = "current_thread")]
+                    async fn $case() {
+                        let Some((store, mut db)) = crate::common::postgres_store().await else {
+                            return;
+                        };
+                        crate::$case(store.clone()).await;
+                        store.close().await;
+                        db.drop_database().await;
+                    }
+                )*
+            }
+        }
+    };
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn postgres_one_batch_applies_deliveries_for_one_biz_id_in_order() {
-    let Some((store, mut db)) = common::postgres_store().await else {
-        return;
-    };
-    one_batch_applies_deliveries_for_one_biz_id_in_order(store.clone()).await;
-    store.close().await;
-    db.drop_database().await;
-}
+batch_store_tests!(
+    one_batch_applies_deliveries_for_one_biz_id_in_order,
+    a_member_with_a_data_error_fails_alone_and_the_rest_of_its_batch_is_acked,
+);
 
 /// Runs `work` with this thread's logs captured, and returns its output with the log text. On
 /// a current-thread runtime the group-commit writer tasks run on this thread too, so what
@@ -1414,17 +1733,26 @@ async fn history_before_the_batch(store: &Arc<dyn Store>) {
             .unwrap();
     }
     accept(&d, signed_notify(&d, "OK"), JobEffect::CancelPending).await;
+    // A follow-up whose next call is held far ahead (the last one, kept for a final status).
+    let g = biz("mix-g");
+    let entry = delivery(CallbackKind::ReturnGet, Some(&g), false, at);
+    let held = NewJob {
+        next_at: NOW + DAY / 2,
+        ..new_job(at)
+    };
+    store.accept_return_get(&entry, &g, held).await.unwrap();
 }
 
 /// A batch of every kind of member, in submission order.
 fn mixed_batch() -> Vec<(NewCallback, IncomingResult, JobEffect)> {
-    let (a, b, c, d, e, f) = (
+    let (a, b, c, d, e, f, g) = (
         biz("mix-a"),
         biz("mix-b"),
         biz("mix-c"),
         biz("mix-d"),
         biz("mix-e"),
         biz("mix-f"),
+        biz("mix-g"),
     );
     let members = [
         (&a, signed_notify(&a, "OK"), JobEffect::CancelPending), // upgrade
@@ -1437,6 +1765,7 @@ fn mixed_batch() -> Vec<(NewCallback, IncomingResult, JobEffect)> {
         (&f, fetched(&f, "PROCESSING"), JobEffect::Keep),        // unsigned first
         (&f, signed_notify(&f, "PROCESSING"), JobEffect::Keep),  // signed beats unsigned
         (&e, signed_notify(&e, "PROCESSING"), JobEffect::Keep),  // stale
+        (&g, signed_notify(&g, "OK"), JobEffect::Ensure(new_job(NOW))), // brings g forward
     ];
     members
         .into_iter()
@@ -1489,7 +1818,7 @@ async fn one_batch_equals_one_transaction_per_delivery(
         let got = batched_result.expect("every member commits");
         assert_eq!(got, expected, "{}", result.biz_id);
     }
-    for tag in ["a", "b", "c", "d", "e", "f"] {
+    for tag in ["a", "b", "c", "d", "e", "f", "g"] {
         let id = biz(&format!("mix-{tag}"));
         assert_eq!(
             record(&batched, &id).await,
@@ -1514,6 +1843,11 @@ async fn one_batch_equals_one_transaction_per_delivery(
         fetch(&batched, &biz("mix-c")).await.state,
         FetchState::None,
         "CancelPending ended the pending job"
+    );
+    assert_eq!(
+        fetch(&batched, &biz("mix-g")).await.next_at,
+        Some(NOW + 5_000),
+        "Ensure brought the held job forward"
     );
 }
 
@@ -1684,6 +2018,87 @@ async fn postgres_a_failing_member_fails_alone_after_its_batch_is_retried() {
         .await
         .unwrap();
     assert!(bad_journal.is_empty());
+    store.close().await;
+    db.drop_database().await;
+}
+
+/// A member whose own write breaks a constraint (status_rank 7: only a bug could send it, and
+/// the schema refuses it on both engines) fails its batch; the batch falls back to member by
+/// member, every other member is acked and stored, and the bad one gets a data error — not
+/// `Unavailable`, which would tell its sender (and everyone batched with it) that storage
+/// is down.
+async fn a_member_with_a_data_error_fails_alone_and_the_rest_of_its_batch_is_acked(
+    store: Arc<dyn Store>,
+) {
+    let bad = biz("bad-rank");
+    let mut deliveries: Vec<_> = (0..12)
+        .map(|i| signed_delivery(&biz(&format!("good-{i}")), "OK", NOW + i))
+        .collect();
+    let (entry, result, job) = signed_delivery(&bad, "OK", NOW + 100);
+    let broken = IncomingResult {
+        status_rank: 7,
+        ..result
+    };
+    deliveries.insert(5, (entry, broken, job));
+
+    let (results, logs) = with_captured_logs(accept_together(&store, &deliveries)).await;
+
+    assert!(
+        logs.contains(BATCH_FALLBACK),
+        "the members formed one batch, which failed and fell back: {logs}"
+    );
+    for ((_, result, _), accepted) in deliveries.iter().zip(&results) {
+        if result.biz_id == bad {
+            assert!(
+                matches!(accepted, Err(StoreError::Other(_))),
+                "the bad member gets a data error: {:?}",
+                accepted.as_ref().map(|(o, _)| o)
+            );
+        } else {
+            assert!(
+                matches!(accepted, Ok((MergeOutcome::Created, _))),
+                "{} is acked: {:?}",
+                result.biz_id,
+                accepted
+                    .as_ref()
+                    .map(|(o, _)| o)
+                    .map_err(|e| format!("{e:?}"))
+            );
+            assert_eq!(record(&store, &result.biz_id).await.status, "OK");
+        }
+    }
+    assert_eq!(store.get(&bad).await.unwrap(), None, "nothing of it stored");
+    let error = results[5].as_ref().expect_err("the bad member failed");
+    assert!(
+        error.database_code().is_some(),
+        "it names the database's code: {error:?}"
+    );
+}
+
+/// PostgreSQL refuses NUL in text with SQLSTATE 22021: all digits, like a SQLite result code
+/// whose low byte (5) means BUSY. A member carrying one (only a bug could: derived columns
+/// hold NUL as the text `\u0000`) fails alone with a data error, never as "unavailable".
+#[tokio::test(flavor = "current_thread")]
+async fn postgres_a_nul_in_a_derived_column_is_a_data_error_of_that_member_alone() {
+    let Some((store, mut db)) = common::postgres_store().await else {
+        return;
+    };
+    let bad = biz("nul");
+    let (entry, result, job) = signed_delivery(&bad, "OK", NOW);
+    let nul = IncomingResult {
+        biz_no: Some("order\0".into()),
+        ..result
+    };
+    let deliveries = [
+        signed_delivery(&biz("beside-1"), "OK", NOW),
+        (entry, nul, job),
+        signed_delivery(&biz("beside-2"), "OK", NOW),
+    ];
+    let results = accept_together(&store, &deliveries).await;
+    assert!(results[0].is_ok() && results[2].is_ok());
+    let error = results[1].as_ref().expect_err("refused");
+    assert!(matches!(error, StoreError::Other(_)), "{error:?}");
+    assert_eq!(error.database_code().as_deref(), Some("22021"));
     store.close().await;
     db.drop_database().await;
 }

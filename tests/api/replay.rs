@@ -1,0 +1,306 @@
+//! Replay after a secret fix, and secret rotation: what a wrong `megvii.api_secret` refused is
+//! stored once the secret is right, exactly once, through `POST /api/v1/callbacks/replay` and
+//! the `faceid-receiver replay` command; `megvii.previous_secrets` keeps verifying callbacks
+//! signed before a rotation, and the journal names the secret by key id only.
+
+use serde_json::{Value, json};
+
+use crate::api_tests;
+use crate::common::Engine;
+use crate::helpers::*;
+use crate::poison::{REFUSED_BIZ_NO, refuse_in_database};
+
+api_tests!(
+    a_delivery_the_database_refused_is_stored_by_replay_once_the_fault_is_fixed,
+    replay_needs_the_admin_scope_and_checks_its_body,
+);
+
+const WRONG_SECRET: &str = "not-the-secret-faceid-signs-with";
+const CALLBACKS: usize = 20;
+
+fn biz(i: usize) -> String {
+    format!("1795392000,replay-{i}")
+}
+
+/// `POST /api/v1/callbacks/replay` with `token` (none: no Authorization) and `body`.
+async fn post_replay(
+    app: &TestApp,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> reqwest::Response {
+    let mut request = app.client.post(app.url("/api/v1/callbacks/replay"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    request.send().await.unwrap()
+}
+
+/// A replay as an admin; its answer.
+async fn replay(app: &TestApp, body: Value) -> Value {
+    let response = post_replay(app, Some(ADMIN_TOKEN), Some(&body)).await;
+    assert_eq!(response.status(), 200, "replay {body}");
+    response.json().await.unwrap()
+}
+
+fn counts(answer: &Value) -> [u64; 5] {
+    [
+        "examined",
+        "verified",
+        "stored",
+        "duplicate",
+        "still_refused",
+    ]
+    .map(|key| {
+        answer[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{key} in {answer}"))
+    })
+}
+
+/// A service running with the wrong secret refuses every callback (FaceID signs with
+/// [`SECRET`]); after a restart with the right one, replay stores each once.
+async fn refused_then_replayed(engine: Engine, env: Vec<(&'static str, String)>) {
+    let options = |secret| Options {
+        secret,
+        env: env.clone(),
+        ..Default::default()
+    };
+    let Some(wrong) = spawn_app(engine, options(WRONG_SECRET)).await else {
+        return;
+    };
+    let deliveries: Vec<String> = (0..CALLBACKS)
+        .map(|i| result_data(&biz(i), &format!("order-{i}"), "OK"))
+        .collect();
+    for data in &deliveries {
+        let response = wrong.notify(data).await;
+        assert_eq!(response.status(), 403, "the wrong secret refuses it");
+    }
+    let app = wrong.restart(options(SECRET)).await;
+
+    // A dry run counts and changes nothing.
+    let dry = replay(&app, json!({"dry_run": true})).await;
+    assert_eq!(counts(&dry), [20, 20, 0, 0, 0], "{dry}");
+    assert_eq!(dry["dry_run"], true);
+    assert!(app.store.get(&biz(0)).await.unwrap().is_none());
+
+    let first = replay(&app, json!({})).await;
+    assert_eq!(counts(&first), [20, 20, 20, 0, 0], "{first}");
+    assert_eq!(first["next_after_id"], Value::Null);
+    for (i, data) in deliveries.iter().enumerate() {
+        let record = app.store.get(&biz(i)).await.unwrap().expect("stored");
+        assert_eq!(record.result.as_deref(), Some(data.as_str()), "byte-exact");
+        assert!(record.signed);
+        assert_eq!(
+            record.biz_no.as_deref(),
+            Some(format!("order-{i}").as_str())
+        );
+        let journal = app.journal(Some(&biz(i))).await;
+        assert_eq!(journal.len(), 1, "the refused row itself, now replayed");
+        let row = &journal[0];
+        assert_eq!(row["outcome"], "replayed");
+        assert_eq!(row["verified"], true);
+        assert_eq!(row["key_id"], "current");
+        assert!(row["replayed_at"].is_string());
+        assert!(
+            row["reason"].as_str().unwrap().contains("sign"),
+            "why it was refused is kept: {row}"
+        );
+    }
+
+    let second = replay(&app, json!({})).await;
+    assert_eq!(counts(&second), [0, 0, 0, 0, 0], "nothing new: {second}");
+
+    // The command does the same: nothing left.
+    let output = replay_command(&app, &["replay"]).await;
+    assert!(output.contains("0 stored"), "{output}");
+}
+
+#[tokio::test]
+async fn sqlite_after_a_secret_fix_replay_stores_every_refused_callback_exactly_once() {
+    refused_then_replayed(Engine::Sqlite, Vec::new()).await;
+}
+
+#[tokio::test]
+async fn postgres_after_a_secret_fix_replay_stores_every_refused_callback_exactly_once() {
+    refused_then_replayed(Engine::Postgres, Vec::new()).await;
+}
+
+/// With encryption at rest the journal bodies are sealed; replay reads them through the key.
+#[tokio::test]
+async fn sqlite_replay_reads_encrypted_journal_bodies() {
+    let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_owned();
+    refused_then_replayed(Engine::Sqlite, vec![("APP__ENCRYPTION__KEY", key)]).await;
+}
+
+#[tokio::test]
+async fn postgres_replay_reads_encrypted_journal_bodies() {
+    let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_owned();
+    refused_then_replayed(Engine::Postgres, vec![("APP__ENCRYPTION__KEY", key)]).await;
+}
+
+/// The `faceid-receiver replay` command over the app's database, with the app's secret.
+async fn replay_command(app: &TestApp, args: &[&str]) -> String {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_faceid-receiver"))
+        .args(args)
+        .env_clear()
+        .env(
+            "APP_CONFIG_DIR",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config"),
+        )
+        .env("APP__DATABASE__URL", app.db.url())
+        .env("APP__MEGVII__API_KEY", "test-key")
+        .env("APP__MEGVII__API_SECRET", SECRET)
+        .env("APP__TELEMETRY__FILTER", "warn")
+        .output()
+        .await
+        .expect("run faceid-receiver replay");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[tokio::test]
+async fn sqlite_the_replay_command_stores_what_the_wrong_secret_refused() {
+    the_replay_command_stores_what_the_wrong_secret_refused(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_the_replay_command_stores_what_the_wrong_secret_refused() {
+    the_replay_command_stores_what_the_wrong_secret_refused(Engine::Postgres).await;
+}
+
+async fn the_replay_command_stores_what_the_wrong_secret_refused(engine: Engine) {
+    let wrong = Options {
+        secret: WRONG_SECRET,
+        ..Default::default()
+    };
+    let Some(app) = spawn_app(engine, wrong).await else {
+        return;
+    };
+    for i in 0..3 {
+        let data = result_data(&biz(i), "order-cli", "OK");
+        assert_eq!(app.notify(&data).await.status(), 403);
+    }
+    // --since leaves out what came before it.
+    app.clock.advance(60_000);
+    let late = result_data(&biz(3), "order-cli", "OK");
+    assert_eq!(app.notify(&late).await.status(), 403);
+    let since = (NOW_MS + 30_000).to_string();
+
+    let dry = replay_command(&app, &["replay", "--dry-run", "--since", &since]).await;
+    assert!(dry.contains("would replay: 1 of 1"), "{dry}");
+    let out = replay_command(&app, &["replay", "--since", &since]).await;
+    assert!(out.contains("1 stored"), "{out}");
+    assert!(app.store.get(&biz(3)).await.unwrap().is_some());
+    assert!(app.store.get(&biz(0)).await.unwrap().is_none());
+    let out = replay_command(&app, &["replay"]).await;
+    assert!(out.contains("3 stored"), "{out}");
+    let out = replay_command(&app, &["replay"]).await;
+    assert!(
+        out.contains("0 stored") && out.contains("of 0 examined"),
+        "{out}"
+    );
+}
+
+async fn a_delivery_the_database_refused_is_stored_by_replay_once_the_fault_is_fixed(app: TestApp) {
+    refuse_in_database(app.db.url(), true).await;
+    let id = "1795392000,refused-then-replayed";
+    let data = result_data(id, REFUSED_BIZ_NO, "OK");
+    assert_eq!(app.notify(&data).await.status(), 500);
+    // Still refused while the fault lasts: counted, left for later.
+    let answer = replay(&app, json!({})).await;
+    assert_eq!(counts(&answer), [1, 1, 0, 0, 1], "{answer}");
+
+    refuse_in_database(app.db.url(), false).await;
+    let answer = replay(&app, json!({})).await;
+    assert_eq!(counts(&answer), [1, 1, 1, 0, 0], "{answer}");
+    let record = app.store.get(id).await.unwrap().expect("stored");
+    assert_eq!(record.result.as_deref(), Some(data.as_str()));
+    let journal = app.journal(Some(id)).await;
+    assert_eq!(journal[0]["outcome"], "replayed");
+}
+
+async fn replay_needs_the_admin_scope_and_checks_its_body(app: TestApp) {
+    for token in [TOKEN, PLAIN_TOKEN] {
+        let response = post_replay(&app, Some(token), None).await;
+        assert_eq!(response.status(), 403, "{token}");
+        assert_eq!(error_code(response).await, "forbidden");
+    }
+    assert_eq!(post_replay(&app, None, None).await.status(), 401);
+    // No body at all is fine; a bad one is a 400 naming the problem.
+    let response = post_replay(&app, Some(ADMIN_TOKEN), None).await;
+    assert_eq!(response.status(), 200);
+    for (body, code) in [
+        (json!({"limit": 0}), "invalid_limit"),
+        (json!({"since": "last week"}), "invalid_since"),
+        (json!([1]), "malformed_body"),
+    ] {
+        let response = post_replay(&app, Some(ADMIN_TOKEN), Some(&body)).await;
+        assert_eq!(response.status(), 400, "{body}");
+        assert_eq!(error_code(response).await, code, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn sqlite_callbacks_signed_with_a_previous_secret_verify_and_the_journal_names_it_by_key_id()
+{
+    previous_secrets_verify_by_key_id(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_callbacks_signed_with_a_previous_secret_verify_and_the_journal_names_it_by_key_id()
+ {
+    previous_secrets_verify_by_key_id(Engine::Postgres).await;
+}
+
+async fn previous_secrets_verify_by_key_id(engine: Engine) {
+    const NEW: &str = "the-new-secret-after-rotation";
+    const OLD: [&str; 2] = ["the-old-secret-one", "the-old-secret-two"];
+    let options = Options {
+        secret: NEW,
+        env: vec![("APP__MEGVII__PREVIOUS_SECRETS", OLD.join(","))],
+        ..Default::default()
+    };
+    let Some(app) = spawn_app(engine, options).await else {
+        return;
+    };
+    let send = |secret: &'static str, i: usize| {
+        let data = result_data(&biz(100 + i), "order-rotation", "OK");
+        let body = form_body(
+            &data,
+            &faceid_receiver::protocol::sign(secret, data.as_bytes()),
+        );
+        let app = &app;
+        async move { app.post_form("/faceid/notify", body).await.status() }
+    };
+    assert_eq!(send(NEW, 0).await, 200);
+    assert_eq!(send(OLD[0], 1).await, 200);
+    assert_eq!(send(OLD[1], 2).await, 200);
+    assert_eq!(send("some-other-secret", 3).await, 403);
+
+    let mut key_ids = Vec::new();
+    for i in 0..4 {
+        let journal = app.journal(Some(&biz(100 + i))).await;
+        key_ids.push(journal[0]["key_id"].clone());
+    }
+    assert_eq!(
+        key_ids,
+        [
+            json!("current"),
+            json!("previous-1"),
+            json!("previous-2"),
+            Value::Null
+        ]
+    );
+    let everything = app.api("/callbacks?limit=200").await.text().await.unwrap();
+    for secret in [NEW, OLD[0], OLD[1]] {
+        assert!(!everything.contains(secret), "the journal holds no secret");
+    }
+}
