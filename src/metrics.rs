@@ -23,6 +23,10 @@ pub const FOLLOWUPS_ENDED: &str = "faceid_followups_ended_total";
 pub const PENDING_FOLLOWUPS: &str = "faceid_pending_followups";
 /// Storage operations that failed, by `op`.
 pub const STORE_ERRORS: &str = "faceid_store_errors_total";
+/// Deliveries per group-commit transaction (recorded by `store::group`). One bucket per size
+/// up to 64 (the default `database.group_commit_max`), so the distribution is exact there:
+/// `bench/notify.sh` replays it against the database directly (the batched ceiling).
+pub const GROUP_COMMIT_BATCH_SIZE: &str = "faceid_group_commit_batch_size";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -39,6 +43,11 @@ pub fn install() -> PrometheusHandle {
                     ],
                 )
                 .expect("static bucket list is valid")
+                .set_buckets_for_metric(
+                    Matcher::Full(GROUP_COMMIT_BATCH_SIZE.to_owned()),
+                    &batch_size_buckets(),
+                )
+                .expect("static bucket list is valid")
                 .build_recorder();
             let handle = recorder.handle();
             // Another recorder may already be installed (an embedding program's): keep it, and
@@ -48,6 +57,14 @@ pub fn install() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// 1, 2, … 64, then powers of two up to 1024.
+fn batch_size_buckets() -> Vec<f64> {
+    (1..=64)
+        .chain([128, 256, 512, 1024])
+        .map(f64::from)
+        .collect()
 }
 
 fn describe() {
@@ -65,6 +82,10 @@ fn describe() {
     );
     metrics::describe_gauge!(PENDING_FOLLOWUPS, "Follow-up jobs pending");
     metrics::describe_counter!(STORE_ERRORS, "Failed storage operations");
+    metrics::describe_histogram!(
+        GROUP_COMMIT_BATCH_SIZE,
+        "Deliveries written per group-commit transaction"
+    );
 }
 
 /// Counts one callback delivery.
