@@ -104,14 +104,14 @@ if [[ "${PROPTEST_ONLY:-0}" != 1 && -n $CARGO ]]; then
         echo "== cargo fuzz run $target for ${seconds}s (log: $out/$target.log)" >&2
         status=0
         run_target "$target" "$seconds" "$out/$target.log" || status=$?
-        units=$(awk -F: '/^stat::number_of_executed_units/ {gsub(/ /, "", $2); print $2}' "$out/$target.log" | tail -1)
+        units=$(awk '/^stat::number_of_executed_units:/ {print $2}' "$out/$target.log" | tail -1)
         if [[ $status != 0 ]]; then
             grep -E '^==[0-9]+==|^SUMMARY|ALARM|out-of-memory|panicked|^Error|^error' "$out/$target.log" | head -20 >&2 || true
             echo "$target: FAILED (exit $status); input under fuzz/artifacts/$target/, log $out/$target.log" | tee -a "$summary" >&2
             exit 1
         fi
         [[ -n $units ]] || { echo "$target: no executed-units count in $out/$target.log" >&2; exit 1; }
-        echo "$target: $units inputs, 0 failures, ${seconds}s, $(awk -F: '/^stat::peak_rss_mb/ {gsub(/ /, "", $2); print $2}' "$out/$target.log" | tail -1) MB peak RSS" | tee -a "$summary"
+        echo "$target: $units inputs, 0 failures, ${seconds}s, $(awk '/^stat::peak_rss_mb:/ {print $2}' "$out/$target.log" | tail -1) MB peak RSS" | tee -a "$summary"
         total=$((total + units))
     done
     echo "total: $total inputs, 0 failures" | tee -a "$summary"
