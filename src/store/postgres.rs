@@ -64,6 +64,13 @@ impl PgStore {
     async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         begin_write_on(&self.pool).await
     }
+
+    /// The pool itself, so that tests can observe what a pooled connection runs with
+    /// (`tests/store/durability.rs`).
+    #[doc(hidden)]
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
 }
 
 async fn begin_write_on(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
