@@ -363,7 +363,9 @@ async fn http(
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     if fake > 0 {
-        eprintln!("loadgen: LOADGEN_FAKE_EXTRA_ACK={fake}: listing {fake} never-sent biz_ids as acknowledged");
+        eprintln!(
+            "loadgen: LOADGEN_FAKE_EXTRA_ACK={fake}: listing {fake} never-sent biz_ids as acknowledged"
+        );
         let tally = &mut tallies[0];
         for _ in 0..fake {
             tally.acked.push(fresh_biz_id());

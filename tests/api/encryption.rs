@@ -77,8 +77,7 @@ async fn raw_columns(url: &str) -> Vec<(String, Vec<u8>)> {
             } else {
                 format!(r#"convert_to("{column}"::text, 'UTF8')"#)
             };
-            let query =
-                format!(r#"SELECT {value} FROM "{table}" WHERE "{column}" IS NOT NULL"#);
+            let query = format!(r#"SELECT {value} FROM "{table}" WHERE "{column}" IS NOT NULL"#);
             let values: Vec<Vec<u8>> = sqlx::query_scalar(sqlx::AssertSqlSafe(query))
                 .fetch_all(&pool)
                 .await
@@ -91,7 +90,9 @@ async fn raw_columns(url: &str) -> Vec<(String, Vec<u8>)> {
         assert!(
             all.iter().any(|(label, _)| label == needed),
             "the scan read no value of {needed}: {:?}",
-            all.iter().map(|(l, _)| l).collect::<std::collections::BTreeSet<_>>()
+            all.iter()
+                .map(|(l, _)| l)
+                .collect::<std::collections::BTreeSet<_>>()
         );
     }
     all

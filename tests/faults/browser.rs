@@ -39,9 +39,8 @@ fn chromium() -> Option<PathBuf> {
 /// missing browser is a failure: `.ci/run` installs it, so a skip there means the test never
 /// ran.
 fn chromium_required() -> bool {
-    let set = |name: &str| {
-        std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
-    };
+    let set =
+        |name: &str| std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
     set("CI") || set("REQUIRE_CHROMIUM")
 }
 

@@ -208,9 +208,10 @@ async fn replica_in_a_slow_call(
     while started.elapsed() < Duration::from_secs(10) {
         let now = sim.now_ms();
         let slow = ids.iter().map(|(id, _)| id).find(|id| {
-            sim.calls(id).calls.last().is_some_and(|c| {
-                c.ended_ms.is_none() && c.at_ms + c.delay_ms as i64 - now >= 300
-            })
+            sim.calls(id)
+                .calls
+                .last()
+                .is_some_and(|c| c.ended_ms.is_none() && c.at_ms + c.delay_ms as i64 - now >= 300)
         });
         if let Some(id) = slow {
             let owner: Option<String> =

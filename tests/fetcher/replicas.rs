@@ -255,7 +255,12 @@ async fn a_worker_aborted_mid_call_leaves_jobs_a_restarted_worker_finishes(engin
     let interrupted: Vec<&String> = ids.iter().filter(|id| sim.calls(id).count > 0).collect();
     assert!(!interrupted.is_empty());
     let started = tokio::time::Instant::now();
-    while ids.iter().map(|id| sim.calls(id).abandoned()).sum::<usize>() == 0 {
+    while ids
+        .iter()
+        .map(|id| sim.calls(id).abandoned())
+        .sum::<usize>()
+        == 0
+    {
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "aborting the worker cut off no call"

@@ -37,7 +37,11 @@ async fn sqlite_settings(options: &ConnectOptions) -> Vec<(String, i64, i64)> {
             .unwrap();
         settings.push((journal, synchronous, foreign_keys));
     }
-    assert_eq!(store.pool().size() as usize, HELD, "{HELD} distinct connections");
+    assert_eq!(
+        store.pool().size() as usize,
+        HELD,
+        "{HELD} distinct connections"
+    );
     drop(held);
     store.pool().close().await;
     settings
