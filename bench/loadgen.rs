@@ -312,6 +312,22 @@ impl ErrorLog {
             eprintln!("loadgen: {what}");
         }
     }
+
+    /// A baseline transaction's outcome: `callbacks` made durable, or a failure noted.
+    fn outcome(
+        &self,
+        label: &str,
+        result: Result<(), sqlx::Error>,
+        callbacks: usize,
+    ) -> Option<Done> {
+        match result {
+            Ok(()) => Done::callbacks(callbacks),
+            Err(e) => {
+                self.note(format_args!("{label}: {e}"));
+                None
+            }
+        }
+    }
 }
 
 async fn http(
@@ -548,13 +564,7 @@ async fn pg_batched(
                 Ok(())
             }
             .await;
-            match result {
-                Ok(()) => Done::callbacks(n),
-                Err(e) => {
-                    errors.note(format_args!("pg-batched: {e}"));
-                    None
-                }
-            }
+            errors.outcome("pg-batched", result, n)
         }
     };
     let (elapsed, tallies) = run_loops(clients, duration, op).await?;
@@ -634,13 +644,7 @@ async fn sqlite_baseline(
                 tx.commit().await
             }
             .await;
-            match result {
-                Ok(()) => Done::callbacks(biz_ids.len()),
-                Err(e) => {
-                    errors.note(format_args!("sqlite-baseline: {e}"));
-                    None
-                }
-            }
+            errors.outcome("sqlite-baseline", result, biz_ids.len())
         }
     };
     let (elapsed, tallies) = run_loops(concurrency, duration, op).await?;
