@@ -1,25 +1,40 @@
 //! Load generator for `bench/notify.sh`: the notify path measured against the database's own
-//! ceiling for the same write.
+//! ceilings for the same write.
 //!
 //! - `http`: POSTs correctly signed, unique FaceID notify callbacks (the ~3.6 KB seed result of
 //!   `tests/vectors/seed_get_result_ok.json` with a fresh biz_id each) to `/faceid/notify` from
 //!   N concurrent connections for a fixed duration, and prints one JSON line: requests/s,
-//!   p50/p99 latency, and any non-2xx answers.
+//!   p50/p99 latency, and any non-2xx answers. `--acked-out` lists the biz_id of every
+//!   measured 2xx answer, for `verify`.
 //! - `pgbench-script`: writes a pgbench script doing, in one transaction, exactly the
 //!   statements `accept_signed` runs for that callback on its own (no group commit: same SQL
-//!   text, taken from `faceid_receiver::store::sql`; same body and result bytes).
+//!   text, taken from `faceid_receiver::store::sql`; same body and result bytes). The
+//!   per-callback baseline.
+//! - `pg-batched`: the batched ceiling on PostgreSQL: `--clients` loops each committing
+//!   batches of callbacks with group commit's own set-based statements
+//!   (`store::pg_batch::ACCEPT_ROUND`, then `GET_VERIFICATIONS`, in one transaction), batch
+//!   sizes replayed from `--sizes` (the distribution our server formed).
 //! - `sqlite-baseline`: the same transaction as a raw sqlx loop on N tasks against a SQLite
-//!   file (WAL, synchronous=FULL, `BEGIN IMMEDIATE`), for a fixed duration.
+//!   file (WAL, synchronous=FULL, `BEGIN IMMEDIATE`), for a fixed duration; with `--sizes`,
+//!   N callbacks per transaction (the batched ceiling on SQLite).
+//! - `verify`: the durability check: how many of the biz_ids in `--ids` lack their journal row
+//!   or their record in the database; exits 1 if any does.
 //!
 //! Callbacks are signed just before sending (SHA-1 over ~3.6 KB: microseconds), not
-//! pre-generated: a fixed duration has no fixed count.
+//! pre-generated: a fixed duration has no fixed count. The baselines bind one precomputed
+//! payload (only the biz_id varies), so no client work is timed there.
+//!
+//! `LOADGEN_FAKE_EXTRA_ACK=N` (self-test of the durability check only) makes `http` list N
+//! extra biz_ids that were never sent, as if they had been acknowledged.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use faceid_receiver::sim::sender::SignedCallback;
-use faceid_receiver::store::sql;
+use faceid_receiver::store::{pg_batch, sql};
 use sha2::Digest;
 
 const SEED: &str = include_str!("../tests/vectors/seed_get_result_ok.json");
@@ -45,22 +60,93 @@ enum Command {
         /// Seconds of measured load (after a 1 s warm-up).
         #[arg(long, default_value_t = 10.0)]
         duration: f64,
+        /// Writes the biz_id of every measured 2xx answer here, one per line.
+        #[arg(long)]
+        acked_out: Option<PathBuf>,
     },
     /// Write the pgbench script for one callback's durable write.
     PgbenchScript {
         #[arg(long)]
         out: PathBuf,
     },
-    /// The same transaction as a raw sqlx loop against SQLite.
+    /// The batched ceiling: group commit's set-based statements, straight to PostgreSQL.
+    PgBatched {
+        /// A migrated database.
+        #[arg(long)]
+        url: String,
+        /// Concurrent transactions.
+        #[arg(long)]
+        clients: usize,
+        /// Batch sizes to replay, `size:count,…` (from faceid_group_commit_batch_size).
+        #[arg(long, default_value = "1:1")]
+        sizes: BatchSizes,
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+    },
+    /// The same transaction as a raw sqlx loop against SQLite (N callbacks per transaction
+    /// with `--sizes`).
     SqliteBaseline {
         /// A migrated database file.
         #[arg(long)]
         path: PathBuf,
         #[arg(long)]
         concurrency: usize,
+        /// Callbacks per transaction, `size:count,…`; the default is one per transaction.
+        #[arg(long, default_value = "1:1")]
+        sizes: BatchSizes,
         #[arg(long, default_value_t = 10.0)]
         duration: f64,
     },
+    /// Durability check: every listed biz_id has its notify journal row and its record.
+    Verify {
+        /// The service's database (postgres:// or sqlite://).
+        #[arg(long)]
+        db: String,
+        /// biz_ids answered 2xx, one per line (`http --acked-out`).
+        #[arg(long)]
+        ids: PathBuf,
+    },
+}
+
+/// A batch-size distribution, replayed in a fixed shuffled order: `size:count,…`.
+#[derive(Clone, Debug)]
+struct BatchSizes(Arc<Vec<usize>>);
+
+impl std::str::FromStr for BatchSizes {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let mut schedule = Vec::new();
+        for pair in text.split(',').filter(|p| !p.trim().is_empty()) {
+            let (size, count) = pair
+                .trim()
+                .split_once(':')
+                .ok_or_else(|| format!("{pair:?} is not size:count"))?;
+            let size: usize = size.parse().map_err(|e| format!("size {size:?}: {e}"))?;
+            let count: usize = count.parse().map_err(|e| format!("count {count:?}: {e}"))?;
+            if size == 0 {
+                return Err("a batch has at least one callback".into());
+            }
+            schedule.extend(std::iter::repeat_n(size, count));
+        }
+        if schedule.is_empty() {
+            return Err("no batch sizes".into());
+        }
+        // Shuffled once (fixed seed), then cycled: large and small batches interleave as
+        // they did in the server instead of running in blocks.
+        use rand::SeedableRng;
+        use rand::seq::SliceRandom;
+        schedule.shuffle(&mut rand::rngs::StdRng::seed_from_u64(20261202));
+        Ok(Self(Arc::new(schedule)))
+    }
+}
+
+impl BatchSizes {
+    /// A shared cursor over the schedule: every client takes the next size.
+    fn cursor(&self) -> impl Fn() -> usize + Clone + Send + Sync + 'static {
+        let (schedule, next) = (self.0.clone(), Arc::new(AtomicUsize::new(0)));
+        move || schedule[next.fetch_add(1, Ordering::Relaxed) % schedule.len()]
+    }
 }
 
 /// A unique biz_id in FaceID's `<seconds>,<uuid>` shape.
@@ -89,32 +175,63 @@ async fn main() -> anyhow::Result<()> {
             secret,
             concurrency,
             duration,
-        } => http(url, secret, concurrency, duration).await,
+            acked_out,
+        } => http(url, secret, concurrency, duration, acked_out).await,
         Command::PgbenchScript { out } => {
             std::fs::write(&out, pgbench_script())?;
             Ok(())
         }
+        Command::PgBatched {
+            url,
+            clients,
+            sizes,
+            duration,
+        } => pg_batched(url, clients, sizes, duration).await,
         Command::SqliteBaseline {
             path,
             concurrency,
+            sizes,
             duration,
-        } => sqlite_baseline(path, concurrency, duration).await,
+        } => sqlite_baseline(path, concurrency, sizes, duration).await,
+        Command::Verify { db, ids } => verify(&db, &ids).await,
     }
 }
 
-/// Per-task tallies.
+/// What one operation (a request, a transaction) did when it succeeded.
+struct Done {
+    /// Callbacks it made durable.
+    callbacks: usize,
+    /// The biz_id acknowledged (`http` only).
+    acked: Option<String>,
+}
+
+impl Done {
+    fn callbacks(callbacks: usize) -> Option<Self> {
+        Some(Self {
+            callbacks,
+            acked: None,
+        })
+    }
+}
+
+/// Per-task tallies of the measured window.
 #[derive(Default)]
 struct Tally {
     latencies_us: Vec<u32>,
+    callbacks: u64,
     failures: u64,
+    acked: Vec<String>,
 }
 
-fn report(label: &str, concurrency: usize, elapsed: Duration, tallies: Vec<Tally>) {
+/// Prints the run's JSON line: `ok` operations, `rate` callbacks/s (= operations/s for
+/// `http`), `tx_rate` operations/s, latency percentiles per operation.
+fn report(label: &str, concurrency: usize, elapsed: Duration, tallies: &[Tally]) {
     let mut latencies: Vec<u32> = Vec::new();
-    let mut failures = 0;
+    let (mut failures, mut callbacks) = (0, 0);
     for tally in tallies {
-        latencies.extend(tally.latencies_us);
+        latencies.extend(&tally.latencies_us);
         failures += tally.failures;
+        callbacks += tally.callbacks;
     }
     latencies.sort_unstable();
     let pct = |p: f64| -> f64 {
@@ -125,16 +242,18 @@ fn report(label: &str, concurrency: usize, elapsed: Duration, tallies: Vec<Tally
         latencies[i] as f64 / 1000.0
     };
     let ok = latencies.len();
+    let seconds = elapsed.as_secs_f64();
     println!(
-        "{{\"mode\":\"{label}\",\"concurrency\":{concurrency},\"ok\":{ok},\"failures\":{failures},\"seconds\":{:.3},\"rate\":{:.1},\"p50_ms\":{:.2},\"p99_ms\":{:.2}}}",
-        elapsed.as_secs_f64(),
-        ok as f64 / elapsed.as_secs_f64(),
+        "{{\"mode\":\"{label}\",\"concurrency\":{concurrency},\"ok\":{ok},\"callbacks\":{callbacks},\"failures\":{failures},\"seconds\":{seconds:.3},\"rate\":{:.1},\"tx_rate\":{:.1},\"p50_ms\":{:.2},\"p99_ms\":{:.2}}}",
+        callbacks as f64 / seconds,
+        ok as f64 / seconds,
         pct(0.50),
         pct(0.99),
     );
 }
 
-/// Runs `concurrency` loops of `op` for 1 s of warm-up, then `duration` s measured.
+/// Runs `concurrency` loops of `op` for 1 s of warm-up, then `duration` s measured. `op`
+/// answers `None` for a failure.
 async fn run_loops<F, Fut>(
     concurrency: usize,
     duration: f64,
@@ -142,7 +261,7 @@ async fn run_loops<F, Fut>(
 ) -> anyhow::Result<(Duration, Vec<Tally>)>
 where
     F: Fn() -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = bool> + Send,
+    Fut: Future<Output = Option<Done>> + Send,
 {
     let warm_until = Instant::now() + Duration::from_secs(1);
     let start = warm_until;
@@ -157,15 +276,18 @@ where
                     if began >= end {
                         break;
                     }
-                    let ok = op().await;
+                    let done = op().await;
                     if began < start {
                         continue;
                     }
-                    if ok {
-                        let us = began.elapsed().as_micros().min(u32::MAX as u128) as u32;
-                        tally.latencies_us.push(us);
-                    } else {
-                        tally.failures += 1;
+                    match done {
+                        Some(done) => {
+                            let us = began.elapsed().as_micros().min(u32::MAX as u128) as u32;
+                            tally.latencies_us.push(us);
+                            tally.callbacks += done.callbacks as u64;
+                            tally.acked.extend(done.acked);
+                        }
+                        None => tally.failures += 1,
                     }
                 }
                 tally
@@ -180,51 +302,102 @@ where
     Ok((start.elapsed(), tallies))
 }
 
+/// Prints the first few errors of a run, then only counts them.
+#[derive(Clone, Default)]
+struct ErrorLog(Arc<AtomicU64>);
+
+impl ErrorLog {
+    fn note(&self, what: impl std::fmt::Display) {
+        if self.0.fetch_add(1, Ordering::Relaxed) < 3 {
+            eprintln!("loadgen: {what}");
+        }
+    }
+
+    /// A baseline transaction's outcome: `callbacks` made durable, or a failure noted.
+    fn outcome(
+        &self,
+        label: &str,
+        result: Result<(), sqlx::Error>,
+        callbacks: usize,
+    ) -> Option<Done> {
+        match result {
+            Ok(()) => Done::callbacks(callbacks),
+            Err(e) => {
+                self.note(format_args!("{label}: {e}"));
+                None
+            }
+        }
+    }
+}
+
 async fn http(
     url: String,
     secret: String,
     concurrency: usize,
     duration: f64,
+    acked_out: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let client = faceid_receiver::sim::sender::http_client()?;
-    let errors = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let op = {
-        let errors = errors.clone();
-        move || {
-            let (client, url, secret, errors) =
-                (client.clone(), url.clone(), secret.clone(), errors.clone());
-            async move {
-                let callback = signed(&secret, &fresh_biz_id());
-                let response = client
-                    .post(&url)
-                    .header(
-                        reqwest::header::CONTENT_TYPE,
-                        "application/x-www-form-urlencoded",
-                    )
-                    .body(callback.form_body())
-                    .send()
-                    .await;
-                match response {
-                    Ok(response) => {
-                        let ok = response.status().is_success();
-                        if !ok && errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 3 {
-                            eprintln!("loadgen: answer {}", response.status());
-                        }
-                        let _ = response.bytes().await;
-                        ok
+    let errors = ErrorLog::default();
+    let op = move || {
+        let (client, url, secret, errors) =
+            (client.clone(), url.clone(), secret.clone(), errors.clone());
+        async move {
+            let biz_id = fresh_biz_id();
+            let callback = signed(&secret, &biz_id);
+            let response = client
+                .post(&url)
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(callback.form_body())
+                .send()
+                .await;
+            match response {
+                Ok(response) => {
+                    let ok = response.status().is_success();
+                    if !ok {
+                        errors.note(format_args!("answer {}", response.status()));
                     }
-                    Err(e) => {
-                        if errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 3 {
-                            eprintln!("loadgen: {e}");
-                        }
-                        false
-                    }
+                    let _ = response.bytes().await;
+                    ok.then_some(Done {
+                        callbacks: 1,
+                        acked: Some(biz_id),
+                    })
+                }
+                Err(e) => {
+                    errors.note(e);
+                    None
                 }
             }
         }
     };
-    let (elapsed, tallies) = run_loops(concurrency, duration, op).await?;
-    report("http", concurrency, elapsed, tallies);
+    let (elapsed, mut tallies) = run_loops(concurrency, duration, op).await?;
+    let fake: usize = std::env::var("LOADGEN_FAKE_EXTRA_ACK")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    if fake > 0 {
+        eprintln!(
+            "loadgen: LOADGEN_FAKE_EXTRA_ACK={fake}: listing {fake} never-sent biz_ids as acknowledged"
+        );
+        let tally = &mut tallies[0];
+        for _ in 0..fake {
+            tally.acked.push(fresh_biz_id());
+            tally.latencies_us.push(0);
+            tally.callbacks += 1;
+        }
+    }
+    if let Some(path) = acked_out {
+        let mut text = String::new();
+        for id in tallies.iter().flat_map(|t| &t.acked) {
+            text.push_str(id);
+            text.push('\n');
+        }
+        std::fs::write(&path, text)?;
+    }
+    report("http", concurrency, elapsed, &tallies);
     Ok(())
 }
 
@@ -309,7 +482,107 @@ fn pgbench_script() -> String {
     )
 }
 
-async fn sqlite_baseline(path: PathBuf, concurrency: usize, duration: f64) -> anyhow::Result<()> {
+/// The values every baseline binds: what the handler binds for the seed callback.
+const SEED_BIZ_NO: &str = "cc47190f-5502-44a2-ab74-ea4f0f649f61";
+const NOW_MS: i64 = 1_795_392_000_000;
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// `count` fresh biz_ids in the order group commit writes a batch (sorted).
+fn fresh_batch(count: usize) -> Vec<String> {
+    let mut biz_ids: Vec<String> = (0..count).map(|_| fresh_biz_id()).collect();
+    biz_ids.sort();
+    biz_ids
+}
+
+/// The batched ceiling on PostgreSQL: `clients` loops, each transaction one batch written by
+/// [`pg_batch::ACCEPT_ROUND`] (bound exactly as `store::postgres::write_round` binds a round
+/// of signed final notifies: merge, journal, cancel the pending job, no job to ensure) and
+/// read back by [`pg_batch::GET_VERIFICATIONS`], as group commit does.
+async fn pg_batched(
+    url: String,
+    clients: usize,
+    sizes: BatchSizes,
+    duration: f64,
+) -> anyhow::Result<()> {
+    use sqlx::postgres::PgPoolOptions;
+    let pool = PgPoolOptions::new()
+        .max_connections(clients as u32)
+        .min_connections(clients as u32)
+        .connect(&url)
+        .await?;
+    let w = Arc::new(write_for(SEED_BIZ_ID));
+    let (next_size, errors) = (sizes.cursor(), ErrorLog::default());
+    let op = move || {
+        let (pool, w, next_size, errors) =
+            (pool.clone(), w.clone(), next_size.clone(), errors.clone());
+        async move {
+            let biz_ids = fresh_batch(next_size());
+            let n = biz_ids.len();
+            let result: Result<(), sqlx::Error> = async {
+                let mut tx = pool.begin().await?;
+                let written: Vec<(String, i32)> = sqlx::query_as(pg_batch::ACCEPT_ROUND)
+                    .bind(&biz_ids)
+                    .bind(vec![SEED_BIZ_NO; n])
+                    .bind(vec!["OK"; n])
+                    .bind(vec![3_i32; n])
+                    .bind(vec!["PASS"; n])
+                    .bind(vec![89.5_f64; n])
+                    .bind(vec!["notify"; n])
+                    .bind(vec![true; n])
+                    .bind(vec![w.data.as_str(); n])
+                    .bind(vec![NOW_MS; n])
+                    .bind(vec!["notify"; n])
+                    .bind(&biz_ids)
+                    .bind(vec![true; n])
+                    .bind(vec![None::<&str>; n])
+                    .bind(vec![NOW_MS; n])
+                    .bind(vec!["127.0.0.1"; n])
+                    .bind(vec![FORM; n])
+                    .bind(vec![w.body_sha256.as_str(); n])
+                    .bind(vec![w.body.len() as i64; n])
+                    .bind(vec![w.body.as_slice(); n])
+                    .bind(&biz_ids)
+                    .bind(vec![NOW_MS; n])
+                    .bind(Vec::<&str>::new())
+                    .bind(Vec::<i64>::new())
+                    .bind(Vec::<i64>::new())
+                    .bind(Vec::<i32>::new())
+                    .bind(Vec::<i64>::new())
+                    .bind(vec!["current"; n])
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let records = sqlx::query(pg_batch::GET_VERIFICATIONS)
+                    .bind(&biz_ids)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                if written.len() != n || records.len() != n {
+                    return Err(sqlx::Error::Protocol(format!(
+                        "batch of {n}: {} written, {} read back",
+                        written.len(),
+                        records.len()
+                    )));
+                }
+                Ok(())
+            }
+            .await;
+            errors.outcome("pg-batched", result, n)
+        }
+    };
+    let (elapsed, tallies) = run_loops(clients, duration, op).await?;
+    report("pg-batched", clients, elapsed, &tallies);
+    Ok(())
+}
+
+/// The same statements as `accept_signed` on its own, as a raw sqlx loop on `concurrency`
+/// tasks: each transaction (`BEGIN IMMEDIATE`) writes the next batch size's worth of
+/// callbacks one after another, as SQLite's group commit does.
+async fn sqlite_baseline(
+    path: PathBuf,
+    concurrency: usize,
+    sizes: BatchSizes,
+    duration: f64,
+) -> anyhow::Result<()> {
     use sqlx::sqlite::SqliteSynchronous;
     use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
     let options = SqliteConnectOptions::new()
@@ -323,64 +596,112 @@ async fn sqlite_baseline(path: PathBuf, concurrency: usize, duration: f64) -> an
         .connect_with(options)
         .await?;
     // One payload for every transaction (only the biz_id varies): no client work is timed.
-    let w = std::sync::Arc::new(write_for(SEED_BIZ_ID));
+    let w = Arc::new(write_for(SEED_BIZ_ID));
+    let (next_size, errors) = (sizes.cursor(), ErrorLog::default());
     let op = move || {
-        let (pool, w) = (pool.clone(), w.clone());
+        let (pool, w, next_size, errors) =
+            (pool.clone(), w.clone(), next_size.clone(), errors.clone());
         async move {
-            let biz_id = fresh_biz_id();
-            let now = 1_795_392_000_000_i64;
+            let biz_ids = fresh_batch(next_size());
             let result: Result<(), sqlx::Error> = async {
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                let _revision: Option<i32> = sqlx::query_scalar(sql::MERGE_RESULT)
-                    .bind(&biz_id)
-                    .bind("cc47190f-5502-44a2-ab74-ea4f0f649f61")
-                    .bind("OK")
-                    .bind(3_i32)
-                    .bind("PASS")
-                    .bind(89.5_f64)
-                    .bind("notify")
-                    .bind(true)
-                    .bind(&w.data)
-                    .bind(now)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let _id: i64 = sqlx::query_scalar(sql::INSERT_CALLBACK)
-                    .bind("notify")
-                    .bind(&biz_id)
-                    .bind(true)
-                    .bind("stored")
-                    .bind(None::<String>)
-                    .bind(now)
-                    .bind("127.0.0.1")
-                    .bind("application/x-www-form-urlencoded")
-                    .bind(&w.body_sha256)
-                    .bind(w.body.len() as i64)
-                    .bind(&w.body)
-                    .bind("current")
-                    .fetch_one(&mut *tx)
-                    .await?;
-                sqlx::query(sql::CANCEL_PENDING_JOB)
-                    .bind(&biz_id)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                let _row = sqlx::query(sql::GET_VERIFICATION)
-                    .bind(&biz_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
+                for biz_id in &biz_ids {
+                    let _revision: Option<i32> = sqlx::query_scalar(sql::MERGE_RESULT)
+                        .bind(biz_id)
+                        .bind(SEED_BIZ_NO)
+                        .bind("OK")
+                        .bind(3_i32)
+                        .bind("PASS")
+                        .bind(89.5_f64)
+                        .bind("notify")
+                        .bind(true)
+                        .bind(&w.data)
+                        .bind(NOW_MS)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    let _id: i64 = sqlx::query_scalar(sql::INSERT_CALLBACK)
+                        .bind("notify")
+                        .bind(biz_id)
+                        .bind(true)
+                        .bind("stored")
+                        .bind(None::<String>)
+                        .bind(NOW_MS)
+                        .bind("127.0.0.1")
+                        .bind(FORM)
+                        .bind(&w.body_sha256)
+                        .bind(w.body.len() as i64)
+                        .bind(&w.body)
+                        .bind("current")
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    sqlx::query(sql::CANCEL_PENDING_JOB)
+                        .bind(biz_id)
+                        .bind(NOW_MS)
+                        .execute(&mut *tx)
+                        .await?;
+                    let _row = sqlx::query(sql::GET_VERIFICATION)
+                        .bind(biz_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                }
                 tx.commit().await
             }
             .await;
-            match result {
-                Ok(()) => true,
-                Err(e) => {
-                    eprintln!("sqlite-baseline: {e}");
-                    false
-                }
-            }
+            errors.outcome("sqlite-baseline", result, biz_ids.len())
         }
     };
     let (elapsed, tallies) = run_loops(concurrency, duration, op).await?;
-    report("sqlite-baseline", concurrency, elapsed, tallies);
+    report("sqlite-baseline", concurrency, elapsed, &tallies);
+    Ok(())
+}
+
+/// The durability check: of the biz_ids in `ids` (each answered 2xx), how many lack their
+/// notify journal row or their record. Prints one JSON line; fails if any is missing.
+async fn verify(db: &str, ids: &std::path::Path) -> anyhow::Result<()> {
+    let mut acked: Vec<String> = std::fs::read_to_string(ids)?
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    acked.sort();
+    acked.dedup();
+    // The acknowledged biz_ids with no journal row or no record.
+    const MISSING: &str = "SELECT k.biz_id FROM {ids} \
+         WHERE NOT EXISTS (SELECT 1 FROM callbacks c WHERE c.biz_id = k.biz_id AND c.kind = 'notify') \
+            OR NOT EXISTS (SELECT 1 FROM verifications v WHERE v.biz_id = k.biz_id)";
+    let missing: Vec<String> = if db.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(db).await?;
+        let query = MISSING.replace("{ids}", "unnest($1::text[]) AS k(biz_id)");
+        let missing = sqlx::query_scalar(sqlx::AssertSqlSafe(query))
+            .bind(&acked)
+            .fetch_all(&pool)
+            .await?;
+        pool.close().await;
+        missing
+    } else {
+        let pool = sqlx::SqlitePool::connect(db).await?;
+        let query = MISSING.replace("{ids}", "(SELECT value AS biz_id FROM json_each($1)) AS k");
+        let missing = sqlx::query_scalar(sqlx::AssertSqlSafe(query))
+            .bind(serde_json::to_string(&acked)?)
+            .fetch_all(&pool)
+            .await?;
+        pool.close().await;
+        missing
+    };
+    println!(
+        "{{\"acked\":{},\"stored\":{},\"missing\":{}}}",
+        acked.len(),
+        acked.len() - missing.len(),
+        missing.len()
+    );
+    if !missing.is_empty() {
+        eprintln!(
+            "loadgen verify: {} of {} acknowledged callbacks are not in the database, e.g. {:?}",
+            missing.len(),
+            acked.len(),
+            &missing[..missing.len().min(3)]
+        );
+        std::process::exit(1);
+    }
     Ok(())
 }

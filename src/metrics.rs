@@ -26,6 +26,10 @@ pub const PENDING_FOLLOWUPS: &str = "faceid_pending_followups";
 pub const STORE_ERRORS: &str = "faceid_store_errors_total";
 /// HTTP connections open right now (at most `server.max_connections` per listener).
 pub const OPEN_CONNECTIONS: &str = "faceid_http_open_connections";
+/// Deliveries per group-commit transaction (recorded by `store::group`). One bucket per size
+/// up to 64 (the default `database.group_commit_max`), so the distribution is exact there:
+/// `bench/notify.sh` replays it against the database directly (the batched ceiling).
+pub const GROUP_COMMIT_BATCH_SIZE: &str = "faceid_group_commit_batch_size";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -42,6 +46,11 @@ pub fn install() -> PrometheusHandle {
                     ],
                 )
                 .expect("static bucket list is valid")
+                .set_buckets_for_metric(
+                    Matcher::Full(GROUP_COMMIT_BATCH_SIZE.to_owned()),
+                    &batch_size_buckets(),
+                )
+                .expect("static bucket list is valid")
                 .build_recorder();
             let handle = recorder.handle();
             // Another recorder may already be installed (an embedding program's): keep it, and
@@ -51,6 +60,14 @@ pub fn install() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// 1, 2, … 64, then powers of two up to 1024.
+fn batch_size_buckets() -> Vec<f64> {
+    (1..=64)
+        .chain([128, 256, 512, 1024])
+        .map(f64::from)
+        .collect()
 }
 
 fn describe() {
@@ -69,6 +86,10 @@ fn describe() {
     metrics::describe_gauge!(PENDING_FOLLOWUPS, "Follow-up jobs pending");
     metrics::describe_counter!(STORE_ERRORS, "Failed storage operations");
     metrics::describe_gauge!(OPEN_CONNECTIONS, "HTTP connections open");
+    metrics::describe_histogram!(
+        GROUP_COMMIT_BATCH_SIZE,
+        "Deliveries written per group-commit transaction"
+    );
 }
 
 /// Counts one callback delivery.

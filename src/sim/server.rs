@@ -16,7 +16,11 @@
 //!    (the user has not finished), the script counting its steps from the first call after.
 //!
 //! Every request that names an id is logged under it (count, answers, times, in-flight
-//! maximum), whatever the answer, so tests can assert exactly what a client did.
+//! maximum), whatever the answer, so tests can assert exactly what a client did. Each call
+//! records its interval on the simulator's clock, from arrival to the moment its answer was
+//! ready or its client hung up (the request dropped mid-flight: `abandoned`), so a test can
+//! check that no two calls for one id overlapped ([`CallReport::overlapping`]), including a
+//! call cut off by a killed caller, which stops counting as in flight at once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -238,6 +242,13 @@ pub struct CallRecord {
     pub return_verify_time: Option<String>,
     /// A scripted `slow:<ms>` delay before answering.
     pub delay_ms: u64,
+    /// When the call ended, by the simulator's clock: its answer was ready, or its client hung
+    /// up. `None` while it is in flight.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_ms: Option<i64>,
+    /// The client hung up (closed the connection, timed out, was killed) before the answer
+    /// was ready.
+    pub abandoned: bool,
 }
 
 /// Everything received for one biz_id or token.
@@ -253,6 +264,30 @@ pub struct CallReport {
     /// The most requests for this id that were ever being answered at the same time.
     pub max_in_flight: u64,
     pub calls: Vec<CallRecord>,
+}
+
+impl CallReport {
+    /// Pairs of calls (indexes into `calls`) whose intervals overlap: one arrived before the
+    /// other had ended, abandoned calls included; a call still in flight is open-ended. The
+    /// intervals are on the simulator's clock: with a clock that does not move (a paused
+    /// test), every interval is empty and nothing overlaps.
+    pub fn overlapping(&self) -> Vec<(usize, usize)> {
+        let mut pairs = Vec::new();
+        for (i, a) in self.calls.iter().enumerate() {
+            for (j, b) in self.calls.iter().enumerate().skip(i + 1) {
+                let ends = |c: &CallRecord| c.ended_ms.unwrap_or(i64::MAX);
+                if a.at_ms < ends(b) && b.at_ms < ends(a) {
+                    pairs.push((i, j));
+                }
+            }
+        }
+        pairs
+    }
+
+    /// Calls whose client hung up before the answer was ready.
+    pub fn abandoned(&self) -> usize {
+        self.calls.iter().filter(|c| c.abandoned).count()
+    }
 }
 
 /// `GET /sim/calls`.
@@ -510,16 +545,20 @@ impl Simulator {
             .get(api.id_param())
             .filter(|v| !v.is_empty())
             .cloned();
-        // Held until the answer is built, so a delayed answer counts as in flight throughout
-        // (and stops counting even if the client hangs up and the future is dropped).
-        let _in_flight = id.as_deref().map(|id| InFlight::enter(self, id));
-        let (answer, delay_ms) = self.decide(api, &params, id.as_deref());
+        // Held until the answer is built, so a delayed answer counts as in flight throughout;
+        // if the client hangs up, the server drops this future and the guard ends the call
+        // there and then, marked abandoned.
+        let mut in_flight = id.as_deref().map(|id| InFlight::enter(self, id));
+        let (answer, delay_ms, logged) = self.decide(api, &params, id.as_deref());
+        if let Some(guard) = &mut in_flight {
+            guard.call = logged;
+        }
         if delay_ms > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
         }
         let time_used = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let request_id = result::request_id(self.now_ms());
-        match answer {
+        let response = match answer {
             Answer::Error(error) => error_response(&error, &request_id, time_used),
             Answer::Result { api: Api::Lite, subject, status, options } => {
                 json_response(StatusCode::OK, &result::lite_get_result(&subject, &status, &request_id, options, time_used))
@@ -538,17 +577,21 @@ impl Simulator {
             )
                 .into_response(),
             Answer::Echo(shape) => echo_response(shape, api, query.unwrap_or_default(), &params),
+        };
+        if let Some(guard) = &mut in_flight {
+            guard.answered = true;
         }
+        response
     }
 
     /// Applies FaceID's rules and the script under one lock, and logs the call; returns the
-    /// answer and how long to wait before giving it.
+    /// answer, how long to wait before giving it, and the call's index in its id's log.
     fn decide(
         &self,
         api: Api,
         params: &HashMap<String, String>,
         id: Option<&str>,
-    ) -> (Answer, u64) {
+    ) -> (Answer, u64, Option<usize>) {
         let now = self.now_ms();
         let mut ledger = self.ledger();
         ledger.total += 1;
@@ -559,7 +602,11 @@ impl Simulator {
         let Some(id) = id else {
             // Nothing to log it under; it still counts in the total.
             let key = missing.unwrap_or(api.id_param());
-            return (Answer::Error(FaceIdError::MissingArguments(key.into())), 0);
+            return (
+                Answer::Error(FaceIdError::MissingArguments(key.into())),
+                0,
+                None,
+            );
         };
         let (answer, charged, delay_ms) = match missing {
             Some(key) => (
@@ -589,8 +636,11 @@ impl Simulator {
             return_image: params.get("return_image").cloned(),
             return_verify_time: params.get("return_verify_time").cloned(),
             delay_ms,
+            ended_ms: None,
+            abandoned: false,
         });
-        (answer, delay_ms)
+        let index = log.calls.len() - 1;
+        (answer, delay_ms, Some(index))
     }
 }
 
@@ -670,11 +720,15 @@ fn rules(
     (answer, true, delay_ms)
 }
 
-/// Counts one request as in flight for its id while alive.
+/// Counts one request as in flight for its id while alive; when dropped, ends its logged call
+/// (abandoned unless the answer was ready).
 struct InFlight {
     sim: Simulator,
     id: String,
     generation: u64,
+    /// The call's index in its id's log, once logged.
+    call: Option<usize>,
+    answered: bool,
 }
 
 impl InFlight {
@@ -688,18 +742,25 @@ impl InFlight {
             sim: sim.clone(),
             id: id.to_owned(),
             generation,
+            call: None,
+            answered: false,
         }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        let now = self.sim.now_ms();
         let mut ledger = self.sim.ledger();
         if ledger.generation != self.generation {
             return;
         }
         if let Some(log) = ledger.calls.get_mut(&self.id) {
             log.in_flight = log.in_flight.saturating_sub(1);
+            if let Some(call) = self.call.and_then(|i| log.calls.get_mut(i)) {
+                call.ended_ms = Some(now);
+                call.abandoned = !self.answered;
+            }
         }
     }
 }

@@ -16,11 +16,18 @@ mod encrypted;
 mod engine;
 mod group;
 mod postgres;
-/// The statements themselves; public so that `examples/loadgen.rs` benchmarks the very same
-/// SQL against the database directly (pgbench script, SQLite baseline).
+/// The statements themselves; public so that `bench/loadgen.rs` benchmarks the very same
+/// SQL against the database directly (pgbench script, SQLite baselines).
 #[doc(hidden)]
 pub mod sql;
 mod sqlite;
+
+/// PostgreSQL group commit's own set-based statements, public for the same reason: the
+/// batched ceiling of `bench/notify.sh` runs exactly these, not a copy.
+#[doc(hidden)]
+pub mod pg_batch {
+    pub use super::postgres::{ACCEPT_ROUND, GET_VERIFICATIONS};
+}
 
 use std::sync::Arc;
 

@@ -64,6 +64,13 @@ impl PgStore {
     async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         begin_write_on(&self.pool).await
     }
+
+    /// The pool itself, so that tests can observe what a pooled connection runs with
+    /// (`tests/store/durability.rs`).
+    #[doc(hidden)]
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
 }
 
 async fn begin_write_on(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
@@ -87,7 +94,7 @@ async fn begin_write_on(pool: &PgPool) -> Result<Transaction<'static, Postgres>,
 /// signed, result, now), journal (kind, biz_id, verified, reason, received_at, remote_addr,
 /// content_type, body_sha256, body_len, body), cancel (biz_id, now), ensure (biz_id, next_at,
 /// window_ends_at, return_image, now), then the journal's key_id ($28).
-const ACCEPT_ROUND: &str = concat!(
+pub const ACCEPT_ROUND: &str = concat!(
     "WITH merged AS (",
     super::sql::insert_verification!(),
     "SELECT biz_id, biz_no, status, status_rank, liveness, confidence, source, signed, result, \
@@ -131,7 +138,7 @@ const ACCEPT_ROUND: &str = concat!(
 /// One primary-key probe per biz_id, whatever the table statistics: the `OFFSET 0` keeps the
 /// planner from flattening the lateral subquery into a join, which it would otherwise plan
 /// once per connection — as a sequential scan if the tables were still empty then.
-const GET_VERIFICATIONS: &str = concat!(
+pub const GET_VERIFICATIONS: &str = concat!(
     "SELECT r.* FROM unnest($1::text[]) AS k(biz_id) CROSS JOIN LATERAL (",
     super::sql::select_verification!(),
     "WHERE v.biz_id = k.biz_id OFFSET 0) AS r"

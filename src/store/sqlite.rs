@@ -79,6 +79,13 @@ impl SqliteStore {
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
         begin_write_on(&self.pool).await
     }
+
+    /// The pool itself, so that tests can observe what every pooled connection runs with
+    /// (`tests/store/durability.rs`).
+    #[doc(hidden)]
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
 }
 
 async fn begin_write_on(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {

@@ -35,6 +35,12 @@ async fn metrics_count_callbacks_signature_failures_and_latency_without_identifi
     );
     assert!(text.contains("faceid_signature_failures_total"), "{text}");
     assert!(text.contains(r#"faceid_http_request_duration_seconds_bucket{method="POST",route="/faceid/notify",status="200""#), "{text}");
+    // bench/notify.sh reads the batch sizes group commit formed from these exact buckets.
+    assert!(
+        text.contains(r#"faceid_group_commit_batch_size_bucket{le="1"}"#)
+            && text.contains(r#"faceid_group_commit_batch_size_bucket{le="64"}"#),
+        "{text}"
+    );
     assert!(
         !text.contains(id) && !text.contains("order-metrics"),
         "no identifiers in labels"

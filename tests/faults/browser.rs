@@ -4,8 +4,9 @@
 //! `biz_id`, `biz_no` and `status` only (no identity data), or, with no page configured, on
 //! the built-in one (screenshot kept under `target/test-artifacts/`).
 //!
-//! Skips loudly when no `chromium` is installed (`.ci/run` installs it), so a bare machine's
-//! `cargo test` still passes.
+//! Skips loudly when no `chromium` is installed, so a bare machine's `cargo test` still
+//! passes; under `CI` (or `REQUIRE_CHROMIUM=1`) a missing browser fails instead (`.ci/run`
+//! installs it).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -34,9 +35,23 @@ fn chromium() -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
+/// In CI (`CI` set, as CI services and `.ci/run`'s caller do) or with `REQUIRE_CHROMIUM=1`, a
+/// missing browser is a failure: `.ci/run` installs it, so a skip there means the test never
+/// ran.
+fn chromium_required() -> bool {
+    let set =
+        |name: &str| std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
+    set("CI") || set("REQUIRE_CHROMIUM")
+}
+
 fn chromium_or_skip() -> Option<PathBuf> {
     let found = chromium();
     if found.is_none() {
+        assert!(
+            !chromium_required(),
+            "chromium is not installed but CI (or REQUIRE_CHROMIUM=1) is set: the browser \
+             test must run there (apt-get install -y chromium, as .ci/run does)"
+        );
         eprintln!("!!! chromium is not installed: skipping this browser test");
         eprintln!("!!! apt-get install -y chromium (what .ci/run does) to run it");
     }

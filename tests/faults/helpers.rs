@@ -27,6 +27,9 @@ pub struct Serve {
     child: Child,
     pub base: String,
     log: Arc<Mutex<VecDeque<String>>>,
+    /// The lease owner ids of its follow-up workers, from their `follow-up worker started`
+    /// log lines.
+    owners: Arc<Mutex<Vec<String>>>,
 }
 
 impl Serve {
@@ -77,6 +80,7 @@ impl Serve {
         }
         let mut child = command.spawn().expect("start faceid-receiver serve");
         let log = Arc::new(Mutex::new(VecDeque::new()));
+        let owners = Arc::new(Mutex::new(Vec::new()));
         let (addr_tx, addr_rx) = std::sync::mpsc::channel::<String>();
         // Drain both pipes for the life of the process (a full pipe would block it), keeping
         // the last lines for diagnostics and reporting the `listening` address once.
@@ -89,7 +93,7 @@ impl Serve {
             ),
             (Box::new(stderr), None),
         ] {
-            let log = log.clone();
+            let (log, owners) = (log.clone(), owners.clone());
             std::thread::spawn(move || {
                 let mut tx = tx;
                 for line in BufReader::new(pipe).lines() {
@@ -99,6 +103,9 @@ impl Serve {
                     {
                         let _ = sender.send(addr);
                         tx = None;
+                    }
+                    if let Some(owner) = worker_owner(&line) {
+                        owners.lock().unwrap().push(owner);
                     }
                     let mut log = log.lock().unwrap();
                     if log.len() == KEPT_LOG_LINES {
@@ -113,6 +120,7 @@ impl Serve {
                 child,
                 base: format!("http://{addr}"),
                 log,
+                owners,
             },
             Err(_) => {
                 let _ = child.kill();
@@ -164,6 +172,11 @@ impl Serve {
         let _ = self.child.wait();
     }
 
+    /// Whether one of its follow-up workers leases jobs as `owner`.
+    pub fn owns(&self, owner: &str) -> bool {
+        self.owners.lock().unwrap().iter().any(|o| o == owner)
+    }
+
     /// Still running (never exited on its own)?
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -193,6 +206,15 @@ fn listening_addr(line: &str) -> Option<String> {
         return None;
     }
     Some(value.get("addr")?.as_str()?.to_owned())
+}
+
+/// The `owner` of a JSON `follow-up worker started` log line.
+fn worker_owner(line: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    if value.get("message")?.as_str()? != "follow-up worker started" {
+        return None;
+    }
+    Some(value.get("owner")?.as_str()?.to_owned())
 }
 
 /// A client that follows no redirects.

@@ -1,13 +1,17 @@
 //! Three real `serve` replicas on one PostgreSQL database, the FaceID simulator as their
 //! upstream, replicas `kill -9`ed and restarted while follow-ups are in flight.
 //!
-//! Asserted for every biz_id: at most 3 get_result calls reached the upstream, never two at
-//! once (`max_in_flight <= 1`: a killed replica's call can't overlap its successor's because
-//! the successor waits for the lease to lapse, and `fetch.lease > megvii.timeout`), every call
-//! was counted before it was made (`calls reached upstream <= calls_used <= 3`), and every
-//! result that was reachable is stored: a follow-up ends `done` with the upstream's final
-//! status, or — when the script never ends or a kill lost the answer — only after spending
-//! the whole budget.
+//! Each kill is aimed: while a slow get_result call is in flight, the replica holding that
+//! job's lease (its worker's owner id, from its log) is killed, so the call is cut off
+//! mid-flight. Asserted: the kills happened, at least one call was cut off (the simulator
+//! records it as abandoned when the dead replica's connection closes), and for every biz_id:
+//! at most 3 get_result calls reached the upstream, no two call intervals overlapped,
+//! abandoned calls included (a killed replica's call can't overlap its successor's because the
+//! successor waits for the lease to lapse, and `fetch.lease > megvii.timeout`), every call was
+//! counted before it was made (`calls reached upstream <= calls_used <= 3`), and every result
+//! that was reachable is stored: a follow-up ends `done` with the upstream's final status, or
+//! — when the script never ends or a kill lost the answer — only after spending the whole
+//! budget.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -93,25 +97,22 @@ async fn postgres_three_replicas_killed_during_follow_ups_keep_the_budget() {
     });
     futures_util::future::join_all(gets).await;
 
-    // Kill a replica while calls are in flight, restart it at once; again, round robin.
-    let in_flight = || ids.iter().map(|(id, _)| sim.in_flight(id)).sum::<u64>();
+    // Kill the replica making a slow call while the call is in flight; restart it at once.
+    let store = common::connect_migrated(db.url()).await;
+    let jobs = sqlx::PgPool::connect(db.url()).await.unwrap();
     let mut kills = 0;
-    for round in 0..KILLS {
-        let started = Instant::now();
-        while in_flight() == 0 && started.elapsed() < Duration::from_secs(10) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        if in_flight() == 0 {
-            break; // every follow-up is over already
-        }
-        let r = round % 3;
+    for _ in 0..KILLS {
+        let Some(r) = replica_in_a_slow_call(&sim, &ids, &jobs, &replicas).await else {
+            break; // no slow call left to cut off
+        };
         replicas[r].kill();
         kills += 1;
         replicas[r] = Serve::start(db.url(), &env).await;
     }
+    jobs.close().await;
+    assert!(kills > 0, "no replica was killed during a call");
 
     // Wait until no follow-up is pending.
-    let store = common::connect_migrated(db.url()).await;
     let deadline = Duration::from_secs(45);
     let settling = Instant::now();
     loop {
@@ -142,7 +143,12 @@ async fn postgres_three_replicas_killed_during_follow_ups_keep_the_budget() {
         let record = store.get(id).await.unwrap().unwrap();
         let label = format!("{id} {script:?} calls {} {:?}", calls.count, record.fetch);
         assert!(calls.count <= 3, "{label}: more than 3 calls");
-        assert!(calls.max_in_flight <= 1, "{label}: overlapping calls");
+        assert!(
+            calls.overlapping().is_empty(),
+            "{label}: overlapping calls {:?} in {:?}",
+            calls.overlapping(),
+            calls.calls
+        );
         assert!(
             calls.count <= record.fetch.calls_used as u64 && record.fetch.calls_used <= 3,
             "{label}: a call was made without being counted first"
@@ -175,16 +181,55 @@ async fn postgres_three_replicas_killed_during_follow_ups_keep_the_budget() {
         .map(|(_, s)| if ends_ok(s) { s.len() as u64 } else { 3 })
         .sum();
     let total_calls: u64 = ids.iter().map(|(id, _)| sim.calls(id).count).sum();
+    let cut_off: usize = ids.iter().map(|(id, _)| sim.calls(id).abandoned()).sum();
+    assert!(
+        cut_off > 0,
+        "{kills} kills cut off no call mid-flight: the kills tested nothing"
+    );
     assert!(
         lost_to_kills <= kills * 4,
         "{lost_to_kills} reachable results lost to {kills} kills"
     );
     store.close().await;
     eprintln!(
-        "3 replicas: {IDS} biz_ids, {kills} kills, {total_calls} upstream calls ({} more than undisturbed), \
+        "3 replicas: {IDS} biz_ids, {kills} kills, {cut_off} calls cut off mid-flight, {total_calls} upstream calls ({} more than undisturbed), \
          {done}/{reachable} reachable results stored ({lost_to_kills} lost with a killed replica after \
          spending the budget); {:?}",
         total_calls as i64 - undisturbed as i64,
         test_started.elapsed()
     );
+}
+
+/// Waits (up to 10 s) for a get_result call that is in flight with at least 300 ms of its
+/// scripted delay still to go, and returns the index of the replica whose worker holds that
+/// job's lease: killing it cuts the call off. `None` if no such call comes.
+async fn replica_in_a_slow_call(
+    sim: &Simulator,
+    ids: &[(String, &[&str])],
+    jobs: &sqlx::PgPool,
+    replicas: &[Serve],
+) -> Option<usize> {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        let now = sim.now_ms();
+        let slow = ids.iter().map(|(id, _)| id).find(|id| {
+            sim.calls(id)
+                .calls
+                .last()
+                .is_some_and(|c| c.ended_ms.is_none() && c.at_ms + c.delay_ms as i64 - now >= 300)
+        });
+        if let Some(id) = slow {
+            let owner: Option<String> =
+                sqlx::query_scalar("SELECT lease_owner FROM fetch_jobs WHERE biz_id = $1")
+                    .bind(id)
+                    .fetch_one(jobs)
+                    .await
+                    .unwrap();
+            if let Some(r) = owner.and_then(|o| replicas.iter().position(|s| s.owns(&o))) {
+                return Some(r);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
 }

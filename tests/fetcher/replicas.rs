@@ -1,5 +1,11 @@
 //! Whole `serve` instances with their own workers, on the real clock: two replicas racing over
-//! one database, and a worker killed mid-call whose jobs a restarted one finishes.
+//! one database, and a worker aborted mid-call whose jobs a restarted one finishes.
+//!
+//! Everything here runs in the test's process: the "aborted" worker is its tokio task
+//! cancelled at an await point (its in-flight call's connection closes, nothing after the
+//! await runs, its leases stay), which is what a crash looks like to the database and the
+//! upstream, but not a real process death. The real `kill -9` of `serve` processes is
+//! tests/faults/replicas.rs.
 //!
 //! These run in real time (short delays, and polling the store with a deadline), because the
 //! point is the workers' own loops, leases and wake-ups, not a driven `run_once`.
@@ -20,7 +26,7 @@ use crate::helpers::*;
 
 fetcher_tests!(
     two_instances_racing_over_100_biz_ids_never_exceed_the_budget_or_overlap,
-    a_worker_killed_mid_call_leaves_jobs_a_restarted_worker_finishes,
+    a_worker_aborted_mid_call_leaves_jobs_a_restarted_worker_finishes,
     cancelling_an_application_stops_its_server_and_its_worker,
 );
 
@@ -150,6 +156,11 @@ async fn two_instances_racing_over_100_biz_ids_never_exceed_the_budget_or_overla
             calls.max_in_flight, 1,
             "{id} ({script:?}) saw overlapping calls"
         );
+        assert!(
+            calls.overlapping().is_empty(),
+            "{id} ({script:?}): call intervals overlap: {:?}",
+            calls.calls
+        );
         let record = stores[1].get(id).await.unwrap().unwrap();
         assert_eq!(
             record.fetch.state,
@@ -183,7 +194,7 @@ async fn two_instances_racing_over_100_biz_ids_never_exceed_the_budget_or_overla
     }
 }
 
-async fn a_worker_killed_mid_call_leaves_jobs_a_restarted_worker_finishes(engine: Engine) {
+async fn a_worker_aborted_mid_call_leaves_jobs_a_restarted_worker_finishes(engine: Engine) {
     faceid_receiver::telemetry::init_for_tests();
     let Some(db) = TestDatabase::create(engine).await else {
         return;
@@ -226,11 +237,11 @@ async fn a_worker_killed_mid_call_leaves_jobs_a_restarted_worker_finishes(engine
     stop_http.cancel();
     served.await.unwrap().unwrap();
 
-    // Worker 1 starts, and is killed (its task aborted, like kill -9) while calls are in flight.
+    // Worker 1 starts, and its task is aborted while calls are in flight.
     let first = fetcher::Context::new(&settings, store.clone(), clock.clone())
         .unwrap()
-        .with_owner("killed");
-    let killed = tokio::spawn(fetcher::run(
+        .with_owner("aborted");
+    let aborted = tokio::spawn(fetcher::run(
         first,
         Arc::new(tokio::sync::Notify::new()),
         CancellationToken::new(),
@@ -243,10 +254,23 @@ async fn a_worker_killed_mid_call_leaves_jobs_a_restarted_worker_finishes(engine
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    killed.abort();
-    let _ = killed.await;
+    aborted.abort();
+    let _ = aborted.await;
     let interrupted: Vec<&String> = ids.iter().filter(|id| sim.calls(id).count > 0).collect();
     assert!(!interrupted.is_empty());
+    let started = tokio::time::Instant::now();
+    while ids
+        .iter()
+        .map(|id| sim.calls(id).abandoned())
+        .sum::<usize>()
+        == 0
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "aborting the worker cut off no call"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     // A restarted instance (fresh worker, new owner id) finishes everything, after the dead
     // worker's leases lapse.
@@ -271,7 +295,12 @@ async fn a_worker_killed_mid_call_leaves_jobs_a_restarted_worker_finishes(engine
         assert!(calls.count <= 3, "{id}: {} calls", calls.count);
         assert_eq!(
             calls.max_in_flight, 1,
-            "{id}: a call overlapped the killed one"
+            "{id}: a call overlapped the aborted one"
+        );
+        assert!(
+            calls.overlapping().is_empty(),
+            "{id}: call intervals overlap: {:?}",
+            calls.calls
         );
         assert!(
             record.fetch.calls_used as u64 >= calls.count,

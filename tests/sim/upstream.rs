@@ -6,7 +6,9 @@ use base64::Engine;
 use faceid_receiver::clock::ManualClock;
 use faceid_receiver::protocol::biz_id::RESULT_RETENTION_MS;
 use faceid_receiver::sim::script::SEED_BIZ_ID;
-use faceid_receiver::sim::{Api, ResultScript, SeedShape, SimConfig, Simulator, TINY_JPEG};
+use faceid_receiver::sim::{
+    Api, CallRecord, CallReport, ResultScript, SeedShape, SimConfig, Simulator, TINY_JPEG,
+};
 use serde_json::Value;
 
 use crate::helpers::{KEY, SECRET, T0_MS, spawn_sim};
@@ -678,4 +680,84 @@ async fn a_call_in_flight_across_a_reset_does_not_disturb_the_new_log() {
     );
     new.await.unwrap();
     assert_eq!(sim.in_flight(id), 0);
+}
+
+/// A caller that hangs up (here: its client times out; in tests/faults a replica is killed)
+/// ends its call at once: no longer in flight, recorded as abandoned with the interval it
+/// really had, so a successor's call cannot seem to overlap it, nor hide an overlap.
+#[tokio::test]
+async fn a_client_that_hangs_up_ends_its_call_at_once_marked_abandoned() {
+    let sim = Simulator::new(
+        SimConfig::default(),
+        Arc::new(faceid_receiver::clock::SystemClock),
+    );
+    let server = sim.bind("127.0.0.1:0").await.unwrap();
+    let id = sim
+        .mint_biz(ResultScript::default().steps(["slow:30000:OK", "OK"]))
+        .unwrap();
+    let url = format!("{}{LITE}?{}", server.base_url(), query(&id));
+    let client = faceid_receiver::sim::http_client().unwrap();
+
+    let hung_up = client
+        .get(&url)
+        .timeout(std::time::Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(hung_up.is_err(), "the client gave up first");
+    let started = std::time::Instant::now();
+    while sim.in_flight(&id) > 0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the abandoned call still counts as in flight"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let answered = client.get(&url).send().await.unwrap();
+    assert_eq!(answered.status(), 200);
+
+    let report = sim.calls(&id);
+    let (first, second) = (&report.calls[0], &report.calls[1]);
+    assert!(first.abandoned && !second.abandoned, "{report:?}");
+    let ended = first.ended_ms.expect("an abandoned call has ended");
+    assert!(
+        ended - first.at_ms < 30_000,
+        "ended when the client hung up, not when the answer would have been ready: {first:?}"
+    );
+    assert!(report.overlapping().is_empty(), "{report:?}");
+    assert_eq!((report.abandoned(), report.in_flight), (1, 0));
+}
+
+#[test]
+fn overlapping_intervals_are_reported_in_pairs_abandoned_and_open_ones_included() {
+    let call = |at_ms: i64, ended_ms: Option<i64>, abandoned: bool| CallRecord {
+        at_ms,
+        api: Api::Lite,
+        http_status: 200,
+        answer: "OK".into(),
+        charged: true,
+        return_image: None,
+        return_verify_time: None,
+        delay_ms: 0,
+        ended_ms,
+        abandoned,
+    };
+    let report = |calls: Vec<CallRecord>| CallReport {
+        calls,
+        ..CallReport::default()
+    };
+
+    // Back to back (one ends as the next arrives) is not an overlap.
+    let sequential = report(vec![call(0, Some(100), false), call(100, Some(200), false)]);
+    assert!(sequential.overlapping().is_empty());
+    // An abandoned call still overlaps a call that arrived before it ended.
+    let cut = report(vec![call(0, Some(100), true), call(50, Some(300), false)]);
+    assert_eq!(cut.overlapping(), [(0, 1)]);
+    assert_eq!(cut.abandoned(), 1);
+    // A call still in flight is open-ended.
+    let open = report(vec![
+        call(0, Some(10), false),
+        call(20, None, false),
+        call(5000, Some(5001), false),
+    ]);
+    assert_eq!(open.overlapping(), [(1, 2)]);
 }

@@ -15,6 +15,7 @@ use faceid_receiver::store::{
     StoreError, StoreResult, Verification,
 };
 
+mod durability;
 mod privacy;
 
 /// 2026-11-23T00:00:00Z.
