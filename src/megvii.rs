@@ -26,8 +26,8 @@ use serde_json::{Map, Value};
 
 use crate::config::MegviiSettings;
 use crate::protocol::payload::{self, DataError, ResultFields};
-use crate::protocol::{ErrorClass, FaceIdError};
-use crate::store::NewImage;
+use crate::protocol::{CallbackResult, ErrorClass, FaceIdError};
+use crate::store::{CallbackKind, IncomingResult, NewImage};
 
 /// Largest answer we read. Four JPEGs in base64 stay well below this; anything bigger is not
 /// a get_result answer.
@@ -336,12 +336,30 @@ fn split_result(http_status: u16, text: &str, object: Map<String, Value>) -> Fet
     }
 }
 
+/// A verified callback's result as it is stored, by the callback routes and by replay alike:
+/// the row to merge, and the images cut out of it ([`cut_images`]) to store beside it.
+pub fn signed_callback(
+    result: &CallbackResult,
+    kind: CallbackKind,
+) -> (IncomingResult, Vec<NewImage>) {
+    let (text, images) =
+        cut_images(&result.raw).unwrap_or_else(|| (result.raw.clone(), Vec::new()));
+    let incoming = IncomingResult::new(
+        result.biz_id.as_str(),
+        &result.fields,
+        text,
+        kind.source(),
+        true,
+    );
+    (incoming, images)
+}
+
 /// Images in a signed callback's result text (FaceID documents that callbacks carry none,
 /// but a result must not hold pictures wherever it came from): when at least one decodes,
 /// the result without its image keys, as get_result answers are stored, and the images;
 /// `None` when there is nothing to cut, so that the stored text stays FaceID's bytes. Never
 /// fails: text that is not an object has nothing to cut.
-pub fn cut_images(raw: &str) -> Option<(String, Vec<NewImage>)> {
+fn cut_images(raw: &str) -> Option<(String, Vec<NewImage>)> {
     let (_, object) = payload::parse_object(raw.as_bytes()).ok()?;
     if !holds_images(&object) {
         return None;

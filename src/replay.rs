@@ -5,8 +5,9 @@
 //! Owns which refused deliveries are re-examined and how: a refused delivery of a signed route
 //! (notify, return POST) whose body the journal kept whole is decoded, its sign checked
 //! against the secrets configured *now* (current, then previous), its data parsed, and — if
-//! all of that passes — its result merged under the usual rule, its follow-up handled as a
-//! live delivery's would be, and its journal row marked `replayed` with the key id that
+//! all of that passes — its result merged under the usual rule (with any images cut out and
+//! stored, as for a live delivery: [`crate::megvii::signed_callback`]), its follow-up handled
+//! as a live delivery's would be, and its journal row marked `replayed` with the key id that
 //! verified it, all in one transaction ([`Store::accept_replayed`]).
 //!
 //! Invariants:
@@ -28,9 +29,7 @@ use crate::fetcher::plan;
 use crate::http::extract::decode_callback;
 use crate::protocol::payload::{CallbackResult, parse_callback_data};
 use crate::protocol::sign::{key_id, verify_any};
-use crate::store::{
-    CallbackKind, IncomingResult, MergeOutcome, RefusedDelivery, Store, StoreError, StoreResult,
-};
+use crate::store::{CallbackKind, MergeOutcome, RefusedDelivery, Store, StoreError, StoreResult};
 
 /// Rows read per page.
 const PAGE: i64 = 200;
@@ -142,7 +141,7 @@ async fn replay_one(
     let now = clock.now_ms();
     // The candidates are notify and return POST deliveries only.
     let kind = CallbackKind::parse(&delivery.kind).unwrap_or(CallbackKind::Notify);
-    let incoming = IncomingResult::signed_callback(&result, kind);
+    let (incoming, images) = crate::megvii::signed_callback(&result, kind);
     let job = plan::after_signed(
         &settings.fetch,
         result.biz_id.as_str(),
@@ -150,7 +149,7 @@ async fn replay_one(
         now,
     );
     match store
-        .accept_replayed(delivery.id, &key_id, &incoming, job, now)
+        .accept_replayed(delivery.id, &key_id, &incoming, &images, job, now)
         .await
     {
         Ok(Some((MergeOutcome::Created | MergeOutcome::Updated, _))) => counts.stored += 1,

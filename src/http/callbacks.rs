@@ -39,8 +39,7 @@ use super::extract::decode_callback;
 use crate::fetcher::plan;
 use crate::protocol::{self, BizId, CallbackResult};
 use crate::store::{
-    CallbackKind, IncomingResult, JobEffect, MergeOutcome, NewCallback, PENDING, StoreError,
-    Verification,
+    CallbackKind, JobEffect, MergeOutcome, NewCallback, PENDING, StoreError, Verification,
 };
 
 /// The callback routes; `return_get_limit` is the tighter per-IP limit of the unsigned
@@ -297,14 +296,7 @@ async fn receive_signed(
         &result.fields.status,
         delivery.received_at,
     );
-    let mut incoming = IncomingResult::signed_callback(&result, kind);
-    let images = match crate::megvii::cut_images(&result.raw) {
-        Some((without_images, images)) => {
-            incoming.result = without_images;
-            images
-        }
-        None => Vec::new(),
-    };
+    let (incoming, images) = crate::megvii::signed_callback(&result, kind);
     let entry = delivery.entry(state, Some(result.biz_id.as_str()), Some(&key_id), None);
     let (outcome, record) = match state.store.accept_signed(&entry, &incoming, effect).await {
         Ok(accepted) => accepted,

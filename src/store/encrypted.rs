@@ -581,12 +581,14 @@ impl Store for EncryptedStore {
         id: i64,
         key_id: &str,
         result: &IncomingResult,
+        images: &[NewImage],
         job: JobEffect,
         now: i64,
     ) -> StoreResult<Option<(MergeOutcome, Verification)>> {
+        let images = self.seal_images(&result.biz_id, images);
         match self
             .inner
-            .accept_replayed(id, key_id, &self.seal_result(result), job, now)
+            .accept_replayed(id, key_id, &self.seal_result(result), &images, job, now)
             .await?
         {
             Some((outcome, record)) => Ok(Some((outcome, self.open_record(record)?))),

@@ -918,6 +918,7 @@ macro_rules! impl_store {
                 id: i64,
                 key_id: &str,
                 result: &IncomingResult,
+                images: &[NewImage],
                 job: JobEffect,
                 now: i64,
             ) -> StoreResult<Option<(MergeOutcome, Verification)>> {
@@ -935,6 +936,7 @@ macro_rules! impl_store {
                     return Ok(None);
                 }
                 let outcome = merge(&mut tx, result, now).await?;
+                store_images(&mut tx, &result.biz_id, images, now).await?;
                 apply_job_effect(&mut tx, &result.biz_id, job, now).await?;
                 let record = written_verification(&mut tx, &result.biz_id).await?;
                 tx.commit().await?;

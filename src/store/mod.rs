@@ -325,17 +325,6 @@ impl IncomingResult {
             result,
         }
     }
-
-    /// A verified callback's result, delivered on `kind`'s route.
-    pub fn signed_callback(result: &crate::protocol::CallbackResult, kind: CallbackKind) -> Self {
-        Self::new(
-            result.biz_id.as_str(),
-            &result.fields,
-            result.raw.clone(),
-            kind.source(),
-            true,
-        )
-    }
 }
 
 /// What merging a result did.
@@ -708,14 +697,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// In one transaction, for a refused delivery that now verifies: mark journal row `id`
     /// `replayed` (verified by `key_id`, about the result's biz_id, at `now`) — only if it is
-    /// still `rejected` —, merge `result` under the usual rule and apply `job`. Returns what
-    /// the merge did and the record afterwards, or `None` (nothing written) when the row was
-    /// no longer `rejected`: another replay got there first.
+    /// still `rejected` —, merge `result` under the usual rule, store the `images` cut out of
+    /// it (as [`Store::save_images`] does) and apply `job`. Returns what the merge did and the
+    /// record afterwards, or `None` (nothing written) when the row was no longer `rejected`:
+    /// another replay got there first.
     async fn accept_replayed(
         &self,
         id: i64,
         key_id: &str,
         result: &IncomingResult,
+        images: &[NewImage],
         job: JobEffect,
         now: i64,
     ) -> StoreResult<Option<(MergeOutcome, Verification)>>;

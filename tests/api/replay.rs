@@ -141,6 +141,79 @@ async fn postgres_replay_reads_encrypted_journal_bodies() {
     refused_then_replayed(Engine::Postgres, vec![("APP__ENCRYPTION__KEY", key)]).await;
 }
 
+/// A refused callback carrying an image (FaceID documents that callbacks carry none, but a
+/// result must not hold pictures wherever it came from) is stored by replay as a live one is:
+/// the image cut out of the stored result and kept as an image.
+async fn a_replayed_callback_carrying_an_image_is_stored_as_a_live_one_is(engine: Engine) {
+    use base64::Engine as _;
+    let Some(wrong) = spawn_app(
+        engine,
+        Options {
+            secret: WRONG_SECRET,
+            ..Default::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let jpeg = b"\xff\xd8\xff\xe0JFIF-a-replayed-face\xff\xd9";
+    let b64 = base64::engine::general_purpose::STANDARD.encode(jpeg);
+    let with_image = |biz_id: &str| {
+        json!({
+            "status": "OK",
+            "biz_info": {"biz_id": biz_id, "biz_no": "order-img", "biz_extra_data": ""},
+            "liveness_result": {"result": "PASS"},
+            "images": {"image_best": format!("data:image/jpeg;base64,{b64}")},
+            "time_used": 3
+        })
+        .to_string()
+    };
+    let (replayed, live) = ("1795392000,replayed-image", "1795392000,live-image");
+    assert_eq!(wrong.notify(&with_image(replayed)).await.status(), 403);
+    let app = wrong.restart(Options::default()).await;
+    assert_eq!(app.notify(&with_image(live)).await.status(), 200);
+
+    let answer = replay(&app, json!({})).await;
+
+    assert_eq!(counts(&answer), [1, 1, 1, 0, 0], "{answer}");
+    let stored_as = |biz_id: &str| {
+        let store = app.store.clone();
+        let biz_id = biz_id.to_owned();
+        async move {
+            let record = store.get(&biz_id).await.unwrap().expect("stored");
+            let image = store.image(&biz_id, "image_best").await.unwrap();
+            let result = record
+                .result
+                .expect("a result")
+                .replace(&biz_id, "<biz_id>");
+            (result, record.images, image)
+        }
+    };
+    let (result, images, image) = stored_as(replayed).await;
+    assert!(
+        !result.contains(&b64[..16]),
+        "image data left in the result: {result}"
+    );
+    assert_eq!(images, ["image_best"]);
+    assert_eq!(image.as_deref(), Some(&jpeg[..]), "kept as an image");
+    assert_eq!(
+        (result, images, image),
+        stored_as(live).await,
+        "replay stores what a live delivery stores"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_a_replayed_callback_carrying_an_image_is_stored_as_a_live_one_is() {
+    a_replayed_callback_carrying_an_image_is_stored_as_a_live_one_is(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_a_replayed_callback_carrying_an_image_is_stored_as_a_live_one_is() {
+    a_replayed_callback_carrying_an_image_is_stored_as_a_live_one_is(Engine::Postgres).await;
+}
+
 /// The `faceid-receiver replay` command over the app's database, with the app's secret.
 async fn replay_command(app: &TestApp, args: &[&str]) -> String {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_faceid-receiver"))

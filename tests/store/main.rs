@@ -1439,6 +1439,7 @@ async fn a_replayed_delivery_is_claimed_once_and_stored_under_the_merge_rule(
             row,
             "previous-1",
             &signed_notify(&id, "OK"),
+            &[],
             JobEffect::CancelPending,
             NOW + 60_000,
         )
@@ -1494,6 +1495,7 @@ async fn a_replayed_delivery_is_claimed_once_and_stored_under_the_merge_rule(
             row,
             "current",
             &signed_notify(&id, "FAILED"),
+            &[],
             JobEffect::Keep,
             NOW + 120_000,
         )
@@ -1516,6 +1518,7 @@ async fn a_replayed_delivery_is_claimed_once_and_stored_under_the_merge_rule(
                     contested,
                     "current",
                     &signed_notify(&other, "OK"),
+                    &[],
                     JobEffect::Keep,
                     NOW + n,
                 )
@@ -1541,6 +1544,7 @@ async fn a_replayed_delivery_is_claimed_once_and_stored_under_the_merge_rule(
             dup_row,
             "current",
             &signed_notify(&id, "OK"),
+            &[],
             JobEffect::Keep,
             NOW + 180_000,
         )
