@@ -273,21 +273,22 @@ pub const INSERT_ACCESS: &str =
 pub const LIST_ACCESS: &str = "SELECT token_fp, route, biz_id, accessed_at FROM pii_access \
      WHERE ($1 IS NULL OR biz_id = $1) ORDER BY id LIMIT $2";
 
-/// Retention: the verifications whose raw result or images are due. Shared by the count and
+/// Retention: which verifications have a raw result or images due. Shared by the count and
 /// the update so a dry run counts exactly what a real run changes. Binds: cutoff.
 macro_rules! results_due {
     () => {
-        "FROM verifications WHERE created_at < $1 AND (result IS NOT NULL OR image_names IS NOT NULL)"
+        "WHERE created_at < $1 AND (result IS NOT NULL OR image_names IS NOT NULL)"
     };
 }
 
 /// Binds: cutoff.
-pub const COUNT_RESULTS_DUE: &str = concat!("SELECT COUNT(*) ", results_due!());
+pub const COUNT_RESULTS_DUE: &str = concat!("SELECT COUNT(*) FROM verifications ", results_due!());
 
 /// Binds: cutoff, now. Status, liveness, confidence and the timestamps stay.
-pub const PURGE_RESULTS: &str = "UPDATE verifications \
-     SET result = NULL, image_names = NULL, purged_at = $2 \
-     WHERE created_at < $1 AND (result IS NOT NULL OR image_names IS NOT NULL)";
+pub const PURGE_RESULTS: &str = concat!(
+    "UPDATE verifications SET result = NULL, image_names = NULL, purged_at = $2 ",
+    results_due!()
+);
 
 /// Images of verifications created before the cutoff. Binds: cutoff.
 macro_rules! images_due {
@@ -302,27 +303,41 @@ pub const COUNT_IMAGES_DUE: &str = concat!("SELECT COUNT(*) ", images_due!());
 /// Binds: cutoff.
 pub const PURGE_IMAGES: &str = concat!("DELETE ", images_due!());
 
-/// Journal rows whose body is due (an emptied body is not counted twice), less the refused
-/// rows the same purge deletes (so a dry run, which deletes nothing, counts what a real run
-/// empties). `length` counts bytes of a PostgreSQL bytea and of a SQLite blob alike.
-/// Binds: cutoff, refused cutoff (NULL: none).
-pub const COUNT_JOURNAL_DUE: &str = "SELECT COUNT(*) FROM callbacks \
-     WHERE received_at < $1 AND length(body) > 0 \
-       AND ($2 IS NULL OR outcome <> 'rejected' OR received_at >= $2)";
+/// Journal rows whose body is due (an emptied body is not counted twice). `length` counts
+/// bytes of a PostgreSQL bytea and of a SQLite blob alike. Binds: cutoff.
+macro_rules! journal_due {
+    () => {
+        "WHERE received_at < $1 AND length(body) > 0 "
+    };
+}
+
+/// The bodies a purge empties, less the refused rows the same purge deletes first (so a dry
+/// run, which deletes nothing, counts what a real run empties). Binds: cutoff, refused
+/// cutoff (NULL: none).
+pub const COUNT_JOURNAL_DUE: &str = concat!(
+    "SELECT COUNT(*) FROM callbacks ",
+    journal_due!(),
+    "AND ($2 IS NULL OR outcome <> 'rejected' OR received_at >= $2)"
+);
 
 /// Empties due bodies; kind, outcome, reason, sizes and `body_sha256` stay. Binds: cutoff,
 /// the empty body.
-pub const PURGE_JOURNAL: &str =
-    "UPDATE callbacks SET body = $2 WHERE received_at < $1 AND length(body) > 0";
+pub const PURGE_JOURNAL: &str = concat!("UPDATE callbacks SET body = $2 ", journal_due!());
 
-/// Refused deliveries due for deletion (`retention.refused_days`). Binds: cutoff.
-pub const COUNT_REFUSED_DUE: &str =
-    "SELECT COUNT(*) FROM callbacks WHERE outcome = 'rejected' AND received_at < $1";
+/// Refused deliveries due for deletion (`retention.refused_days`), shared by the count and
+/// the delete. Binds: cutoff.
+macro_rules! refused_due {
+    () => {
+        "FROM callbacks WHERE outcome = 'rejected' AND received_at < $1"
+    };
+}
+
+/// Binds: cutoff.
+pub const COUNT_REFUSED_DUE: &str = concat!("SELECT COUNT(*) ", refused_due!());
 
 /// Deletes them, rows and all: they are what strangers sent, not what happened to a
 /// verification. Binds: cutoff.
-pub const PURGE_REFUSED: &str =
-    "DELETE FROM callbacks WHERE outcome = 'rejected' AND received_at < $1";
+pub const PURGE_REFUSED: &str = concat!("DELETE ", refused_due!());
 
 /// Key rotation pages and compare-and-swap rewrites. Binds: after biz_id, limit.
 pub const STORED_RESULTS: &str = "SELECT biz_id, result FROM verifications \
