@@ -257,25 +257,57 @@ impl TestDatabase {
     }
 }
 
-/// Expands each `async fn case(store: Arc<dyn Store>)` at the crate root into one test per
-/// engine: `sqlite::case` and `postgres::case`. The store is closed and its database
-/// removed after the case returns (and by the guards' `Drop` if it panics).
+/// Runs each case on both engines, as `sqlite::case` and `postgres::case`.
+///
+/// `store_tests!(a, b)` takes cases `async fn a(store: Arc<dyn Store>)` on a multi-thread
+/// runtime: each gets a migrated store on a fresh database, closed and removed after the case
+/// returns (and by the guards' `Drop` if it panics).
+///
+/// The long form names the test attribute (the runtime), and may add cases that set up their
+/// own databases (a second store, other connect options, the URL to reconnect to): `async fn
+/// c(engine: Engine)`, which open them with [`TestDatabase::create`] (and return when it
+/// gives `None`):
+/// ```ignore
+/// crate::store_tests! {
+///     test: #[tokio::test(flavor = "current_thread")],
+///     stores: [a, b],
+///     engines: [c],
+/// }
+/// ```
+/// One invocation per module: it defines the modules `sqlite` and `postgres`.
 #[macro_export]
 macro_rules! store_tests {
     ($($case:ident),* $(,)?) => {
+        $crate::store_tests! {
+            test: #[tokio::test(flavor = "multi_thread", worker_threads = 2)],
+            stores: [$($case),*],
+            engines: [],
+        }
+    };
+    (
+        test: #[$test:meta],
+        stores: [$($case:ident),* $(,)?],
+        engines: [$($by_engine:ident),* $(,)?] $(,)?
+    ) => {
         mod sqlite {
             $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[$test]
                 async fn $case() {
                     let (store, _dir) = $crate::common::sqlite_store().await;
                     super::$case(store.clone()).await;
                     store.close().await;
                 }
             )*
+            $(
+                #[$test]
+                async fn $by_engine() {
+                    super::$by_engine($crate::common::Engine::Sqlite).await;
+                }
+            )*
         }
         mod postgres {
             $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[$test]
                 async fn $case() {
                     let Some((store, mut db)) = $crate::common::postgres_store().await else {
                         return;
@@ -283,6 +315,12 @@ macro_rules! store_tests {
                     super::$case(store.clone()).await;
                     store.close().await;
                     db.drop_database().await;
+                }
+            )*
+            $(
+                #[$test]
+                async fn $by_engine() {
+                    super::$by_engine($crate::common::Engine::Postgres).await;
                 }
             )*
         }
