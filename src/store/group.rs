@@ -11,7 +11,8 @@
 //! - a batch that fails is retried member by member, each in its own transaction, so one bad
 //!   member (or a deadlock with another writer) cannot fail the others; a member whose own
 //!   transaction fails gets that error. When the database is unavailable the batch is not
-//!   retried: every member gets [`StoreError::Unavailable`] (503), never an acknowledgement;
+//!   retried: every member gets the batch's own [`StoreError::Unavailable`] (503), never an
+//!   acknowledgement;
 //! - members are applied in submission order, except that a batch is stably sorted by biz_id
 //!   (so two deliveries for one biz_id keep their order, and concurrent batches lock rows in
 //!   the same order and do not deadlock each other); the merge rule runs per member, exactly as
@@ -86,12 +87,11 @@ impl GroupCommit {
             result: result.clone(),
             job,
         };
+        let writers_gone = || StoreError::Unavailable(Arc::new(sqlx::Error::WorkerCrashed));
         if self.queue.send((member, reply)).await.is_err() {
-            return Err(StoreError::Unavailable(sqlx::Error::WorkerCrashed));
+            return Err(writers_gone());
         }
-        answer
-            .await
-            .unwrap_or(Err(StoreError::Unavailable(sqlx::Error::WorkerCrashed)))
+        answer.await.unwrap_or_else(|_| Err(writers_gone()))
     }
 }
 
@@ -125,7 +125,7 @@ where
     batch.sort_by(|(a, _), (b, _)| a.result.biz_id.cmp(&b.result.biz_id));
     let (members, replies): (Vec<Member>, Vec<Reply>) = batch.into_iter().unzip();
     let members = Arc::new(members);
-    metrics::histogram!("faceid_group_commit_batch_size").record(members.len() as f64);
+    metrics::histogram!(crate::metrics::GROUP_COMMIT_BATCH_SIZE).record(members.len() as f64);
     match write_batch(members.clone()).await {
         Ok(results) => {
             for (reply, result) in replies.into_iter().zip(results) {
@@ -136,16 +136,8 @@ where
             let error = StoreError::from(error);
             if members.len() == 1 || matches!(error, StoreError::Unavailable(_)) {
                 tracing::warn!(members = members.len(), error = %error, "group commit failed");
-                let mut error = Some(error);
-                let count = replies.len();
-                for (i, reply) in replies.into_iter().enumerate() {
-                    // StoreError is not Clone: the last member gets the original.
-                    let mine = if i + 1 == count {
-                        error.take().expect("taken once")
-                    } else {
-                        duplicate(error.as_ref().expect("still there"))
-                    };
-                    let _ = reply.send(Err(mine));
+                for reply in replies {
+                    let _ = reply.send(Err(error.clone()));
                 }
                 return;
             }
@@ -183,18 +175,77 @@ pub(super) fn rounds<'a>(biz_ids: impl IntoIterator<Item = &'a str>) -> Vec<Vec<
     rounds
 }
 
-/// The same kind of error for another member of a failed batch.
-fn duplicate(error: &StoreError) -> StoreError {
-    let message = || sqlx::Error::Protocol(format!("group commit failed: {error:#}"));
-    match error {
-        StoreError::Unavailable(_) => StoreError::Unavailable(message()),
-        _ => StoreError::Other(message()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::rounds;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::store::{CallbackKind, Source};
+
+    fn member(biz_id: &str) -> (NewCallback, IncomingResult) {
+        let entry = NewCallback {
+            kind: CallbackKind::Notify,
+            biz_id: Some(biz_id.into()),
+            verified: true,
+            reason: None,
+            received_at: 1,
+            remote_addr: None,
+            content_type: None,
+            body_sha256: String::new(),
+            body_len: 0,
+            body: Vec::new(),
+            key_id: Some("current".into()),
+        };
+        let result = IncomingResult {
+            biz_id: biz_id.into(),
+            biz_no: None,
+            status: "OK".into(),
+            status_rank: 3,
+            liveness: None,
+            confidence: None,
+            source: Source::Notify,
+            signed: true,
+            result: "{}".into(),
+        };
+        (entry, result)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn every_member_of_a_batch_the_database_could_not_take_gets_that_very_error() {
+        let batches: Arc<Mutex<Vec<usize>>> = Arc::default();
+        let seen = batches.clone();
+        let group = GroupCommit::spawn(
+            8,
+            1,
+            move |members: Arc<Vec<Member>>| {
+                seen.lock().unwrap().push(members.len());
+                async { Err(sqlx::Error::PoolTimedOut) }
+            },
+            |_: Arc<Vec<Member>>, _: usize| async {
+                panic!("a batch that found the database unavailable is not retried")
+            },
+        );
+        let members = [member("a"), member("b"), member("c")];
+
+        // On a current-thread runtime every call is queued before the writer runs.
+        let results = futures_util::future::join_all(
+            members
+                .iter()
+                .map(|(entry, result)| group.submit(entry, result, JobEffect::Keep)),
+        )
+        .await;
+
+        assert_eq!(*batches.lock().unwrap(), [3], "one batch of three");
+        for result in results {
+            match result {
+                Err(StoreError::Unavailable(error)) => assert!(
+                    matches!(*error, sqlx::Error::PoolTimedOut),
+                    "the database's own error, not a copy: {error:?}"
+                ),
+                other => panic!("expected Unavailable, got {:?}", other.map(|(o, _)| o)),
+            }
+        }
+    }
 
     #[test]
     fn distinct_biz_ids_make_one_round_in_batch_order() {

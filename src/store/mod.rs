@@ -42,20 +42,23 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// What went wrong in storage. Only [`StoreError::Unavailable`] means "the database is not
 /// there right now"; everything a statement refuses for its data is [`StoreError::Other`],
 /// and fails only the write that carried it.
-#[derive(Debug, thiserror::Error)]
+///
+/// Cheap to clone: the database's error is shared, so every caller whose write failed with
+/// it (the members of a failed group commit) gets that very error.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached or cannot commit right now: connection, shutdown,
     /// resources, timeouts (retryable: answer 503).
     #[error("storage is unavailable")]
-    Unavailable(#[source] sqlx::Error),
+    Unavailable(#[source] Arc<sqlx::Error>),
     /// A statement failed for another reason: the database refused this write's data (a
     /// SQLSTATE class 22 or 23 error, a constraint), or a bug. Retrying the same write will
     /// not help, and it says nothing about other writes.
     #[error("storage error")]
-    Other(#[source] sqlx::Error),
+    Other(#[source] Arc<sqlx::Error>),
     /// Migrations could not be applied.
     #[error("database migration failed")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(#[source] Arc<sqlx::migrate::MigrateError>),
     /// A stored value cannot be decrypted (wrong or missing key, or altered data). The
     /// message names the key id, never the value.
     #[error("stored data cannot be decrypted: {0}")]
@@ -71,10 +74,18 @@ impl StoreError {
     /// journaled.
     pub fn database_code(&self) -> Option<String> {
         match self {
-            Self::Unavailable(sqlx::Error::Database(db))
-            | Self::Other(sqlx::Error::Database(db)) => db.code().map(|c| c.into_owned()),
+            Self::Unavailable(error) | Self::Other(error) => match &**error {
+                sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+                _ => None,
+            },
             _ => None,
         }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(error: sqlx::migrate::MigrateError) -> Self {
+        Self::Migrate(Arc::new(error))
     }
 }
 
@@ -124,9 +135,9 @@ impl From<sqlx::Error> for StoreError {
             _ => false,
         };
         if unavailable {
-            Self::Unavailable(error)
+            Self::Unavailable(Arc::new(error))
         } else {
-            Self::Other(error)
+            Self::Other(Arc::new(error))
         }
     }
 }
