@@ -11,7 +11,9 @@ use faceid_receiver::store::{
     MergeOutcome, NewCallback, NewJob, Store, StoreError, StoreResult, Verification,
 };
 
-use super::{DAY, NOW, biz, delivery, fetch, fetched, new_job, outcomes, record, signed_notify};
+use super::{
+    DAY, NOW, biz, delivery, fetch, fetched, journal, new_job, outcomes, record, signed_notify,
+};
 use crate::availability::assert_unavailable;
 use crate::common::{self, Engine, TestDatabase};
 
@@ -60,14 +62,7 @@ async fn concurrent_signed_deliveries_are_each_acked_with_their_own_record(store
             (id.as_str(), status)
         );
         assert_eq!(record(&store, &id).await, stored, "acked means stored");
-        let journal = store
-            .callbacks(&CallbackQuery {
-                biz_id: Some(id.clone()),
-                limit: 10,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        let journal = journal(&store, Some(id.as_str())).await;
         assert_eq!(outcomes(&journal), ["stored"], "{id}: journaled once");
     }
 }
@@ -123,14 +118,7 @@ async fn one_batch_applies_deliveries_for_one_biz_id_in_order(store: Arc<dyn Sto
         ],
         "applied in submission order, each answered with the record its own writes left"
     );
-    let journal = store
-        .callbacks(&CallbackQuery {
-            biz_id: Some(x.clone()),
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let journal = journal(&store, Some(x.as_str())).await;
     let received: Vec<_> = journal.iter().map(|r| r.received_at).collect();
     assert_eq!(received, [NOW + 4, NOW + 3, NOW + 2, NOW], "newest first");
     assert_eq!(
@@ -413,28 +401,14 @@ async fn postgres_a_failing_member_fails_alone_after_its_batch_is_retried() {
     assert!(matches!(results[2], Ok((MergeOutcome::Created, _))));
     assert_eq!(store.get(&bad).await.unwrap(), None, "nothing of it stored");
     for id in [&good1, &good2] {
-        let journal = store
-            .callbacks(&CallbackQuery {
-                biz_id: Some(id.clone()),
-                limit: 10,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        let journal = journal(&store, Some(id.as_str())).await;
         assert_eq!(
             outcomes(&journal),
             ["stored"],
             "{id}: the failed batch left no row"
         );
     }
-    let bad_journal = store
-        .callbacks(&CallbackQuery {
-            biz_id: Some(bad.clone()),
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let bad_journal = journal(&store, Some(bad.as_str())).await;
     assert!(bad_journal.is_empty());
     store.close().await;
     db.drop_database().await;

@@ -10,8 +10,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use faceid_receiver::store::{
-    CallbackKind, CallbackQuery, FetchInfo, FetchState, IncomingResult, JobEffect, JobUpdate,
-    ListQuery, MergeOutcome, NewCallback, NewImage, NewJob, PENDING, Source, Store, Verification,
+    CallbackKind, CallbackQuery, CallbackRecord, FetchInfo, FetchState, IncomingResult, JobEffect,
+    JobUpdate, ListQuery, MergeOutcome, NewCallback, NewImage, NewJob, PENDING, Source, Store,
+    Verification,
 };
 
 mod availability;
@@ -179,7 +180,19 @@ async fn job_after_a_turn(store: &Arc<dyn Store>, biz_id: &str, update: JobUpdat
         .unwrap();
 }
 
-fn outcomes(records: &[faceid_receiver::store::CallbackRecord]) -> Vec<&str> {
+/// The journal of `biz_id` (all of it when `None`), newest first, at most ten rows.
+async fn journal(store: &Arc<dyn Store>, biz_id: Option<&str>) -> Vec<CallbackRecord> {
+    store
+        .callbacks(&CallbackQuery {
+            biz_id: biz_id.map(str::to_owned),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
+fn outcomes(records: &[CallbackRecord]) -> Vec<&str> {
     records.iter().map(|r| r.outcome.as_str()).collect()
 }
 
@@ -218,13 +231,7 @@ async fn a_duplicate_delivery_is_idempotent(store: Arc<dyn Store>) {
         FetchInfo::default(),
         "no job means fetch state none"
     );
-    let journal = store
-        .callbacks(&CallbackQuery {
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let journal = journal(&store, None).await;
     assert_eq!(outcomes(&journal), ["duplicate", "stored"]);
 }
 
@@ -561,14 +568,7 @@ async fn a_signed_final_replaces_pending_and_cancel_pending_sets_the_job_to_none
         lease(&store, "w1", NOW + DAY / 2).await.is_empty(),
         "a cancelled job is never leased"
     );
-    let journal = store
-        .callbacks(&CallbackQuery {
-            biz_id: Some(id),
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let journal = journal(&store, Some(id.as_str())).await;
     assert_eq!(outcomes(&journal), ["stored", "pending"]);
 }
 

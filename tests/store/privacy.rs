@@ -7,9 +7,9 @@ use std::time::Duration;
 use faceid_receiver::clock::{ManualClock, SharedClock};
 use faceid_receiver::config::RetentionSettings;
 use faceid_receiver::retention;
-use faceid_receiver::store::{AccessEntry, CallbackQuery, NewImage, PurgeCounts, Store};
+use faceid_receiver::store::{AccessEntry, NewImage, PurgeCounts, Store};
 
-use super::{DAY, NOW, biz, fetched, notify, rejected, retry_later, signed_notify};
+use super::{DAY, NOW, biz, fetched, journal, notify, rejected, retry_later, signed_notify};
 use faceid_receiver::store::{CallbackKind, JobEffect};
 
 crate::store_tests!(
@@ -88,14 +88,7 @@ async fn purge_clears_old_results_images_and_bodies_and_keeps_the_summary(store:
     assert!(store.image(&recent, "image_best").await.unwrap().is_some());
 
     // The journal row stays, with its hash; only its body went.
-    let journal = store
-        .callbacks(&CallbackQuery {
-            biz_id: Some(old.clone()),
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let journal = journal(&store, Some(old.as_str())).await;
     assert_eq!(journal.len(), 1);
     assert_eq!(journal[0].body_sha256, "ab".repeat(32));
 
@@ -197,13 +190,7 @@ async fn refused_deliveries_are_deleted_after_refused_days_and_accepted_ones_sta
         }
     );
     assert_eq!(dry, real, "the dry run counted what the real run removed");
-    let journal = store
-        .callbacks(&CallbackQuery {
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let journal = journal(&store, None).await;
     let rows: Vec<(Option<&str>, &str)> = journal
         .iter()
         .map(|r| (r.biz_id.as_deref(), r.outcome.as_str()))

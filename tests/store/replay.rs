@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use faceid_receiver::store::{
-    CallbackKind, CallbackQuery, FetchState, JobEffect, MergeOutcome, NewCallback, Store,
+    CallbackKind, FetchState, JobEffect, MergeOutcome, NewCallback, Store,
 };
 
-use super::{NOW, biz, new_job, notify, record, rejected, return_get, signed_notify};
+use super::{NOW, biz, journal, new_job, notify, record, rejected, return_get, signed_notify};
 
 crate::store_tests!(
     refused_deliveries_are_those_of_signed_routes_with_their_body_kept_whole,
@@ -125,14 +125,7 @@ async fn a_replayed_delivery_is_claimed_once_and_stored_under_the_merge_rule(
     );
     assert_eq!(stored.updated_at, NOW + 60_000);
 
-    let journal = store
-        .callbacks(&CallbackQuery {
-            biz_id: Some(id.clone()),
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let journal = journal(&store, Some(id.as_str())).await;
     let replayed = journal
         .iter()
         .find(|r| r.id == row)
