@@ -1,8 +1,8 @@
 //! faceid-receiver: receives, verifies and stores Megvii FaceID Lite callbacks, and follows
 //! up with get_result under FaceID's one-day, three-call budget.
 //!
-//! Layout: [`protocol`] is pure FaceID knowledge; [`store`] is durable state behind one trait
-//! for PostgreSQL and SQLite; [`http`] is the axum surface; [`megvii`] is the get_result
+//! Layout: [`protocol`] is pure FaceID knowledge; [`store`] is durable state, one part per
+//! caller, for PostgreSQL and SQLite; [`http`] is the axum surface; [`megvii`] is the get_result
 //! client and [`fetcher`] the follow-up worker that spends the budget; [`startup`] wires them
 //! into an [`Application`] that tests and `main` run alike; [`push`] signs and sends outcomes
 //! onward to the merchant's endpoints; [`sim`] is a FaceID stand-in (get_result upstream and

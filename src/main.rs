@@ -146,8 +146,7 @@ async fn purge(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
 }
 
 async fn reencrypt(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
-    use faceid_receiver::store::Store as _;
-    let store = startup::connect_encrypted(settings).await?;
+    let store = startup::connect_store(settings).await?;
     store.migrate().await?;
     let counts = store.reencrypt(dry_run).await?;
     let verb = if dry_run {

@@ -337,7 +337,7 @@ fn split_result(http_status: u16, text: &str, object: Map<String, Value>) -> Fet
 }
 
 /// A verified callback's result as it is stored, by the callback routes and by replay alike:
-/// the row to merge, and the images cut out of it ([`cut_images`]) to store beside it.
+/// the row to merge, and the images cut out of it (`cut_images`) to store beside it.
 pub fn signed_callback(
     result: &CallbackResult,
     kind: CallbackKind,

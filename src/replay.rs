@@ -8,7 +8,7 @@
 //! all of that passes — its result merged under the usual rule (with any images cut out and
 //! stored, as for a live delivery: [`crate::megvii::signed_callback`]), its follow-up handled
 //! as a live delivery's would be, and its journal row marked `replayed` with the key id that
-//! verified it, all in one transaction ([`Store::accept_replayed`]).
+//! verified it, all in one transaction ([`ReplayStore::accept_replayed`]).
 //!
 //! Invariants:
 //! - idempotent: a row is claimed (`rejected` → `replayed`) in the transaction that stores
@@ -29,7 +29,9 @@ use crate::fetcher::plan;
 use crate::http::extract::decode_callback;
 use crate::protocol::payload::{CallbackResult, parse_callback_data};
 use crate::protocol::sign::{key_id, verify_any};
-use crate::store::{CallbackKind, MergeOutcome, RefusedDelivery, Store, StoreError, StoreResult};
+use crate::store::{
+    CallbackKind, MergeOutcome, RefusedDelivery, ReplayStore, StoreError, StoreResult,
+};
 
 /// Rows read per page.
 const PAGE: i64 = 200;
@@ -74,7 +76,7 @@ pub struct ReplayReport {
 
 /// Replays the refused deliveries `options` selects (see the module header).
 pub async fn replay(
-    store: &dyn Store,
+    store: &dyn ReplayStore,
     settings: &Settings,
     clock: &SharedClock,
     options: &ReplayOptions,
@@ -123,7 +125,7 @@ pub async fn replay(
 }
 
 async fn replay_one(
-    store: &dyn Store,
+    store: &dyn ReplayStore,
     settings: &Settings,
     clock: &SharedClock,
     dry_run: bool,

@@ -9,7 +9,7 @@
 //! "who"; refused rows go entirely, since they are what strangers sent, bounded in time.
 //!
 //! Invariants: the cutoffs come from the injected clock, never the database's; a purge is
-//! one store transaction ([`Store::purge`]), so a dry run counts exactly what a real run at
+//! one store transaction ([`MaintenanceStore::purge`]), so a dry run counts exactly what a real run at
 //! the same instant removes; the periodic task logs counts only, never record content, and a
 //! failed pass (database down) is logged and retried at the next interval, never fatal.
 
@@ -19,11 +19,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
 use crate::config::RetentionSettings;
-use crate::store::{PurgeCounts, PurgePlan, Store, StoreResult};
+use crate::store::{MaintenanceStore, PurgeCounts, PurgePlan, StoreResult};
 
 /// One purge at the clock's current time.
 pub async fn purge_once(
-    store: &dyn Store,
+    store: &dyn MaintenanceStore,
     settings: &RetentionSettings,
     clock: &SharedClock,
     dry_run: bool,
@@ -47,7 +47,7 @@ pub async fn purge_once(
 /// Purges every `settings.interval` (the first pass right away) until `shutdown`. Returns
 /// at once when retention is off.
 pub async fn run(
-    store: Arc<dyn Store>,
+    store: Arc<dyn MaintenanceStore>,
     settings: RetentionSettings,
     clock: SharedClock,
     shutdown: CancellationToken,

@@ -21,9 +21,12 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::config::{DEV_TOKEN, Settings};
 use crate::fetcher;
 use crate::http::{self, AppState};
-use crate::store::{self, ConnectOptions, Store};
+use crate::store::{self, ApiStore, ConnectOptions, Store};
 
 pub struct Application {
+    /// Every part of the store; the tasks each get theirs: the HTTP surface its serving part
+    /// (in `state`), the worker its follow-up part, retention its maintenance part.
+    store: Arc<dyn Store>,
     listener: TcpListener,
     /// `server.admin_listen`, bound when set.
     admin_listener: Option<TcpListener>,
@@ -72,7 +75,7 @@ impl Application {
         }
         let worker = fetcher::Context::new(&settings, store.clone(), clock.clone())?;
         let state = AppState {
-            store,
+            store: store.clone(),
             refused_quota: Arc::new(http::journal::RefusedQuota::new(
                 settings.retention.refused_bytes_per_day,
             )),
@@ -82,6 +85,7 @@ impl Application {
             metrics: crate::metrics::install(),
         };
         Ok(Self {
+            store,
             listener,
             admin_listener,
             state,
@@ -114,7 +118,7 @@ impl Application {
     }
 
     pub fn store(&self) -> Arc<dyn Store> {
-        self.state.store.clone()
+        self.store.clone()
     }
 
     pub fn state(&self) -> AppState {
@@ -151,7 +155,7 @@ impl Application {
             Ok(())
         });
         let retention = tokio::spawn(crate::retention::run(
-            self.state.store.clone(),
+            self.store.clone(),
             self.state.settings.retention.clone(),
             self.state.clock.clone(),
             shutdown.clone(),
@@ -233,36 +237,31 @@ fn flatten(result: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow
     result.map_err(|e| anyhow::anyhow!("task did not complete: {e}"))?
 }
 
-/// Connects the configured database behind [`store::EncryptedStore`]: always wrapped, so
-/// that values encrypted earlier are recognised (and refused clearly) even if the key was
-/// removed from the configuration.
+/// Connects the configured database, with the configured encryption keys (values encrypted
+/// earlier are recognised, and refused clearly, even if the key was removed from the
+/// configuration).
 pub async fn connect_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
-    Ok(Arc::new(connect_encrypted(settings).await?))
-}
-
-/// [`connect_store`] as the concrete wrapper, for `reencrypt`.
-pub async fn connect_encrypted(settings: &Settings) -> anyhow::Result<store::EncryptedStore> {
+    let keys = settings
+        .encryption
+        .keyring()
+        .context("encryption keys are invalid")?;
     let options = ConnectOptions {
         max_connections: settings.database.max_connections,
         connect_timeout: settings.database.connect_timeout,
         sqlite_synchronous: settings.database.sqlite_synchronous.clone(),
         group_commit: settings.database.group_commit,
         group_commit_max: settings.database.group_commit_max,
+        keys,
     };
-    let keys = settings
-        .encryption
-        .keyring()
-        .context("encryption keys are invalid")?;
-    let inner = store::connect(settings.database.url.expose_secret(), &options)
+    store::connect(settings.database.url.expose_secret(), &options)
         .await
-        .with_context(|| format!("connecting to {}", settings.database.redacted_url()))?;
-    Ok(store::EncryptedStore::new(inner, keys))
+        .with_context(|| format!("connecting to {}", settings.database.redacted_url()))
 }
 
 /// Fails when the newest stored result does not decrypt with the configured keys: a wrong
 /// `encryption.key` stops startup with the key id in the message, instead of failing every
 /// read afterwards. (A database with no encrypted result yet passes.)
-pub async fn check_keys(store: &dyn Store) -> anyhow::Result<()> {
+pub async fn check_keys(store: &dyn ApiStore) -> anyhow::Result<()> {
     let newest = store::ListQuery {
         limit: 1,
         ..Default::default()

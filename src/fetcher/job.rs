@@ -5,10 +5,13 @@
 //! 1. the window has closed → `expired`, no call;
 //! 2. the lease would not outlive a call → leave the job for a later lease (a call must end
 //!    before anyone else can lease the job, or two calls could overlap);
-//! 3. [`Store::reserve_call`] counts the call durably; refused → `exhausted` when our snapshot
-//!    shows the budget spent, otherwise the lease was lost (or the job was cancelled): skip;
-//! 4. call get_result, then store what it said in one transaction ([`Store::save_fetched`] for
-//!    a result, [`Store::update_job`] for an error), which also ends our lease.
+//! 3. [`reserve_call`](crate::store::FollowUpStore::reserve_call) counts the call durably; refused →
+//!    `exhausted` when our snapshot shows the budget spent, otherwise the lease was lost (or
+//!    the job was cancelled): skip;
+//! 4. call get_result, then store what it said in one transaction
+//!    ([`save_fetched`](crate::store::FollowUpStore::save_fetched) for a result,
+//!    [`update_job`](crate::store::FollowUpStore::update_job) for an error), which also ends our lease.
+
 //!
 //! What an answer means for the job, and when the next call comes, is
 //! [`super::plan::after_answer`]'s to say; this module stores the answer and logs. In short:

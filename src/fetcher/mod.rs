@@ -7,8 +7,8 @@
 //!
 //! Invariants (the store enforces the durable half, this module the rest):
 //! - at most `fetch.max_calls` calls per key, ever: each call is counted by
-//!   [`Store::reserve_call`](crate::store::Store::reserve_call) *before* it is made, so a crash
-//!   between counting and calling loses a call but never adds one;
+//!   [`FollowUpStore::reserve_call`] *before* it is made, so a crash between counting and
+//!   calling loses a call but never adds one;
 //! - at most one call in flight per key: only the holder of a live lease may reserve, and a
 //!   call is started only when the lease outlives the call's total timeout;
 //! - no call at or after the window's end (`window_ends_at`, already net of the safety
@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::SharedClock;
 use crate::config::{FetchSettings, Settings};
 use crate::megvii;
-use crate::store::Store;
+use crate::store::FollowUpStore;
 
 pub use job::{Outcome, run_once};
 
@@ -116,7 +116,7 @@ pub fn call_limiter(per_second: u32) -> CallLimiter {
 /// What one worker needs. Each context has its own lease owner id, so two contexts over
 /// one database behave like two replicas.
 pub struct Context {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn FollowUpStore>,
     pub client: megvii::Client,
     pub clock: SharedClock,
     pub fetch: FetchSettings,
@@ -133,7 +133,7 @@ pub struct Context {
 impl Context {
     pub fn new(
         settings: &Settings,
-        store: Arc<dyn Store>,
+        store: Arc<dyn FollowUpStore>,
         clock: SharedClock,
     ) -> anyhow::Result<Self> {
         Ok(Self {

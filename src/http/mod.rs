@@ -33,12 +33,13 @@ use tower_http::trace::TraceLayer;
 
 use crate::clock::SharedClock;
 use crate::config::Settings;
-use crate::store::Store;
+use crate::store::ServingStore;
 
 /// Everything a handler needs, cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Arc<dyn Store>,
+    /// The store's serving parts: callbacks, the API, replay, readiness.
+    pub store: Arc<dyn ServingStore>,
     pub settings: Arc<Settings>,
     pub clock: SharedClock,
     /// Wakes the follow-up worker when a job becomes due sooner than its next poll.

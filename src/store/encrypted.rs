@@ -1,5 +1,7 @@
-//! Encryption at rest: [`EncryptedStore`] wraps any [`Store`] and is the one place where
-//! identity data is encrypted on its way in and decrypted on its way out.
+//! Encryption at rest: the [`Keyring`], what it seals on the way into the database and opens
+//! on the way out, and re-encryption ([`reencrypt`]). Each engine holds a keyring and calls
+//! it in exactly the store methods that carry identity data (`engine.rs`); nothing else
+//! seals or opens a value.
 //!
 //! Owns: the raw result (`verifications.result`), journal bodies (`callbacks.body`) and
 //! images (`images.jpeg`). Everything else (status, liveness, confidence, biz_id, hashes,
@@ -20,7 +22,7 @@
 //! a value that cannot be decrypted is a [`StoreError::Decrypt`] naming the key id, never a
 //! panic and never the value; keys never reach `Debug` or logs.
 
-use std::sync::Arc;
+use std::borrow::Cow;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -29,7 +31,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
 
-use super::*;
+use super::{IncomingResult, NewCallback, NewImage, StoreError, StoreResult, Verification};
 
 const MAGIC: &[u8; 4] = b"FIDE";
 const VERSION: u8 = 1;
@@ -241,360 +243,180 @@ fn image_context(biz_id: &str, name: &str) -> String {
 
 const BODY_CONTEXT: &str = "body";
 
-/// A [`Store`] that encrypts identity data with a [`Keyring`] before the inner store sees it.
-pub struct EncryptedStore {
-    inner: Arc<dyn Store>,
-    keys: Keyring,
-}
-
-impl EncryptedStore {
-    pub fn new(inner: Arc<dyn Store>, keys: Keyring) -> Self {
-        Self { inner, keys }
-    }
-
-    /// Rewrites every stored result, image and journal body that is not in the current form
-    /// (old key, or plaintext) with the current key — or in clear when no key is set, which
-    /// is how encryption is turned off. Each rewrite is a compare-and-swap, so a value
-    /// changed meanwhile (a merge, a purge) is left to its writer. Safe to re-run: values
-    /// already current are skipped.
-    pub async fn reencrypt(&self, dry_run: bool) -> StoreResult<ReencryptCounts> {
-        let mut counts = ReencryptCounts::default();
-
-        let mut after = String::new();
-        loop {
-            let page = self.inner.stored_results(&after, REENCRYPT_PAGE).await?;
-            let Some((last, _)) = page.last() else { break };
-            after = last.clone();
-            for (biz_id, stored) in page {
-                let context = result_context(&biz_id);
-                if self.keys.text_is_current(&stored, &context) {
-                    continue;
-                }
-                let plain = self.keys.open_text(stored.clone(), &context)?;
-                counts.results += 1;
-                if !dry_run {
-                    let new = self.keys.seal_text(&plain, &context);
-                    self.inner.replace_result(&biz_id, &stored, &new).await?;
-                }
-            }
+/// What is sealed, with which context, on its way into the database, and opened on its way
+/// out. The engines call these in every store method that carries identity data, and
+/// nowhere else is a value sealed or opened. Without a current key nothing is sealed (and
+/// nothing copied); opening always runs, so a value sealed earlier is never handed out as
+/// it is stored.
+impl Keyring {
+    /// A journal entry with its body sealed.
+    pub(super) fn seal_entry<'a>(&self, entry: &'a NewCallback) -> Cow<'a, NewCallback> {
+        if !self.current {
+            return Cow::Borrowed(entry);
         }
-
-        let (mut after_id, mut after_name) = (String::new(), String::new());
-        loop {
-            let page = self
-                .inner
-                .stored_images(&after_id, &after_name, REENCRYPT_PAGE)
-                .await?;
-            let Some((last_id, last_name, _)) = page.last() else {
-                break;
-            };
-            (after_id, after_name) = (last_id.clone(), last_name.clone());
-            for (biz_id, name, stored) in page {
-                let context = image_context(&biz_id, &name);
-                if self.keys.is_current(&stored, &context) {
-                    continue;
-                }
-                let plain = self.keys.open(&stored, &context)?;
-                counts.images += 1;
-                if !dry_run {
-                    let new = self.keys.seal(&plain, &context);
-                    self.inner
-                        .replace_image(&biz_id, &name, &stored, &new)
-                        .await?;
-                }
-            }
-        }
-
-        let mut after_body = 0;
-        loop {
-            let page = self.inner.stored_bodies(after_body, REENCRYPT_PAGE).await?;
-            let Some((last, _)) = page.last() else { break };
-            after_body = *last;
-            for (id, stored) in page {
-                if self.keys.is_current(&stored, BODY_CONTEXT) {
-                    continue;
-                }
-                let plain = self.keys.open(&stored, BODY_CONTEXT)?;
-                counts.journal_bodies += 1;
-                if !dry_run {
-                    let new = self.keys.seal(&plain, BODY_CONTEXT);
-                    self.inner.replace_body(id, &stored, &new).await?;
-                }
-            }
-        }
-        Ok(counts)
-    }
-
-    fn seal_entry(&self, entry: &NewCallback) -> NewCallback {
-        NewCallback {
-            body: self.keys.seal(&entry.body, BODY_CONTEXT),
+        Cow::Owned(NewCallback {
+            body: self.seal(&entry.body, BODY_CONTEXT),
             ..entry.clone()
-        }
+        })
     }
 
-    fn seal_images(&self, biz_id: &str, images: &[NewImage]) -> Vec<NewImage> {
+    /// A result with its raw text sealed.
+    pub(super) fn seal_result<'a>(&self, result: &'a IncomingResult) -> Cow<'a, IncomingResult> {
+        if !self.current {
+            return Cow::Borrowed(result);
+        }
+        Cow::Owned(IncomingResult {
+            result: self.seal_text(&result.result, &result_context(&result.biz_id)),
+            ..result.clone()
+        })
+    }
+
+    /// `biz_id`'s images, each sealed.
+    pub(super) fn seal_images<'a>(
+        &self,
+        biz_id: &str,
+        images: &'a [NewImage],
+    ) -> Cow<'a, [NewImage]> {
+        if !self.current {
+            return Cow::Borrowed(images);
+        }
         images
             .iter()
             .map(|image| NewImage {
                 name: image.name.clone(),
-                jpeg: self
-                    .keys
-                    .seal(&image.jpeg, &image_context(biz_id, &image.name)),
+                jpeg: self.seal(&image.jpeg, &image_context(biz_id, &image.name)),
             })
             .collect()
     }
 
-    fn seal_result(&self, result: &IncomingResult) -> IncomingResult {
-        IncomingResult {
-            result: self
-                .keys
-                .seal_text(&result.result, &result_context(&result.biz_id)),
-            ..result.clone()
-        }
-    }
-
-    fn open_record(&self, mut record: Verification) -> StoreResult<Verification> {
+    /// A record with its raw result opened.
+    pub(super) fn open_record(&self, mut record: Verification) -> StoreResult<Verification> {
         if let Some(stored) = record.result.take() {
-            record.result = Some(
-                self.keys
-                    .open_text(stored, &result_context(&record.biz_id))?,
-            );
+            record.result = Some(self.open_text(stored, &result_context(&record.biz_id))?);
         }
         Ok(record)
     }
+
+    /// A stored image of `biz_id`, opened.
+    pub(super) fn open_image(
+        &self,
+        biz_id: &str,
+        name: &str,
+        stored: &[u8],
+    ) -> StoreResult<Vec<u8>> {
+        self.open(stored, &image_context(biz_id, name))
+    }
+
+    /// A stored journal body, opened.
+    pub(super) fn open_body(&self, stored: &[u8]) -> StoreResult<Vec<u8>> {
+        self.open(stored, BODY_CONTEXT)
+    }
 }
 
+/// The stored form of identity values, as is: the raw material of [`reencrypt`]. Each engine
+/// implements it; no caller outside the store sees it.
 #[async_trait]
-impl Store for EncryptedStore {
-    fn engine(&self) -> &'static str {
-        self.inner.engine()
-    }
+pub(super) trait StoredValues: Sync {
+    /// Up to `limit` stored results (biz_id, stored text) with biz_id after `after`, by biz_id.
+    async fn stored_results(&self, after: &str, limit: i64) -> StoreResult<Vec<(String, String)>>;
 
-    async fn migrate(&self) -> StoreResult<()> {
-        self.inner.migrate().await
-    }
+    /// Replaces a stored result only if it is still `old` (a merge meanwhile wins).
+    async fn replace_result(&self, biz_id: &str, old: &str, new: &str) -> StoreResult<bool>;
 
-    async fn ping(&self) -> StoreResult<()> {
-        self.inner.ping().await
-    }
-
-    async fn close(&self) {
-        self.inner.close().await
-    }
-
-    async fn journal_rejected(&self, entry: &NewCallback) -> StoreResult<i64> {
-        self.inner.journal_rejected(&self.seal_entry(entry)).await
-    }
-
-    async fn accept_signed(
-        &self,
-        entry: &NewCallback,
-        result: &IncomingResult,
-        job: JobEffect,
-    ) -> StoreResult<(MergeOutcome, Verification)> {
-        let (outcome, record) = self
-            .inner
-            .accept_signed(&self.seal_entry(entry), &self.seal_result(result), job)
-            .await?;
-        Ok((outcome, self.open_record(record)?))
-    }
-
-    async fn accept_return_get(
-        &self,
-        entry: &NewCallback,
-        biz_id: &str,
-        job: NewJob,
-    ) -> StoreResult<Verification> {
-        let record = self
-            .inner
-            .accept_return_get(&self.seal_entry(entry), biz_id, job)
-            .await?;
-        self.open_record(record)
-    }
-
-    async fn get(&self, biz_id: &str) -> StoreResult<Option<Verification>> {
-        self.inner
-            .get(biz_id)
-            .await?
-            .map(|r| self.open_record(r))
-            .transpose()
-    }
-
-    async fn list(&self, query: &ListQuery) -> StoreResult<Vec<Verification>> {
-        self.inner
-            .list(query)
-            .await?
-            .into_iter()
-            .map(|r| self.open_record(r))
-            .collect()
-    }
-
-    async fn callbacks(&self, query: &CallbackQuery) -> StoreResult<Vec<CallbackRecord>> {
-        self.inner.callbacks(query).await
-    }
-
-    async fn lease_due_jobs(
-        &self,
-        owner: &str,
-        now: i64,
-        lease_until: i64,
-        limit: i64,
-    ) -> StoreResult<Vec<LeasedJob>> {
-        self.inner
-            .lease_due_jobs(owner, now, lease_until, limit)
-            .await
-    }
-
-    async fn reserve_call(
-        &self,
-        biz_id: &str,
-        owner: &str,
-        now: i64,
-        max_calls: i32,
-    ) -> StoreResult<Option<i32>> {
-        self.inner.reserve_call(biz_id, owner, now, max_calls).await
-    }
-
-    async fn update_job(
-        &self,
-        biz_id: &str,
-        owner: &str,
-        now: i64,
-        update: &JobUpdate,
-    ) -> StoreResult<()> {
-        self.inner.update_job(biz_id, owner, now, update).await
-    }
-
-    async fn save_fetched(
-        &self,
-        owner: &str,
-        result: &IncomingResult,
-        images: &[NewImage],
-        update: &JobUpdate,
-        now: i64,
-    ) -> StoreResult<MergeOutcome> {
-        let images = self.seal_images(&result.biz_id, images);
-        self.inner
-            .save_fetched(owner, &self.seal_result(result), &images, update, now)
-            .await
-    }
-
-    async fn schedule_fetch(&self, biz_id: &str, job: NewJob, now: i64) -> StoreResult<FetchInfo> {
-        self.inner.schedule_fetch(biz_id, job, now).await
-    }
-
-    async fn request_fetch(
-        &self,
-        biz_id: &str,
-        biz_no: Option<&str>,
-        job: NewJob,
-        now: i64,
-    ) -> StoreResult<Verification> {
-        let record = self.inner.request_fetch(biz_id, biz_no, job, now).await?;
-        self.open_record(record)
-    }
-
-    async fn save_images(&self, biz_id: &str, images: &[NewImage], now: i64) -> StoreResult<()> {
-        self.inner
-            .save_images(biz_id, &self.seal_images(biz_id, images), now)
-            .await
-    }
-
-    async fn image(&self, biz_id: &str, name: &str) -> StoreResult<Option<Vec<u8>>> {
-        self.inner
-            .image(biz_id, name)
-            .await?
-            .map(|stored| self.keys.open(&stored, &image_context(biz_id, name)))
-            .transpose()
-    }
-
-    async fn record_access(&self, entries: &[AccessEntry]) -> StoreResult<()> {
-        self.inner.record_access(entries).await
-    }
-
-    async fn access_log(&self, biz_id: Option<&str>, limit: i64) -> StoreResult<Vec<AccessEntry>> {
-        self.inner.access_log(biz_id, limit).await
-    }
-
-    async fn purge(&self, plan: &PurgePlan) -> StoreResult<PurgeCounts> {
-        self.inner.purge(plan).await
-    }
-
-    // The stored form, as is: these are the raw material of `reencrypt`.
-
-    async fn stored_results(&self, after: &str, limit: i64) -> StoreResult<Vec<(String, String)>> {
-        self.inner.stored_results(after, limit).await
-    }
-
-    async fn replace_result(&self, biz_id: &str, old: &str, new: &str) -> StoreResult<bool> {
-        self.inner.replace_result(biz_id, old, new).await
-    }
-
+    /// Up to `limit` stored images (biz_id, name, stored bytes) after (`after_biz_id`,
+    /// `after_name`), in that order.
     async fn stored_images(
         &self,
         after_biz_id: &str,
         after_name: &str,
         limit: i64,
-    ) -> StoreResult<Vec<(String, String, Vec<u8>)>> {
-        self.inner
-            .stored_images(after_biz_id, after_name, limit)
-            .await
-    }
+    ) -> StoreResult<Vec<(String, String, Vec<u8>)>>;
 
+    /// Replaces a stored image only if it is still `old`.
     async fn replace_image(
         &self,
         biz_id: &str,
         name: &str,
         old: &[u8],
         new: &[u8],
-    ) -> StoreResult<bool> {
-        self.inner.replace_image(biz_id, name, old, new).await
-    }
+    ) -> StoreResult<bool>;
 
-    async fn stored_bodies(&self, after_id: i64, limit: i64) -> StoreResult<Vec<(i64, Vec<u8>)>> {
-        self.inner.stored_bodies(after_id, limit).await
-    }
+    /// Up to `limit` non-empty journal bodies (id, stored bytes) with id above `after_id`.
+    async fn stored_bodies(&self, after_id: i64, limit: i64) -> StoreResult<Vec<(i64, Vec<u8>)>>;
 
-    async fn replace_body(&self, id: i64, old: &[u8], new: &[u8]) -> StoreResult<bool> {
-        self.inner.replace_body(id, old, new).await
-    }
+    /// Replaces a journal body only if it is still `old` (a purge meanwhile wins).
+    async fn replace_body(&self, id: i64, old: &[u8], new: &[u8]) -> StoreResult<bool>;
+}
 
-    async fn refused_deliveries(
-        &self,
-        after_id: i64,
-        since: Option<i64>,
-        limit: i64,
-    ) -> StoreResult<Vec<RefusedDelivery>> {
-        self.inner
-            .refused_deliveries(after_id, since, limit)
-            .await?
-            .into_iter()
-            .map(|mut delivery| {
-                delivery.body = self.keys.open(&delivery.body, BODY_CONTEXT)?;
-                Ok(delivery)
-            })
-            .collect()
-    }
+/// [`MaintenanceStore::reencrypt`](super::MaintenanceStore::reencrypt): rewrites every value
+/// of `values` that is not in `keys`' current form, page by page, each by compare-and-swap.
+pub(super) async fn reencrypt(
+    values: &impl StoredValues,
+    keys: &Keyring,
+    dry_run: bool,
+) -> StoreResult<ReencryptCounts> {
+    let mut counts = ReencryptCounts::default();
 
-    async fn accept_replayed(
-        &self,
-        id: i64,
-        key_id: &str,
-        result: &IncomingResult,
-        images: &[NewImage],
-        job: JobEffect,
-        now: i64,
-    ) -> StoreResult<Option<(MergeOutcome, Verification)>> {
-        let images = self.seal_images(&result.biz_id, images);
-        match self
-            .inner
-            .accept_replayed(id, key_id, &self.seal_result(result), &images, job, now)
-            .await?
-        {
-            Some((outcome, record)) => Ok(Some((outcome, self.open_record(record)?))),
-            None => Ok(None),
+    let mut after = String::new();
+    loop {
+        let page = values.stored_results(&after, REENCRYPT_PAGE).await?;
+        let Some((last, _)) = page.last() else { break };
+        after = last.clone();
+        for (biz_id, stored) in page {
+            let context = result_context(&biz_id);
+            if keys.text_is_current(&stored, &context) {
+                continue;
+            }
+            let plain = keys.open_text(stored.clone(), &context)?;
+            counts.results += 1;
+            if !dry_run {
+                let new = keys.seal_text(&plain, &context);
+                values.replace_result(&biz_id, &stored, &new).await?;
+            }
         }
     }
+
+    let (mut after_id, mut after_name) = (String::new(), String::new());
+    loop {
+        let page = values
+            .stored_images(&after_id, &after_name, REENCRYPT_PAGE)
+            .await?;
+        let Some((last_id, last_name, _)) = page.last() else {
+            break;
+        };
+        (after_id, after_name) = (last_id.clone(), last_name.clone());
+        for (biz_id, name, stored) in page {
+            let context = image_context(&biz_id, &name);
+            if keys.is_current(&stored, &context) {
+                continue;
+            }
+            let plain = keys.open(&stored, &context)?;
+            counts.images += 1;
+            if !dry_run {
+                let new = keys.seal(&plain, &context);
+                values.replace_image(&biz_id, &name, &stored, &new).await?;
+            }
+        }
+    }
+
+    let mut after_body = 0;
+    loop {
+        let page = values.stored_bodies(after_body, REENCRYPT_PAGE).await?;
+        let Some((last, _)) = page.last() else { break };
+        after_body = *last;
+        for (id, stored) in page {
+            if keys.is_current(&stored, BODY_CONTEXT) {
+                continue;
+            }
+            let plain = keys.open(&stored, BODY_CONTEXT)?;
+            counts.journal_bodies += 1;
+            if !dry_run {
+                let new = keys.seal(&plain, BODY_CONTEXT);
+                values.replace_body(id, &stored, &new).await?;
+            }
+        }
+    }
+    Ok(counts)
 }
 
 #[cfg(test)]

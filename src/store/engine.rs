@@ -1,20 +1,24 @@
-//! What the two engines share beyond SQL text: row types, row → record conversions, small
-//! pure decisions, and [`impl_store!`], which writes the [`Store`](super::Store) methods
-//! once for both pool types.
+//! What the two engines share beyond SQL text: the engine struct ([`EngineStore`]), row
+//! types, row → record conversions, small pure decisions, and [`impl_store!`], which writes
+//! every store method once for both pool types.
 //!
 //! Why a macro and not generic functions: sqlx's executor bounds for "any database whose
 //! connection runs these statements with these bind types" are long and leak into every
 //! signature, while the bodies are the same text for `PgConnection` and
-//! `SqliteConnection`. The macro keeps one copy of the logic; each engine supplies only its
-//! pool, how a write transaction begins, its migrator and its lease statement.
+//! `SqliteConnection`. The macro keeps one copy of the logic; each engine passes it, as
+//! arguments, only what differs: its pool and connection types, how a write transaction
+//! begins, its migrator, its lease statement and its group-commit batch writer.
 //!
 //! Invariants kept here: every write that reads before it writes runs in the engine's write
 //! transaction (`begin_write`); every multi-statement method is one transaction, so it is
-//! all-or-nothing; row types that hold identity data (`result`) do not implement `Debug`.
+//! all-or-nothing; every method that carries identity data seals it with the engine's
+//! [`Keyring`] before binding it and opens what it reads (and no other method touches it);
+//! row types that hold identity data (`result`) do not implement `Debug`.
 
+use super::group::GroupCommit;
 use super::{
-    AccessEntry, CallbackRecord, FetchInfo, FetchState, JobUpdate, LeasedJob, MergeOutcome,
-    RefusedDelivery, Source, Verification,
+    AccessEntry, CallbackRecord, FetchInfo, FetchState, JobUpdate, Keyring, LeasedJob,
+    MergeOutcome, RefusedDelivery, Source, Verification,
 };
 
 /// A `verifications` row joined with its follow-up job (`fetch_*` NULL when none).
@@ -258,691 +262,816 @@ pub(super) fn split_image_names(text: Option<&str>) -> Vec<String> {
         .collect()
 }
 
-/// Implements [`Store`](super::Store) for an engine struct with a `pool` field.
+/// One engine's store: its pool, its group-commit writers (`None` when group commit is off)
+/// and the keys identity data is sealed with. [`PgStore`](super::PgStore) and
+/// [`SqliteStore`](super::SqliteStore) are this over their pool; [`impl_store!`] implements
+/// every part of the store for them.
+pub struct EngineStore<P> {
+    pub(super) pool: P,
+    pub(super) group: Option<GroupCommit>,
+    pub(super) keys: Keyring,
+}
+
+impl<P> EngineStore<P> {
+    /// The pool itself, so that tests can observe what every pooled connection runs with
+    /// (`tests/store/durability.rs`).
+    #[doc(hidden)]
+    pub fn pool(&self) -> &P {
+        &self.pool
+    }
+}
+
+/// Implements every part of the store ([`Store`](super::Store)) for `EngineStore<$pool>`,
+/// writing each method once for both engines.
 ///
-/// The engine provides a free `async fn begin_write_on(pool) -> Result<Transaction<'static,
-/// DB>, sqlx::Error>` (PostgreSQL: a plain `BEGIN`; SQLite: `BEGIN IMMEDIATE`, so that a
-/// transaction that reads first never fails upgrading its lock) with an inherent
-/// `begin_write(&self)` calling it on `self.pool`, a `group: Option<GroupCommit>` field (see
-/// [`super::group`]), a free `async fn accept_batch(conn, &[Member]) -> Result<Vec<Accepted>,
-/// sqlx::Error>` that applies a group-commit batch inside the caller's transaction (with the
-/// same effects as `accept_in` member by member), a `static` migrator and the lease
-/// statement. The invoking module must `use super::*` (the records and `Store`).
+/// Everything engine-specific is an argument, and the expansion uses nothing else from the
+/// invoking module:
+/// - `pool`, `connection`: the engine's pool and connection types;
+/// - `engine`: the name [`Database::engine`](super::Database::engine) reports;
+/// - `migrator`: the engine's embedded migrations;
+/// - `lease_due_jobs`: the engine's lease statement ([`super::sql::lease_due_jobs!`] with its
+///   row-locking clause);
+/// - `begin_write`: `async fn(&$pool) -> Result<Transaction<'static, DB>, sqlx::Error>`, how
+///   a write transaction begins (PostgreSQL: a plain `BEGIN`; SQLite: `BEGIN IMMEDIATE`, so
+///   that a transaction that reads first never fails upgrading its lock);
+/// - `accept_batch`: `async fn(&mut $connection, &[Member]) -> Result<Vec<Accepted>,
+///   sqlx::Error>`, which applies a group-commit batch inside the caller's transaction with
+///   the effects of `accept_in` member by member ([`super::group`]). `accept_each`, defined
+///   here, is exactly that; an engine may pass its own set-based writer instead;
+/// - `group_commit_writers`: how many group-commit transactions may be open at once.
+///
+/// It also defines `EngineStore<$pool>::new(pool, options)`, which the engine's `connect`
+/// calls once its pool is open. The connection-level helpers (`merge`, `journal`,
+/// `accept_in`, …) live in an anonymous block, visible to nothing but the trait methods.
 macro_rules! impl_store {
     (
-        store: $store:ty,
         pool: $pool:ty,
         connection: $conn:ty,
         engine: $engine:literal,
         migrator: $migrator:expr,
-        lease_due_jobs: $lease_due_jobs:expr $(,)?
+        lease_due_jobs: $lease_due_jobs:expr,
+        begin_write: $begin_write:path,
+        accept_batch: $accept_batch:path,
+        group_commit_writers: $writers:expr $(,)?
     ) => {
-        use $crate::store::engine as shared;
-        use $crate::store::sql;
+        const _: () = {
+            use std::sync::Arc;
 
-        /// Merges `result` under the rank/signed rule; see [`sql::MERGE_RESULT`].
-        async fn merge(
-            conn: &mut $conn,
-            result: &IncomingResult,
-            now: i64,
-        ) -> Result<MergeOutcome, sqlx::Error> {
-            let revision: Option<i32> = sqlx::query_scalar(sql::MERGE_RESULT)
-                .bind(&result.biz_id)
-                .bind(&result.biz_no)
-                .bind(&result.status)
-                .bind(result.status_rank)
-                .bind(&result.liveness)
-                .bind(result.confidence)
-                .bind(result.source.as_str())
-                .bind(result.signed)
-                .bind(&result.result)
-                .bind(now)
-                .fetch_optional(&mut *conn)
-                .await?;
-            let outcome = shared::merge_outcome(revision);
-            if outcome == MergeOutcome::Unchanged
-                && let Some(biz_no) = &result.biz_no
-            {
-                sqlx::query(sql::FILL_BIZ_NO)
+            use async_trait::async_trait;
+
+            use $crate::store::engine::{
+                self as shared, AccessRow, CallbackRow, EngineStore, FetchRow, LeaseRow,
+                RefusedRow, VerificationRow,
+            };
+            use $crate::store::group::{Accepted, GroupCommit, Member};
+            use $crate::store::{
+                AccessEntry, ApiStore, CallbackQuery, CallbackRecord, CallbackStore,
+                ConnectOptions, Database, FetchInfo, FollowUpStore, IncomingResult, JobEffect,
+                JobUpdate, LeasedJob, ListQuery, MaintenanceStore, MergeOutcome, NewCallback,
+                NewImage, NewJob, PENDING, PurgeCounts, PurgePlan, ReencryptCounts,
+                RefusedDelivery, ReplayStore, Source, StoreResult, Verification, encrypted, sql,
+            };
+
+            impl EngineStore<$pool> {
+                /// The store over an open `pool`, with group commit's writers started when
+                /// `options` turn it on.
+                fn new(pool: $pool, options: &ConnectOptions) -> Self {
+                    let group = options
+                        .group_commit
+                        .then(|| spawn_group_commit(pool.clone(), options.group_commit_max));
+                    Self {
+                        pool,
+                        group,
+                        keys: options.keys.clone(),
+                    }
+                }
+            }
+
+            /// Merges `result` under the rank/signed rule; see [`sql::MERGE_RESULT`].
+            async fn merge(
+                conn: &mut $conn,
+                result: &IncomingResult,
+                now: i64,
+            ) -> Result<MergeOutcome, sqlx::Error> {
+                let revision: Option<i32> = sqlx::query_scalar(sql::MERGE_RESULT)
                     .bind(&result.biz_id)
-                    .bind(biz_no)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-            Ok(outcome)
-        }
-
-        async fn journal(
-            conn: &mut $conn,
-            entry: &NewCallback,
-            outcome: &str,
-        ) -> Result<i64, sqlx::Error> {
-            sqlx::query_scalar(sql::INSERT_CALLBACK)
-                .bind(entry.kind.as_str())
-                .bind(&entry.biz_id)
-                .bind(entry.verified)
-                .bind(outcome)
-                .bind(&entry.reason)
-                .bind(entry.received_at)
-                .bind(&entry.remote_addr)
-                .bind(&entry.content_type)
-                .bind(&entry.body_sha256)
-                .bind(entry.body_len)
-                .bind(&entry.body)
-                .bind(&entry.key_id)
-                .fetch_one(&mut *conn)
-                .await
-        }
-
-        /// Runs one of the job upserts that take (biz_id, next_at, window_ends_at,
-        /// return_image, now).
-        async fn upsert_job(
-            conn: &mut $conn,
-            statement: &'static str,
-            biz_id: &str,
-            job: &NewJob,
-            now: i64,
-        ) -> Result<(), sqlx::Error> {
-            sqlx::query(statement)
-                .bind(biz_id)
-                .bind(job.next_at)
-                .bind(job.window_ends_at)
-                .bind(job.return_image)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-            Ok(())
-        }
-
-        /// Ends `owner`'s turn; matches no row (a no-op) when the lease was lost.
-        async fn end_turn(
-            conn: &mut $conn,
-            biz_id: &str,
-            owner: &str,
-            update: &JobUpdate,
-            now: i64,
-        ) -> Result<(), sqlx::Error> {
-            let (state, next_at, last_error) = shared::job_turn_binds(update);
-            sqlx::query(sql::END_JOB_TURN)
-                .bind(biz_id)
-                .bind(owner)
-                .bind(state)
-                .bind(next_at)
-                .bind(last_error)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-            Ok(())
-        }
-
-        /// Stores `images` of `biz_id` and refreshes the record's image list (nothing when
-        /// there are none).
-        async fn store_images(
-            conn: &mut $conn,
-            biz_id: &str,
-            images: &[NewImage],
-            now: i64,
-        ) -> Result<(), sqlx::Error> {
-            if images.is_empty() {
-                return Ok(());
-            }
-            for image in images {
-                sqlx::query(sql::UPSERT_IMAGE)
-                    .bind(biz_id)
-                    .bind(&image.name)
-                    .bind(&image.jpeg)
+                    .bind(&result.biz_no)
+                    .bind(&result.status)
+                    .bind(result.status_rank)
+                    .bind(&result.liveness)
+                    .bind(result.confidence)
+                    .bind(result.source.as_str())
+                    .bind(result.signed)
+                    .bind(&result.result)
                     .bind(now)
-                    .execute(&mut *conn)
+                    .fetch_optional(&mut *conn)
                     .await?;
-            }
-            let names: Vec<String> = sqlx::query_scalar(sql::IMAGE_NAMES)
-                .bind(biz_id)
-                .fetch_all(&mut *conn)
-                .await?;
-            sqlx::query(sql::SET_IMAGE_NAMES)
-                .bind(biz_id)
-                .bind(shared::join_image_names(names))
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-            Ok(())
-        }
-
-        async fn verification(
-            conn: &mut $conn,
-            biz_id: &str,
-        ) -> Result<Option<Verification>, sqlx::Error> {
-            sqlx::query_as::<_, shared::VerificationRow>(sql::GET_VERIFICATION)
-                .bind(biz_id)
-                .fetch_optional(&mut *conn)
-                .await?
-                .map(Verification::try_from)
-                .transpose()
-        }
-
-        /// `accept_signed`'s writes, inside the caller's transaction.
-        async fn accept_in(
-            conn: &mut $conn,
-            entry: &NewCallback,
-            result: &IncomingResult,
-            job: JobEffect,
-        ) -> Result<(MergeOutcome, Verification), sqlx::Error> {
-            let now = entry.received_at;
-            let outcome = merge(conn, result, now).await?;
-            journal(conn, entry, shared::journal_outcome(outcome)).await?;
-            apply_job_effect(conn, &result.biz_id, job, now).await?;
-            let record = written_verification(conn, &result.biz_id).await?;
-            Ok((outcome, record))
-        }
-
-        /// What a signed result does to the follow-up of `biz_id` (see [`JobEffect`]).
-        async fn apply_job_effect(
-            conn: &mut $conn,
-            biz_id: &str,
-            job: JobEffect,
-            now: i64,
-        ) -> Result<(), sqlx::Error> {
-            match job {
-                JobEffect::Keep => {}
-                JobEffect::CancelPending => {
-                    sqlx::query(sql::CANCEL_PENDING_JOB)
-                        .bind(biz_id)
-                        .bind(now)
+                let outcome = shared::merge_outcome(revision);
+                if outcome == MergeOutcome::Unchanged
+                    && let Some(biz_no) = &result.biz_no
+                {
+                    sqlx::query(sql::FILL_BIZ_NO)
+                        .bind(&result.biz_id)
+                        .bind(biz_no)
                         .execute(&mut *conn)
                         .await?;
                 }
-                JobEffect::Ensure(new_job) => {
-                    upsert_job(conn, sql::ENSURE_JOB, biz_id, &new_job, now).await?
-                }
-            }
-            Ok(())
-        }
-
-        /// Group commit for `accept_signed` on `pool`: see [`super::group`].
-        fn spawn_group_commit(
-            pool: $pool,
-            max: usize,
-            writers: usize,
-        ) -> $crate::store::group::GroupCommit {
-            use std::sync::Arc;
-            use $crate::store::group::{GroupCommit, Member};
-            let one_pool = pool.clone();
-            GroupCommit::spawn(
-                max,
-                writers,
-                move |members: Arc<Vec<Member>>| {
-                    let pool = pool.clone();
-                    async move {
-                        let mut tx = begin_write_on(&pool).await?;
-                        let accepted = accept_batch(&mut tx, &members).await?;
-                        tx.commit().await?;
-                        Ok(accepted)
-                    }
-                },
-                move |members: Arc<Vec<Member>>, i: usize| {
-                    let pool = one_pool.clone();
-                    async move {
-                        let m = &members[i];
-                        let mut tx = begin_write_on(&pool).await?;
-                        let accepted = accept_in(&mut tx, &m.entry, &m.result, m.job).await?;
-                        tx.commit().await?;
-                        Ok(accepted)
-                    }
-                },
-            )
-        }
-
-        /// The record a write transaction just created or kept: it must exist.
-        async fn written_verification(
-            conn: &mut $conn,
-            biz_id: &str,
-        ) -> Result<Verification, sqlx::Error> {
-            verification(conn, biz_id)
-                .await?
-                .ok_or(sqlx::Error::RowNotFound)
-        }
-
-        #[async_trait::async_trait]
-        impl Store for $store {
-            fn engine(&self) -> &'static str {
-                $engine
-            }
-
-            async fn migrate(&self) -> StoreResult<()> {
-                $migrator.run(&self.pool).await?;
-                Ok(())
-            }
-
-            async fn ping(&self) -> StoreResult<()> {
-                sqlx::query(sql::PING).execute(&self.pool).await?;
-                Ok(())
-            }
-
-            async fn close(&self) {
-                self.pool.close().await;
-            }
-
-            async fn journal_rejected(&self, entry: &NewCallback) -> StoreResult<i64> {
-                let mut conn = self.pool.acquire().await?;
-                Ok(journal(&mut conn, entry, "rejected").await?)
-            }
-
-            async fn accept_signed(
-                &self,
-                entry: &NewCallback,
-                result: &IncomingResult,
-                job: JobEffect,
-            ) -> StoreResult<(MergeOutcome, Verification)> {
-                if let Some(group) = &self.group {
-                    return group.submit(entry, result, job).await;
-                }
-                let mut tx = self.begin_write().await?;
-                let accepted = accept_in(&mut tx, entry, result, job).await?;
-                tx.commit().await?;
-                Ok(accepted)
-            }
-
-            async fn accept_return_get(
-                &self,
-                entry: &NewCallback,
-                biz_id: &str,
-                job: NewJob,
-            ) -> StoreResult<Verification> {
-                let now = entry.received_at;
-                let mut tx = self.begin_write().await?;
-                journal(&mut tx, entry, "pending").await?;
-                sqlx::query(sql::INSERT_PENDING)
-                    .bind(biz_id)
-                    .bind(PENDING)
-                    .bind(Source::Return.as_str())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                upsert_job(&mut tx, sql::INSERT_JOB_UNLESS_FINAL, biz_id, &job, now).await?;
-                let record = written_verification(&mut tx, biz_id).await?;
-                tx.commit().await?;
-                Ok(record)
-            }
-
-            async fn get(&self, biz_id: &str) -> StoreResult<Option<Verification>> {
-                let mut conn = self.pool.acquire().await?;
-                Ok(verification(&mut conn, biz_id).await?)
-            }
-
-            async fn list(&self, query: &ListQuery) -> StoreResult<Vec<Verification>> {
-                let rows = sqlx::query_as::<_, shared::VerificationRow>(sql::LIST_VERIFICATIONS)
-                    .bind(query.biz_no.as_deref())
-                    .bind(query.status.as_deref())
-                    .bind(query.since)
-                    .bind(query.after.as_ref().map(|(created_at, _)| *created_at))
-                    .bind(query.after.as_ref().map(|(_, biz_id)| biz_id.as_str()))
-                    .bind(query.limit.max(0))
-                    .fetch_all(&self.pool)
-                    .await?;
-                Ok(rows
-                    .into_iter()
-                    .map(Verification::try_from)
-                    .collect::<Result<_, _>>()?)
-            }
-
-            async fn callbacks(&self, query: &CallbackQuery) -> StoreResult<Vec<CallbackRecord>> {
-                let rows = sqlx::query_as::<_, shared::CallbackRow>(sql::LIST_CALLBACKS)
-                    .bind(query.biz_id.as_deref())
-                    .bind(query.verified)
-                    .bind(query.before_id)
-                    .bind(query.limit.max(0))
-                    .fetch_all(&self.pool)
-                    .await?;
-                Ok(rows.into_iter().map(CallbackRecord::from).collect())
-            }
-
-            async fn lease_due_jobs(
-                &self,
-                owner: &str,
-                now: i64,
-                lease_until: i64,
-                limit: i64,
-            ) -> StoreResult<Vec<LeasedJob>> {
-                let mut tx = self.begin_write().await?;
-                let rows = sqlx::query_as::<_, shared::LeaseRow>($lease_due_jobs)
-                    .bind(owner)
-                    .bind(now)
-                    .bind(lease_until)
-                    .bind(limit.max(0))
-                    .fetch_all(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                // RETURNING keeps no order: hand them out oldest-due first, as selected.
-                let mut jobs: Vec<LeasedJob> = rows.into_iter().map(LeasedJob::from).collect();
-                jobs.sort_by(|a, b| (a.next_at, &a.biz_id).cmp(&(b.next_at, &b.biz_id)));
-                Ok(jobs)
-            }
-
-            async fn reserve_call(
-                &self,
-                biz_id: &str,
-                owner: &str,
-                now: i64,
-                max_calls: i32,
-            ) -> StoreResult<Option<i32>> {
-                Ok(sqlx::query_scalar(sql::RESERVE_CALL)
-                    .bind(biz_id)
-                    .bind(owner)
-                    .bind(now)
-                    .bind(max_calls)
-                    .fetch_optional(&self.pool)
-                    .await?)
-            }
-
-            async fn update_job(
-                &self,
-                biz_id: &str,
-                owner: &str,
-                now: i64,
-                update: &JobUpdate,
-            ) -> StoreResult<()> {
-                let mut conn = self.pool.acquire().await?;
-                Ok(end_turn(&mut conn, biz_id, owner, update, now).await?)
-            }
-
-            async fn save_fetched(
-                &self,
-                owner: &str,
-                result: &IncomingResult,
-                images: &[NewImage],
-                update: &JobUpdate,
-                now: i64,
-            ) -> StoreResult<MergeOutcome> {
-                let mut tx = self.begin_write().await?;
-                // The merge comes first: on PostgreSQL its upsert locks the record's row (even
-                // when it keeps it), which serializes the image-name bookkeeping below.
-                let outcome = merge(&mut tx, result, now).await?;
-                store_images(&mut tx, &result.biz_id, images, now).await?;
-                end_turn(&mut tx, &result.biz_id, owner, update, now).await?;
-                tx.commit().await?;
                 Ok(outcome)
             }
 
-            async fn schedule_fetch(
-                &self,
+            async fn journal(
+                conn: &mut $conn,
+                entry: &NewCallback,
+                outcome: &str,
+            ) -> Result<i64, sqlx::Error> {
+                sqlx::query_scalar(sql::INSERT_CALLBACK)
+                    .bind(entry.kind.as_str())
+                    .bind(&entry.biz_id)
+                    .bind(entry.verified)
+                    .bind(outcome)
+                    .bind(&entry.reason)
+                    .bind(entry.received_at)
+                    .bind(&entry.remote_addr)
+                    .bind(&entry.content_type)
+                    .bind(&entry.body_sha256)
+                    .bind(entry.body_len)
+                    .bind(&entry.body)
+                    .bind(&entry.key_id)
+                    .fetch_one(&mut *conn)
+                    .await
+            }
+
+            /// Runs one of the job upserts that take (biz_id, next_at, window_ends_at,
+            /// return_image, now).
+            async fn upsert_job(
+                conn: &mut $conn,
+                statement: &'static str,
                 biz_id: &str,
-                job: NewJob,
+                job: &NewJob,
                 now: i64,
-            ) -> StoreResult<FetchInfo> {
-                let row = sqlx::query_as::<_, shared::FetchRow>(sql::SCHEDULE_JOB)
+            ) -> Result<(), sqlx::Error> {
+                sqlx::query(statement)
                     .bind(biz_id)
                     .bind(job.next_at)
                     .bind(job.window_ends_at)
                     .bind(job.return_image)
                     .bind(now)
-                    .fetch_one(&self.pool)
+                    .execute(&mut *conn)
                     .await?;
-                Ok(FetchInfo::try_from(row)?)
-            }
-
-            async fn request_fetch(
-                &self,
-                biz_id: &str,
-                biz_no: Option<&str>,
-                job: NewJob,
-                now: i64,
-            ) -> StoreResult<Verification> {
-                let mut tx = self.begin_write().await?;
-                // Asked through the API, answered by get_result: the PENDING record's source.
-                sqlx::query(sql::INSERT_PENDING)
-                    .bind(biz_id)
-                    .bind(PENDING)
-                    .bind(Source::GetResult.as_str())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                if let Some(biz_no) = biz_no {
-                    sqlx::query(sql::FILL_BIZ_NO)
-                        .bind(biz_id)
-                        .bind(biz_no)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                upsert_job(&mut tx, sql::SCHEDULE_JOB, biz_id, &job, now).await?;
-                let record = written_verification(&mut tx, biz_id).await?;
-                tx.commit().await?;
-                Ok(record)
-            }
-            async fn image(&self, biz_id: &str, name: &str) -> StoreResult<Option<Vec<u8>>> {
-                Ok(sqlx::query_scalar(sql::GET_IMAGE)
-                    .bind(biz_id)
-                    .bind(name)
-                    .fetch_optional(&self.pool)
-                    .await?)
-            }
-
-            async fn save_images(
-                &self,
-                biz_id: &str,
-                images: &[NewImage],
-                now: i64,
-            ) -> StoreResult<()> {
-                let mut tx = self.begin_write().await?;
-                store_images(&mut tx, biz_id, images, now).await?;
-                tx.commit().await?;
                 Ok(())
             }
 
-            async fn record_access(&self, entries: &[AccessEntry]) -> StoreResult<()> {
-                if entries.is_empty() {
+            /// Ends `owner`'s turn; matches no row (a no-op) when the lease was lost.
+            async fn end_turn(
+                conn: &mut $conn,
+                biz_id: &str,
+                owner: &str,
+                update: &JobUpdate,
+                now: i64,
+            ) -> Result<(), sqlx::Error> {
+                let (state, next_at, last_error) = shared::job_turn_binds(update);
+                sqlx::query(sql::END_JOB_TURN)
+                    .bind(biz_id)
+                    .bind(owner)
+                    .bind(state)
+                    .bind(next_at)
+                    .bind(last_error)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            }
+
+            /// Stores `images` of `biz_id` and refreshes the record's image list (nothing
+            /// when there are none).
+            async fn store_images(
+                conn: &mut $conn,
+                biz_id: &str,
+                images: &[NewImage],
+                now: i64,
+            ) -> Result<(), sqlx::Error> {
+                if images.is_empty() {
                     return Ok(());
                 }
-                let mut tx = self.pool.begin().await?;
-                for entry in entries {
-                    sqlx::query(sql::INSERT_ACCESS)
-                        .bind(&entry.token_fp)
-                        .bind(&entry.route)
-                        .bind(&entry.biz_id)
-                        .bind(entry.accessed_at)
-                        .execute(&mut *tx)
+                for image in images {
+                    sqlx::query(sql::UPSERT_IMAGE)
+                        .bind(biz_id)
+                        .bind(&image.name)
+                        .bind(&image.jpeg)
+                        .bind(now)
+                        .execute(&mut *conn)
                         .await?;
                 }
-                tx.commit().await?;
+                let names: Vec<String> = sqlx::query_scalar(sql::IMAGE_NAMES)
+                    .bind(biz_id)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                sqlx::query(sql::SET_IMAGE_NAMES)
+                    .bind(biz_id)
+                    .bind(shared::join_image_names(names))
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
                 Ok(())
             }
 
-            async fn access_log(
-                &self,
-                biz_id: Option<&str>,
-                limit: i64,
-            ) -> StoreResult<Vec<AccessEntry>> {
-                let rows = sqlx::query_as::<_, shared::AccessRow>(sql::LIST_ACCESS)
-                    .bind(biz_id)
-                    .bind(limit.max(0))
-                    .fetch_all(&self.pool)
-                    .await?;
-                Ok(rows.into_iter().map(AccessEntry::from).collect())
-            }
-
-            async fn purge(&self, plan: &PurgePlan) -> StoreResult<PurgeCounts> {
-                let mut counts = PurgeCounts::default();
-                let mut tx = self.begin_write().await?;
-                if let Some(cutoff) = plan.results_before {
-                    let results: i64 = sqlx::query_scalar(sql::COUNT_RESULTS_DUE)
-                        .bind(cutoff)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    let images: i64 = sqlx::query_scalar(sql::COUNT_IMAGES_DUE)
-                        .bind(cutoff)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    counts.results = results as u64;
-                    counts.images = images as u64;
-                    if !plan.dry_run {
-                        sqlx::query(sql::PURGE_IMAGES)
-                            .bind(cutoff)
-                            .execute(&mut *tx)
-                            .await?;
-                        sqlx::query(sql::PURGE_RESULTS)
-                            .bind(cutoff)
-                            .bind(plan.now)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                }
-                // Refused rows first: a row deleted here is not also counted as emptied.
-                if let Some(cutoff) = plan.refused_before {
-                    let refused: i64 = sqlx::query_scalar(sql::COUNT_REFUSED_DUE)
-                        .bind(cutoff)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    counts.refused = refused as u64;
-                    if !plan.dry_run {
-                        sqlx::query(sql::PURGE_REFUSED)
-                            .bind(cutoff)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                }
-                if let Some(cutoff) = plan.journal_before {
-                    let bodies: i64 = sqlx::query_scalar(sql::COUNT_JOURNAL_DUE)
-                        .bind(cutoff)
-                        .bind(plan.refused_before)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    counts.journal_bodies = bodies as u64;
-                    if !plan.dry_run {
-                        sqlx::query(sql::PURGE_JOURNAL)
-                            .bind(cutoff)
-                            .bind(Vec::<u8>::new())
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                }
-                tx.commit().await?;
-                Ok(counts)
-            }
-
-            async fn stored_results(
-                &self,
-                after: &str,
-                limit: i64,
-            ) -> StoreResult<Vec<(String, String)>> {
-                Ok(sqlx::query_as(sql::STORED_RESULTS)
-                    .bind(after)
-                    .bind(limit.max(0))
-                    .fetch_all(&self.pool)
-                    .await?)
-            }
-
-            async fn replace_result(
-                &self,
+            async fn verification(
+                conn: &mut $conn,
                 biz_id: &str,
-                old: &str,
-                new: &str,
-            ) -> StoreResult<bool> {
-                let done = sqlx::query(sql::REPLACE_RESULT)
+            ) -> Result<Option<Verification>, sqlx::Error> {
+                sqlx::query_as::<_, VerificationRow>(sql::GET_VERIFICATION)
                     .bind(biz_id)
-                    .bind(old)
-                    .bind(new)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(done.rows_affected() == 1)
+                    .fetch_optional(&mut *conn)
+                    .await?
+                    .map(Verification::try_from)
+                    .transpose()
             }
 
-            async fn stored_images(
-                &self,
-                after_biz_id: &str,
-                after_name: &str,
-                limit: i64,
-            ) -> StoreResult<Vec<(String, String, Vec<u8>)>> {
-                Ok(sqlx::query_as(sql::STORED_IMAGES)
-                    .bind(after_biz_id)
-                    .bind(after_name)
-                    .bind(limit.max(0))
-                    .fetch_all(&self.pool)
-                    .await?)
-            }
-
-            async fn replace_image(
-                &self,
+            /// The record a write transaction just created or kept: it must exist.
+            async fn written_verification(
+                conn: &mut $conn,
                 biz_id: &str,
-                name: &str,
-                old: &[u8],
-                new: &[u8],
-            ) -> StoreResult<bool> {
-                let done = sqlx::query(sql::REPLACE_IMAGE)
-                    .bind(biz_id)
-                    .bind(name)
-                    .bind(old)
-                    .bind(new)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(done.rows_affected() == 1)
+            ) -> Result<Verification, sqlx::Error> {
+                verification(conn, biz_id)
+                    .await?
+                    .ok_or(sqlx::Error::RowNotFound)
             }
 
-            async fn stored_bodies(
-                &self,
-                after_id: i64,
-                limit: i64,
-            ) -> StoreResult<Vec<(i64, Vec<u8>)>> {
-                Ok(sqlx::query_as(sql::STORED_BODIES)
-                    .bind(after_id)
-                    .bind(limit.max(0))
-                    .fetch_all(&self.pool)
-                    .await?)
-            }
-
-            async fn replace_body(&self, id: i64, old: &[u8], new: &[u8]) -> StoreResult<bool> {
-                let done = sqlx::query(sql::REPLACE_BODY)
-                    .bind(id)
-                    .bind(old)
-                    .bind(new)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(done.rows_affected() == 1)
-            }
-
-            async fn refused_deliveries(
-                &self,
-                after_id: i64,
-                since: Option<i64>,
-                limit: i64,
-            ) -> StoreResult<Vec<RefusedDelivery>> {
-                let rows = sqlx::query_as::<_, shared::RefusedRow>(sql::REFUSED_DELIVERIES)
-                    .bind(after_id)
-                    .bind(since)
-                    .bind(limit.max(0))
-                    .fetch_all(&self.pool)
-                    .await?;
-                Ok(rows.into_iter().map(RefusedDelivery::from).collect())
-            }
-
-            async fn accept_replayed(
-                &self,
-                id: i64,
-                key_id: &str,
+            /// `accept_signed`'s writes, inside the caller's transaction.
+            async fn accept_in(
+                conn: &mut $conn,
+                entry: &NewCallback,
                 result: &IncomingResult,
-                images: &[NewImage],
+                job: JobEffect,
+            ) -> Result<Accepted, sqlx::Error> {
+                let now = entry.received_at;
+                let outcome = merge(conn, result, now).await?;
+                journal(conn, entry, shared::journal_outcome(outcome)).await?;
+                apply_job_effect(conn, &result.biz_id, job, now).await?;
+                let record = written_verification(conn, &result.biz_id).await?;
+                Ok((outcome, record))
+            }
+
+            /// A group-commit batch, member after member in the one transaction.
+            #[allow(dead_code)] // an engine with a set-based writer does not use it
+            async fn accept_each(
+                conn: &mut $conn,
+                members: &[Member],
+            ) -> Result<Vec<Accepted>, sqlx::Error> {
+                let mut accepted = Vec::with_capacity(members.len());
+                for m in members {
+                    accepted.push(accept_in(conn, &m.entry, &m.result, m.job).await?);
+                }
+                Ok(accepted)
+            }
+
+            /// What a signed result does to the follow-up of `biz_id` (see [`JobEffect`]).
+            async fn apply_job_effect(
+                conn: &mut $conn,
+                biz_id: &str,
                 job: JobEffect,
                 now: i64,
-            ) -> StoreResult<Option<(MergeOutcome, Verification)>> {
-                let mut tx = self.begin_write().await?;
-                // The claim first: a row another replay already took leaves everything as is
-                // (the transaction is rolled back when dropped).
-                let claimed = sqlx::query(sql::MARK_REPLAYED)
-                    .bind(id)
-                    .bind(key_id)
-                    .bind(&result.biz_id)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                if claimed.rows_affected() != 1 {
-                    return Ok(None);
+            ) -> Result<(), sqlx::Error> {
+                match job {
+                    JobEffect::Keep => {}
+                    JobEffect::CancelPending => {
+                        sqlx::query(sql::CANCEL_PENDING_JOB)
+                            .bind(biz_id)
+                            .bind(now)
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    JobEffect::Ensure(new_job) => {
+                        upsert_job(conn, sql::ENSURE_JOB, biz_id, &new_job, now).await?
+                    }
                 }
-                let outcome = merge(&mut tx, result, now).await?;
-                store_images(&mut tx, &result.biz_id, images, now).await?;
-                apply_job_effect(&mut tx, &result.biz_id, job, now).await?;
-                let record = written_verification(&mut tx, &result.biz_id).await?;
-                tx.commit().await?;
-                Ok(Some((outcome, record)))
+                Ok(())
             }
-        }
+
+            /// Group commit for `accept_signed` on `pool`: see [`super::group`]. A batch is
+            /// written by `$accept_batch`; when it fails, each member is retried alone by
+            /// `accept_in`.
+            fn spawn_group_commit(pool: $pool, max: usize) -> GroupCommit {
+                let one_pool = pool.clone();
+                GroupCommit::spawn(
+                    max,
+                    $writers,
+                    move |members: Arc<Vec<Member>>| {
+                        let pool = pool.clone();
+                        async move {
+                            let mut tx = $begin_write(&pool).await?;
+                            let accepted = $accept_batch(&mut tx, &members).await?;
+                            tx.commit().await?;
+                            Ok(accepted)
+                        }
+                    },
+                    move |members: Arc<Vec<Member>>, i: usize| {
+                        let pool = one_pool.clone();
+                        async move {
+                            let m = &members[i];
+                            let mut tx = $begin_write(&pool).await?;
+                            let accepted = accept_in(&mut tx, &m.entry, &m.result, m.job).await?;
+                            tx.commit().await?;
+                            Ok(accepted)
+                        }
+                    },
+                )
+            }
+
+            #[async_trait]
+            impl Database for EngineStore<$pool> {
+                fn engine(&self) -> &'static str {
+                    $engine
+                }
+
+                async fn migrate(&self) -> StoreResult<()> {
+                    $migrator.run(&self.pool).await?;
+                    Ok(())
+                }
+
+                async fn ping(&self) -> StoreResult<()> {
+                    sqlx::query(sql::PING).execute(&self.pool).await?;
+                    Ok(())
+                }
+
+                async fn close(&self) {
+                    self.pool.close().await;
+                }
+            }
+
+            #[async_trait]
+            impl CallbackStore for EngineStore<$pool> {
+                async fn journal_rejected(&self, entry: &NewCallback) -> StoreResult<i64> {
+                    let entry = self.keys.seal_entry(entry);
+                    let mut conn = self.pool.acquire().await?;
+                    Ok(journal(&mut conn, &entry, "rejected").await?)
+                }
+
+                async fn accept_signed(
+                    &self,
+                    entry: &NewCallback,
+                    result: &IncomingResult,
+                    job: JobEffect,
+                ) -> StoreResult<(MergeOutcome, Verification)> {
+                    let (entry, result) =
+                        (self.keys.seal_entry(entry), self.keys.seal_result(result));
+                    let (outcome, record) = match &self.group {
+                        Some(group) => group.submit(&entry, &result, job).await?,
+                        None => {
+                            let mut tx = $begin_write(&self.pool).await?;
+                            let accepted = accept_in(&mut tx, &entry, &result, job).await?;
+                            tx.commit().await?;
+                            accepted
+                        }
+                    };
+                    Ok((outcome, self.keys.open_record(record)?))
+                }
+
+                async fn accept_return_get(
+                    &self,
+                    entry: &NewCallback,
+                    biz_id: &str,
+                    job: NewJob,
+                ) -> StoreResult<Verification> {
+                    let now = entry.received_at;
+                    let entry = self.keys.seal_entry(entry);
+                    let mut tx = $begin_write(&self.pool).await?;
+                    journal(&mut tx, &entry, "pending").await?;
+                    sqlx::query(sql::INSERT_PENDING)
+                        .bind(biz_id)
+                        .bind(PENDING)
+                        .bind(Source::Return.as_str())
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    upsert_job(&mut tx, sql::INSERT_JOB_UNLESS_FINAL, biz_id, &job, now).await?;
+                    let record = written_verification(&mut tx, biz_id).await?;
+                    tx.commit().await?;
+                    self.keys.open_record(record)
+                }
+
+                async fn save_images(
+                    &self,
+                    biz_id: &str,
+                    images: &[NewImage],
+                    now: i64,
+                ) -> StoreResult<()> {
+                    let images = self.keys.seal_images(biz_id, images);
+                    let mut tx = $begin_write(&self.pool).await?;
+                    store_images(&mut tx, biz_id, &images, now).await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+            }
+
+            #[async_trait]
+            impl ApiStore for EngineStore<$pool> {
+                async fn get(&self, biz_id: &str) -> StoreResult<Option<Verification>> {
+                    let mut conn = self.pool.acquire().await?;
+                    verification(&mut conn, biz_id)
+                        .await?
+                        .map(|record| self.keys.open_record(record))
+                        .transpose()
+                }
+
+                async fn list(&self, query: &ListQuery) -> StoreResult<Vec<Verification>> {
+                    let rows = sqlx::query_as::<_, VerificationRow>(sql::LIST_VERIFICATIONS)
+                        .bind(query.biz_no.as_deref())
+                        .bind(query.status.as_deref())
+                        .bind(query.since)
+                        .bind(query.after.as_ref().map(|(created_at, _)| *created_at))
+                        .bind(query.after.as_ref().map(|(_, biz_id)| biz_id.as_str()))
+                        .bind(query.limit.max(0))
+                        .fetch_all(&self.pool)
+                        .await?;
+                    rows.into_iter()
+                        .map(|row| self.keys.open_record(Verification::try_from(row)?))
+                        .collect()
+                }
+
+                async fn callbacks(
+                    &self,
+                    query: &CallbackQuery,
+                ) -> StoreResult<Vec<CallbackRecord>> {
+                    let rows = sqlx::query_as::<_, CallbackRow>(sql::LIST_CALLBACKS)
+                        .bind(query.biz_id.as_deref())
+                        .bind(query.verified)
+                        .bind(query.before_id)
+                        .bind(query.limit.max(0))
+                        .fetch_all(&self.pool)
+                        .await?;
+                    Ok(rows.into_iter().map(CallbackRecord::from).collect())
+                }
+
+                async fn image(&self, biz_id: &str, name: &str) -> StoreResult<Option<Vec<u8>>> {
+                    let stored: Option<Vec<u8>> = sqlx::query_scalar(sql::GET_IMAGE)
+                        .bind(biz_id)
+                        .bind(name)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    stored
+                        .map(|jpeg| self.keys.open_image(biz_id, name, &jpeg))
+                        .transpose()
+                }
+
+                async fn record_access(&self, entries: &[AccessEntry]) -> StoreResult<()> {
+                    if entries.is_empty() {
+                        return Ok(());
+                    }
+                    let mut tx = self.pool.begin().await?;
+                    for entry in entries {
+                        sqlx::query(sql::INSERT_ACCESS)
+                            .bind(&entry.token_fp)
+                            .bind(&entry.route)
+                            .bind(&entry.biz_id)
+                            .bind(entry.accessed_at)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                async fn access_log(
+                    &self,
+                    biz_id: Option<&str>,
+                    limit: i64,
+                ) -> StoreResult<Vec<AccessEntry>> {
+                    let rows = sqlx::query_as::<_, AccessRow>(sql::LIST_ACCESS)
+                        .bind(biz_id)
+                        .bind(limit.max(0))
+                        .fetch_all(&self.pool)
+                        .await?;
+                    Ok(rows.into_iter().map(AccessEntry::from).collect())
+                }
+
+                async fn schedule_fetch(
+                    &self,
+                    biz_id: &str,
+                    job: NewJob,
+                    now: i64,
+                ) -> StoreResult<FetchInfo> {
+                    let row = sqlx::query_as::<_, FetchRow>(sql::SCHEDULE_JOB)
+                        .bind(biz_id)
+                        .bind(job.next_at)
+                        .bind(job.window_ends_at)
+                        .bind(job.return_image)
+                        .bind(now)
+                        .fetch_one(&self.pool)
+                        .await?;
+                    Ok(FetchInfo::try_from(row)?)
+                }
+
+                async fn request_fetch(
+                    &self,
+                    biz_id: &str,
+                    biz_no: Option<&str>,
+                    job: NewJob,
+                    now: i64,
+                ) -> StoreResult<Verification> {
+                    let mut tx = $begin_write(&self.pool).await?;
+                    // Asked through the API, answered by get_result: the PENDING record's
+                    // source.
+                    sqlx::query(sql::INSERT_PENDING)
+                        .bind(biz_id)
+                        .bind(PENDING)
+                        .bind(Source::GetResult.as_str())
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    if let Some(biz_no) = biz_no {
+                        sqlx::query(sql::FILL_BIZ_NO)
+                            .bind(biz_id)
+                            .bind(biz_no)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    upsert_job(&mut tx, sql::SCHEDULE_JOB, biz_id, &job, now).await?;
+                    let record = written_verification(&mut tx, biz_id).await?;
+                    tx.commit().await?;
+                    self.keys.open_record(record)
+                }
+            }
+
+            #[async_trait]
+            impl FollowUpStore for EngineStore<$pool> {
+                async fn lease_due_jobs(
+                    &self,
+                    owner: &str,
+                    now: i64,
+                    lease_until: i64,
+                    limit: i64,
+                ) -> StoreResult<Vec<LeasedJob>> {
+                    let mut tx = $begin_write(&self.pool).await?;
+                    let rows = sqlx::query_as::<_, LeaseRow>($lease_due_jobs)
+                        .bind(owner)
+                        .bind(now)
+                        .bind(lease_until)
+                        .bind(limit.max(0))
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    // RETURNING keeps no order: hand them out oldest-due first, as selected.
+                    let mut jobs: Vec<LeasedJob> = rows.into_iter().map(LeasedJob::from).collect();
+                    jobs.sort_by(|a, b| (a.next_at, &a.biz_id).cmp(&(b.next_at, &b.biz_id)));
+                    Ok(jobs)
+                }
+
+                async fn reserve_call(
+                    &self,
+                    biz_id: &str,
+                    owner: &str,
+                    now: i64,
+                    max_calls: i32,
+                ) -> StoreResult<Option<i32>> {
+                    Ok(sqlx::query_scalar(sql::RESERVE_CALL)
+                        .bind(biz_id)
+                        .bind(owner)
+                        .bind(now)
+                        .bind(max_calls)
+                        .fetch_optional(&self.pool)
+                        .await?)
+                }
+
+                async fn update_job(
+                    &self,
+                    biz_id: &str,
+                    owner: &str,
+                    now: i64,
+                    update: &JobUpdate,
+                ) -> StoreResult<()> {
+                    let mut conn = self.pool.acquire().await?;
+                    Ok(end_turn(&mut conn, biz_id, owner, update, now).await?)
+                }
+
+                async fn save_fetched(
+                    &self,
+                    owner: &str,
+                    result: &IncomingResult,
+                    images: &[NewImage],
+                    update: &JobUpdate,
+                    now: i64,
+                ) -> StoreResult<MergeOutcome> {
+                    let images = self.keys.seal_images(&result.biz_id, images);
+                    let result = self.keys.seal_result(result);
+                    let mut tx = $begin_write(&self.pool).await?;
+                    // The merge comes first: on PostgreSQL its upsert locks the record's row
+                    // (even when it keeps it), which serializes the image-name bookkeeping
+                    // below.
+                    let outcome = merge(&mut tx, &result, now).await?;
+                    store_images(&mut tx, &result.biz_id, &images, now).await?;
+                    end_turn(&mut tx, &result.biz_id, owner, update, now).await?;
+                    tx.commit().await?;
+                    Ok(outcome)
+                }
+            }
+
+            #[async_trait]
+            impl ReplayStore for EngineStore<$pool> {
+                async fn refused_deliveries(
+                    &self,
+                    after_id: i64,
+                    since: Option<i64>,
+                    limit: i64,
+                ) -> StoreResult<Vec<RefusedDelivery>> {
+                    let rows = sqlx::query_as::<_, RefusedRow>(sql::REFUSED_DELIVERIES)
+                        .bind(after_id)
+                        .bind(since)
+                        .bind(limit.max(0))
+                        .fetch_all(&self.pool)
+                        .await?;
+                    rows.into_iter()
+                        .map(|row| {
+                            let mut delivery = RefusedDelivery::from(row);
+                            delivery.body = self.keys.open_body(&delivery.body)?;
+                            Ok(delivery)
+                        })
+                        .collect()
+                }
+
+                async fn accept_replayed(
+                    &self,
+                    id: i64,
+                    key_id: &str,
+                    result: &IncomingResult,
+                    images: &[NewImage],
+                    job: JobEffect,
+                    now: i64,
+                ) -> StoreResult<Option<(MergeOutcome, Verification)>> {
+                    let images = self.keys.seal_images(&result.biz_id, images);
+                    let result = self.keys.seal_result(result);
+                    let mut tx = $begin_write(&self.pool).await?;
+                    // The claim first: a row another replay already took leaves everything
+                    // as is (the transaction is rolled back when dropped).
+                    let claimed = sqlx::query(sql::MARK_REPLAYED)
+                        .bind(id)
+                        .bind(key_id)
+                        .bind(&result.biz_id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    if claimed.rows_affected() != 1 {
+                        return Ok(None);
+                    }
+                    let outcome = merge(&mut tx, &result, now).await?;
+                    store_images(&mut tx, &result.biz_id, &images, now).await?;
+                    apply_job_effect(&mut tx, &result.biz_id, job, now).await?;
+                    let record = written_verification(&mut tx, &result.biz_id).await?;
+                    tx.commit().await?;
+                    Ok(Some((outcome, self.keys.open_record(record)?)))
+                }
+            }
+
+            #[async_trait]
+            impl MaintenanceStore for EngineStore<$pool> {
+                async fn purge(&self, plan: &PurgePlan) -> StoreResult<PurgeCounts> {
+                    let mut counts = PurgeCounts::default();
+                    let mut tx = $begin_write(&self.pool).await?;
+                    if let Some(cutoff) = plan.results_before {
+                        let results: i64 = sqlx::query_scalar(sql::COUNT_RESULTS_DUE)
+                            .bind(cutoff)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                        let images: i64 = sqlx::query_scalar(sql::COUNT_IMAGES_DUE)
+                            .bind(cutoff)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                        counts.results = results as u64;
+                        counts.images = images as u64;
+                        if !plan.dry_run {
+                            sqlx::query(sql::PURGE_IMAGES)
+                                .bind(cutoff)
+                                .execute(&mut *tx)
+                                .await?;
+                            sqlx::query(sql::PURGE_RESULTS)
+                                .bind(cutoff)
+                                .bind(plan.now)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                    }
+                    // Refused rows first: a row deleted here is not also counted as emptied.
+                    if let Some(cutoff) = plan.refused_before {
+                        let refused: i64 = sqlx::query_scalar(sql::COUNT_REFUSED_DUE)
+                            .bind(cutoff)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                        counts.refused = refused as u64;
+                        if !plan.dry_run {
+                            sqlx::query(sql::PURGE_REFUSED)
+                                .bind(cutoff)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                    }
+                    if let Some(cutoff) = plan.journal_before {
+                        let bodies: i64 = sqlx::query_scalar(sql::COUNT_JOURNAL_DUE)
+                            .bind(cutoff)
+                            .bind(plan.refused_before)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                        counts.journal_bodies = bodies as u64;
+                        if !plan.dry_run {
+                            sqlx::query(sql::PURGE_JOURNAL)
+                                .bind(cutoff)
+                                .bind(Vec::<u8>::new())
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                    }
+                    tx.commit().await?;
+                    Ok(counts)
+                }
+
+                async fn reencrypt(&self, dry_run: bool) -> StoreResult<ReencryptCounts> {
+                    encrypted::reencrypt(self, &self.keys, dry_run).await
+                }
+            }
+
+            // The stored form of identity values, as is: re-encryption's raw material.
+            #[async_trait]
+            impl encrypted::StoredValues for EngineStore<$pool> {
+                async fn stored_results(
+                    &self,
+                    after: &str,
+                    limit: i64,
+                ) -> StoreResult<Vec<(String, String)>> {
+                    Ok(sqlx::query_as(sql::STORED_RESULTS)
+                        .bind(after)
+                        .bind(limit.max(0))
+                        .fetch_all(&self.pool)
+                        .await?)
+                }
+
+                async fn replace_result(
+                    &self,
+                    biz_id: &str,
+                    old: &str,
+                    new: &str,
+                ) -> StoreResult<bool> {
+                    let done = sqlx::query(sql::REPLACE_RESULT)
+                        .bind(biz_id)
+                        .bind(old)
+                        .bind(new)
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(done.rows_affected() == 1)
+                }
+
+                async fn stored_images(
+                    &self,
+                    after_biz_id: &str,
+                    after_name: &str,
+                    limit: i64,
+                ) -> StoreResult<Vec<(String, String, Vec<u8>)>> {
+                    Ok(sqlx::query_as(sql::STORED_IMAGES)
+                        .bind(after_biz_id)
+                        .bind(after_name)
+                        .bind(limit.max(0))
+                        .fetch_all(&self.pool)
+                        .await?)
+                }
+
+                async fn replace_image(
+                    &self,
+                    biz_id: &str,
+                    name: &str,
+                    old: &[u8],
+                    new: &[u8],
+                ) -> StoreResult<bool> {
+                    let done = sqlx::query(sql::REPLACE_IMAGE)
+                        .bind(biz_id)
+                        .bind(name)
+                        .bind(old)
+                        .bind(new)
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(done.rows_affected() == 1)
+                }
+
+                async fn stored_bodies(
+                    &self,
+                    after_id: i64,
+                    limit: i64,
+                ) -> StoreResult<Vec<(i64, Vec<u8>)>> {
+                    Ok(sqlx::query_as(sql::STORED_BODIES)
+                        .bind(after_id)
+                        .bind(limit.max(0))
+                        .fetch_all(&self.pool)
+                        .await?)
+                }
+
+                async fn replace_body(&self, id: i64, old: &[u8], new: &[u8]) -> StoreResult<bool> {
+                    let done = sqlx::query(sql::REPLACE_BODY)
+                        .bind(id)
+                        .bind(old)
+                        .bind(new)
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(done.rows_affected() == 1)
+                }
+            }
+        };
     };
 }
 pub(super) use impl_store;

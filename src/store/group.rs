@@ -1,5 +1,6 @@
-//! Group commit for [`Store::accept_signed`](super::Store::accept_signed): concurrent signed
-//! deliveries share one transaction, so one durable commit (one WAL flush) acknowledges many.
+//! Group commit for [`CallbackStore::accept_signed`](super::CallbackStore::accept_signed):
+//! concurrent signed deliveries share one transaction, so one durable commit (one WAL flush)
+//! acknowledges many.
 //!
 //! Callers submit into a bounded queue and wait; `writers` tasks each take whatever is queued
 //! when they are free (at least one, at most `max`) and apply it as one batch. There is no

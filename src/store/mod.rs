@@ -1,16 +1,30 @@
-//! Durable storage: one [`Store`] trait with a PostgreSQL and a SQLite implementation.
+//! Durable storage: the store's parts, one per caller, each implemented by a PostgreSQL
+//! and a SQLite engine.
 //!
 //! Owns: verification records (one per biz_id), the callback journal (every delivery), the
-//! follow-up job rows with their get_result budget, and fetched images.
+//! follow-up job rows with their get_result budget, fetched images and the access log.
 //!
-//! Invariants every implementation keeps (and `tests/store` checks on both engines):
+//! The parts, by who uses them: [`CallbackStore`] (FaceID's deliveries), [`ApiStore`] (the
+//! merchant API), [`ReplayStore`] (replay), [`FollowUpStore`] (the follow-up worker),
+//! [`MaintenanceStore`] (retention, re-encryption) and [`Database`] (migrations, readiness).
+//! [`ServingStore`] is what the HTTP surface holds; [`Store`] is all of them, as [`connect`]
+//! opens one engine. Where the code lives: `engine.rs` writes every method once for both
+//! engines ([`PgStore`], [`SqliteStore`]), from the statements in [`sql`]; `group.rs` batches
+//! concurrent signed deliveries into shared transactions; `encrypted.rs` owns encryption at
+//! rest (the [`Keyring`], and what it seals).
+//!
+//! Invariants every engine keeps, whichever part a caller holds (and `tests/store` checks
+//! them on both engines):
 //! - a method that returns `Ok` has committed durably; callers acknowledge only after that;
 //! - a status never regresses: a result replaces the stored one only when its status ranks
 //!   higher, or ranks the same and is signed while the stored one is not (so a signed result
 //!   is never overwritten by an unsigned source); equal results are idempotent duplicates;
 //! - `calls_used` only ever grows, by one conditional statement per call, and never past the
 //!   caller's `max_calls` (and never past 3, by a CHECK constraint);
-//! - times are epoch milliseconds supplied by the caller's clock, never the database's.
+//! - times are epoch milliseconds supplied by the caller's clock, never the database's;
+//! - identity data (raw results, journal bodies, images) is sealed with the configured
+//!   [`Keyring`] before any statement binds it and opened after any row is read, so with a
+//!   key nothing identifying reaches the database in clear (see `encrypted.rs`).
 
 mod encrypted;
 mod engine;
@@ -33,7 +47,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use encrypted::{BadKey, EncryptedStore, Keyring, ReencryptCounts};
+pub use encrypted::{BadKey, Keyring, ReencryptCounts};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -397,7 +411,7 @@ pub struct RefusedDelivery {
     pub received_at: i64,
     pub content_type: Option<String>,
     pub body_len: i64,
-    /// The body as received (decrypted by [`EncryptedStore`]).
+    /// The body as received (decrypted with the [`Keyring`]).
     pub body: Vec<u8>,
 }
 
@@ -469,7 +483,7 @@ pub struct NewImage {
     pub jpeg: Vec<u8>,
 }
 
-/// Filters for [`Store::list`]. Newest first by (`created_at`, `biz_id`).
+/// Filters for [`ApiStore::list`]. Newest first by (`created_at`, `biz_id`).
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {
     pub biz_no: Option<String>,
@@ -528,8 +542,11 @@ pub struct PurgeCounts {
     pub refused: u64,
 }
 
+// ---- the store's parts, by caller (see the module header) ----
+
+/// The database itself: what startup, the `migrate` command and `/readyz` need.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Database: Send + Sync + 'static {
     /// Which engine, for logs and metrics: "postgres" or "sqlite".
     fn engine(&self) -> &'static str;
 
@@ -543,7 +560,11 @@ pub trait Store: Send + Sync + 'static {
     /// Every later call answers [`StoreError::Unavailable`]. Used at shutdown, and by tests
     /// that need storage to go away.
     async fn close(&self);
+}
 
+/// FaceID's deliveries: the callback routes (`http/callbacks.rs`).
+#[async_trait]
+pub trait CallbackStore: Send + Sync + 'static {
     /// Journals a delivery that was refused (`outcome = rejected`). Returns the journal id.
     async fn journal_rejected(&self, entry: &NewCallback) -> StoreResult<i64>;
 
@@ -570,14 +591,52 @@ pub trait Store: Send + Sync + 'static {
         job: NewJob,
     ) -> StoreResult<Verification>;
 
+    /// In one transaction: stores (or replaces) `images` of an existing record and updates
+    /// its image list, as [`FollowUpStore::save_fetched`] does for a fetched result. For the
+    /// images a signed callback carried, cut out of the result before it was stored.
+    async fn save_images(&self, biz_id: &str, images: &[NewImage], now: i64) -> StoreResult<()>;
+}
+
+/// The merchant API (`http/api.rs` and the manual fetch and RAW routes): records, the
+/// journal, images, the access log, and follow-ups asked for by hand.
+#[async_trait]
+pub trait ApiStore: Send + Sync + 'static {
     async fn get(&self, biz_id: &str) -> StoreResult<Option<Verification>>;
 
     async fn list(&self, query: &ListQuery) -> StoreResult<Vec<Verification>>;
 
     async fn callbacks(&self, query: &CallbackQuery) -> StoreResult<Vec<CallbackRecord>>;
 
-    // ---- follow-up worker ----
+    /// A stored image's JPEG bytes.
+    async fn image(&self, biz_id: &str, name: &str) -> StoreResult<Option<Vec<u8>>>;
 
+    /// Appends disclosures to the access log, all or none (one transaction).
+    async fn record_access(&self, entries: &[AccessEntry]) -> StoreResult<()>;
+
+    /// The access log for `biz_id` (or all of it), oldest first, at most `limit` rows.
+    async fn access_log(&self, biz_id: Option<&str>, limit: i64) -> StoreResult<Vec<AccessEntry>>;
+
+    /// Makes the job pending and due at `job.next_at` (creating it if needed), without
+    /// touching `calls_used`. Returns the resulting fetch info.
+    async fn schedule_fetch(&self, biz_id: &str, job: NewJob, now: i64) -> StoreResult<FetchInfo>;
+
+    /// In one transaction for a follow-up asked through the API (a manual fetch of a biz_id
+    /// we have not seen, or a RAW token): create the record as PENDING with `biz_no` if the
+    /// key is unknown (an existing record is kept; only a missing biz_no is filled in), and
+    /// make its job pending and due at `job.next_at` as [`ApiStore::schedule_fetch`] does,
+    /// without touching `calls_used`. Returns the record as stored afterwards.
+    async fn request_fetch(
+        &self,
+        biz_id: &str,
+        biz_no: Option<&str>,
+        job: NewJob,
+        now: i64,
+    ) -> StoreResult<Verification>;
+}
+
+/// The follow-up worker (`fetcher`): leases, the budget, and what get_result answered.
+#[async_trait]
+pub trait FollowUpStore: Send + Sync + 'static {
     /// Leases up to `limit` pending jobs due at `now` whose lease is free or lapsed, for
     /// `owner` until `lease_until`. Replicas on PostgreSQL skip each other's rows.
     async fn lease_due_jobs(
@@ -610,8 +669,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// In one transaction: merge a fetched result, store its images (even when the merge
     /// is `Unchanged`: a signed notify may already hold the result, the fetch was for the
-    /// images), and end `owner`'s turn on the job as [`Store::update_job`] does. `now` stamps
-    /// the rows.
+    /// images), and end `owner`'s turn on the job as [`FollowUpStore::update_job`] does.
+    /// `now` stamps the rows.
     async fn save_fetched(
         &self,
         owner: &str,
@@ -620,82 +679,11 @@ pub trait Store: Send + Sync + 'static {
         update: &JobUpdate,
         now: i64,
     ) -> StoreResult<MergeOutcome>;
+}
 
-    /// Makes the job pending and due at `job.next_at` (creating it if needed), without
-    /// touching `calls_used`. Returns the resulting fetch info.
-    async fn schedule_fetch(&self, biz_id: &str, job: NewJob, now: i64) -> StoreResult<FetchInfo>;
-
-    /// In one transaction for a follow-up asked through the API (a manual fetch of a biz_id
-    /// we have not seen, or a RAW token): create the record as PENDING with `biz_no` if the
-    /// key is unknown (an existing record is kept; only a missing biz_no is filled in), and
-    /// make its job pending and due at `job.next_at` as [`Store::schedule_fetch`] does,
-    /// without touching `calls_used`. Returns the record as stored afterwards.
-    async fn request_fetch(
-        &self,
-        biz_id: &str,
-        biz_no: Option<&str>,
-        job: NewJob,
-        now: i64,
-    ) -> StoreResult<Verification>;
-
-    /// A stored image's JPEG bytes.
-    async fn image(&self, biz_id: &str, name: &str) -> StoreResult<Option<Vec<u8>>>;
-
-    /// In one transaction: stores (or replaces) `images` of an existing record and updates
-    /// its image list, as [`Store::save_fetched`] does for a fetched result. For the images a
-    /// signed callback carried, cut out of the result before it was stored.
-    async fn save_images(&self, biz_id: &str, images: &[NewImage], now: i64) -> StoreResult<()>;
-
-    // ---- identity data protection ----
-
-    /// Appends disclosures to the access log, all or none (one transaction).
-    async fn record_access(&self, entries: &[AccessEntry]) -> StoreResult<()>;
-
-    /// The access log for `biz_id` (or all of it), oldest first, at most `limit` rows.
-    async fn access_log(&self, biz_id: Option<&str>, limit: i64) -> StoreResult<Vec<AccessEntry>>;
-
-    /// Applies retention in one transaction: clears `result` and `image_names` (stamping
-    /// `purged_at`) and deletes the images of verifications created before
-    /// `results_before`; deletes refused journal rows received before `refused_before`;
-    /// empties the bodies of (the remaining) journal rows received before `journal_before`
-    /// (keeping their metadata and `body_sha256`). Status, liveness, confidence and times
-    /// are kept. Already purged data is not counted again. With `dry_run`, only counts.
-    async fn purge(&self, plan: &PurgePlan) -> StoreResult<PurgeCounts>;
-
-    // ---- key rotation: the stored form of identity values, as is ----
-
-    /// Up to `limit` stored results (biz_id, stored text) with biz_id after `after`, by biz_id.
-    async fn stored_results(&self, after: &str, limit: i64) -> StoreResult<Vec<(String, String)>>;
-
-    /// Replaces a stored result only if it is still `old` (a merge meanwhile wins).
-    async fn replace_result(&self, biz_id: &str, old: &str, new: &str) -> StoreResult<bool>;
-
-    /// Up to `limit` stored images (biz_id, name, stored bytes) after (`after_biz_id`,
-    /// `after_name`), in that order.
-    async fn stored_images(
-        &self,
-        after_biz_id: &str,
-        after_name: &str,
-        limit: i64,
-    ) -> StoreResult<Vec<(String, String, Vec<u8>)>>;
-
-    /// Replaces a stored image only if it is still `old`.
-    async fn replace_image(
-        &self,
-        biz_id: &str,
-        name: &str,
-        old: &[u8],
-        new: &[u8],
-    ) -> StoreResult<bool>;
-
-    /// Up to `limit` non-empty journal bodies (id, stored bytes) with id above `after_id`.
-    async fn stored_bodies(&self, after_id: i64, limit: i64) -> StoreResult<Vec<(i64, Vec<u8>)>>;
-
-    /// Replaces a journal body only if it is still `old` (a purge meanwhile wins).
-    async fn replace_body(&self, id: i64, old: &[u8], new: &[u8]) -> StoreResult<bool>;
-
-    // ---- replay of refused deliveries ----
-
+/// Replay of refused deliveries (`replay.rs`: the `replay` command and its API route).
+#[async_trait]
+pub trait ReplayStore: Send + Sync + 'static {
     /// Up to `limit` refused deliveries of the signed routes (notify, return POST) with id
     /// above `after_id`, received at or after `since` (all when `None`), whose body was kept
     /// whole as far as the database can tell ([`sql::REFUSED_DELIVERIES`]), oldest first.
@@ -709,9 +697,9 @@ pub trait Store: Send + Sync + 'static {
     /// In one transaction, for a refused delivery that now verifies: mark journal row `id`
     /// `replayed` (verified by `key_id`, about the result's biz_id, at `now`) — only if it is
     /// still `rejected` —, merge `result` under the usual rule, store the `images` cut out of
-    /// it (as [`Store::save_images`] does) and apply `job`. Returns what the merge did and the
-    /// record afterwards, or `None` (nothing written) when the row was no longer `rejected`:
-    /// another replay got there first.
+    /// it (as [`CallbackStore::save_images`] does) and apply `job`. Returns what the merge
+    /// did and the record afterwards, or `None` (nothing written) when the row was no longer
+    /// `rejected`: another replay got there first.
     async fn accept_replayed(
         &self,
         id: i64,
@@ -722,6 +710,36 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> StoreResult<Option<(MergeOutcome, Verification)>>;
 }
+
+/// Maintenance (`retention.rs`, the `purge` and `reencrypt` commands).
+#[async_trait]
+pub trait MaintenanceStore: Send + Sync + 'static {
+    /// Applies retention in one transaction: clears `result` and `image_names` (stamping
+    /// `purged_at`) and deletes the images of verifications created before
+    /// `results_before`; deletes refused journal rows received before `refused_before`;
+    /// empties the bodies of (the remaining) journal rows received before `journal_before`
+    /// (keeping their metadata and `body_sha256`). Status, liveness, confidence and times
+    /// are kept. Already purged data is not counted again. With `dry_run`, only counts.
+    async fn purge(&self, plan: &PurgePlan) -> StoreResult<PurgeCounts>;
+
+    /// Rewrites every stored result, image and journal body that is not in the current form
+    /// (an old key, or plaintext) with the current key — or in clear when no key is set,
+    /// which is how encryption is turned off. Each rewrite is a compare-and-swap, so a value
+    /// changed meanwhile (a merge, a purge) is left to its writer. Safe to re-run: values
+    /// already current are skipped. With `dry_run`, only counts.
+    async fn reencrypt(&self, dry_run: bool) -> StoreResult<ReencryptCounts>;
+}
+
+/// What the HTTP surface holds ([`crate::http::AppState`]): the callback routes, the API,
+/// replay's route and `/readyz`.
+pub trait ServingStore: Database + CallbackStore + ApiStore + ReplayStore {}
+
+impl<T: Database + CallbackStore + ApiStore + ReplayStore> ServingStore for T {}
+
+/// Every part: what [`connect`] opens, and what `startup` hands out part by part.
+pub trait Store: ServingStore + FollowUpStore + MaintenanceStore {}
+
+impl<T: ServingStore + FollowUpStore + MaintenanceStore> Store for T {}
 
 /// Opens the store named by `url` (`sqlite://…` or `postgres://…`), waiting at most
 /// `connect_timeout` for a first connection so that a wrong URL fails fast.
@@ -734,18 +752,22 @@ pub async fn connect(url: &str, options: &ConnectOptions) -> StoreResult<Arc<dyn
     }
 }
 
-/// Pool settings shared by both engines.
+/// How to open a store, for both engines.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
     pub max_connections: u32,
     pub connect_timeout: std::time::Duration,
     /// SQLite `synchronous` pragma: `full` (default: an ack means durable) or `normal`.
     pub sqlite_synchronous: String,
-    /// Batch concurrent [`Store::accept_signed`] calls into shared transactions (each caller
-    /// still answered only after its batch committed). See `group.rs`.
+    /// Batch concurrent [`CallbackStore::accept_signed`] calls into shared transactions
+    /// (each caller still answered only after its batch committed). See `group.rs`.
     pub group_commit: bool,
     /// Most deliveries in one group-commit transaction.
     pub group_commit_max: usize,
+    /// Encryption at rest: identity data is sealed with the current key (none: kept in
+    /// clear), and read back with any of them. Values sealed earlier are refused clearly,
+    /// never returned sealed, even when no key is configured.
+    pub keys: Keyring,
 }
 
 impl Default for ConnectOptions {
@@ -756,6 +778,7 @@ impl Default for ConnectOptions {
             sqlite_synchronous: "full".into(),
             group_commit: true,
             group_commit_max: 64,
+            keys: Keyring::default(),
         }
     }
 }

@@ -26,8 +26,11 @@ use std::str::FromStr;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
+use super::engine::{EngineStore, VerificationRow, impl_store, merge_outcome};
 use super::group::{Accepted, Member};
-use super::*;
+use super::{
+    ConnectOptions, IncomingResult, JobEffect, MergeOutcome, NewCallback, StoreResult, Verification,
+};
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -40,10 +43,8 @@ const LEASE_DUE_JOBS: &str = super::sql::lease_due_jobs!("FOR UPDATE SKIP LOCKED
 /// at 16 (smaller batches, more statements).
 const GROUP_COMMIT_WRITERS: usize = 3;
 
-pub struct PgStore {
-    pool: PgPool,
-    group: Option<super::group::GroupCommit>,
-}
+/// The PostgreSQL store.
+pub type PgStore = EngineStore<PgPool>;
 
 impl PgStore {
     /// Connects eagerly: the first connection must succeed within `connect_timeout`, so a
@@ -55,40 +56,27 @@ impl PgStore {
             .acquire_timeout(options.connect_timeout)
             .connect_with(connect)
             .await?;
-        let group = options.group_commit.then(|| {
-            spawn_group_commit(pool.clone(), options.group_commit_max, GROUP_COMMIT_WRITERS)
-        });
-        Ok(Self { pool, group })
-    }
-
-    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-        begin_write_on(&self.pool).await
-    }
-
-    /// The pool itself, so that tests can observe what a pooled connection runs with
-    /// (`tests/store/durability.rs`).
-    #[doc(hidden)]
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+        Ok(Self::new(pool, options))
     }
 }
 
-async fn begin_write_on(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+async fn begin_write(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
     pool.begin().await
 }
 
 /// One round of a batch (distinct biz_ids, in biz_id order), in one statement: the merge rule
 /// for every member, their journal rows (in batch order), the cancelled and the ensured jobs.
 /// Returns `(biz_id, revision)` for each member whose merge wrote (no row: the record was
-/// kept, and its journal row says `duplicate`, as [`super::engine::journal_outcome`] does).
+/// kept, and its journal row says `duplicate`, as `engine::journal_outcome` does).
 ///
 /// Order of effects: PostgreSQL's executor runs the outer query (reading `merged`) first and
 /// the unreferenced data-modifying parts to completion after it, so the record rows are locked
 /// before any job row. (The documentation leaves that order open; were it ever different, a
 /// deadlock would abort one batch with SQLSTATE 40P01 and group commit would retry its members
 /// one by one: slower, not wrong.) No two parts touch one row: the round's biz_ids are
-/// distinct and each member has one job effect. As a prepared statement its plan is fixed per connection; the worst that can
-/// do is the cancel join reading every *pending* job (in-flight follow-ups only).
+/// distinct and each member has one job effect. As a prepared statement its plan is fixed per
+/// connection; the worst that can do is the cancel join reading every *pending* job
+/// (in-flight follow-ups only).
 ///
 /// Binds arrays: results (biz_id, biz_no, status, status_rank, liveness, confidence, source,
 /// signed, result, now), journal (kind, biz_id, verified, reason, received_at, remote_addr,
@@ -236,7 +224,7 @@ async fn write_round(
     let revisions: HashMap<String, i32> = written.into_iter().collect();
     Ok(results
         .iter()
-        .map(|r| shared::merge_outcome(revisions.get(&r.biz_id).copied()))
+        .map(|r| merge_outcome(revisions.get(&r.biz_id).copied()))
         .collect())
 }
 
@@ -286,7 +274,7 @@ async fn read_round(
         .iter()
         .map(|(_, m)| m.result.biz_id.as_str())
         .collect();
-    sqlx::query_as::<_, super::engine::VerificationRow>(GET_VERIFICATIONS)
+    sqlx::query_as::<_, VerificationRow>(GET_VERIFICATIONS)
         .bind(biz_ids)
         .fetch_all(&mut *conn)
         .await?
@@ -295,11 +283,13 @@ async fn read_round(
         .collect()
 }
 
-super::engine::impl_store! {
-    store: PgStore,
+impl_store! {
     pool: PgPool,
     connection: PgConnection,
     engine: "postgres",
     migrator: MIGRATOR,
     lease_due_jobs: LEASE_DUE_JOBS,
+    begin_write: begin_write,
+    accept_batch: accept_batch,
+    group_commit_writers: GROUP_COMMIT_WRITERS,
 }

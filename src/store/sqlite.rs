@@ -19,7 +19,8 @@ use sqlx::sqlite::{
 };
 use sqlx::{Sqlite, Transaction};
 
-use super::*;
+use super::engine::{EngineStore, impl_store};
+use super::{ConnectOptions, StoreResult};
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -29,14 +30,8 @@ const LEASE_DUE_JOBS: &str = super::sql::lease_due_jobs!("");
 /// How long a writer waits for another connection's write lock before SQLITE_BUSY.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// SQLite has one writer at a time (`BEGIN IMMEDIATE`): a second group-commit transaction
-/// would only wait for the first one's lock.
-const GROUP_COMMIT_WRITERS: usize = 1;
-
-pub struct SqliteStore {
-    pool: SqlitePool,
-    group: Option<super::group::GroupCommit>,
-}
+/// The SQLite store.
+pub type SqliteStore = EngineStore<SqlitePool>;
 
 impl SqliteStore {
     /// Opens (creating if missing, together with its directory) the database file, and
@@ -69,52 +64,30 @@ impl SqliteStore {
             // An in-memory database lives as long as its last connection: never recycle them.
             pool = pool.idle_timeout(None).max_lifetime(None);
         }
-        let pool = pool.connect_with(connect).await?;
-        let group = options.group_commit.then(|| {
-            spawn_group_commit(pool.clone(), options.group_commit_max, GROUP_COMMIT_WRITERS)
-        });
-        Ok(Self { pool, group })
-    }
-
-    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-        begin_write_on(&self.pool).await
-    }
-
-    /// The pool itself, so that tests can observe what every pooled connection runs with
-    /// (`tests/store/durability.rs`).
-    #[doc(hidden)]
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+        Ok(Self::new(pool.connect_with(connect).await?, options))
     }
 }
 
-async fn begin_write_on(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+async fn begin_write(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
     pool.begin_with("BEGIN IMMEDIATE").await
-}
-
-/// A group-commit batch, member after member in the one transaction. SQLite's cost per
-/// callback is the commit's fsync, which the batch already shares; its statements are
-/// in-process calls, so there are no round trips to save by going set-based.
-async fn accept_batch(
-    conn: &mut SqliteConnection,
-    members: &[super::group::Member],
-) -> Result<Vec<super::group::Accepted>, sqlx::Error> {
-    let mut accepted = Vec::with_capacity(members.len());
-    for m in members {
-        accepted.push(accept_in(conn, &m.entry, &m.result, m.job).await?);
-    }
-    Ok(accepted)
 }
 
 fn is_in_memory(url: &str) -> bool {
     url.contains(":memory:") || url.contains("mode=memory")
 }
 
-super::engine::impl_store! {
-    store: SqliteStore,
+impl_store! {
     pool: SqlitePool,
     connection: SqliteConnection,
     engine: "sqlite",
     migrator: MIGRATOR,
     lease_due_jobs: LEASE_DUE_JOBS,
+    begin_write: begin_write,
+    // Member after member in the batch's one transaction: SQLite's cost per callback is the
+    // commit's fsync, which the batch already shares; its statements are in-process calls,
+    // so there are no round trips to save by going set-based.
+    accept_batch: accept_each,
+    // SQLite has one writer at a time (`BEGIN IMMEDIATE`): a second group-commit
+    // transaction would only wait for the first one's lock.
+    group_commit_writers: 1,
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use faceid_receiver::Application;
 use faceid_receiver::config::Settings;
 use faceid_receiver::startup;
-use faceid_receiver::store::{ReencryptCounts, Store, StoreError};
+use faceid_receiver::store::{ReencryptCounts, StoreError};
 
 use crate::common::Engine;
 use crate::helpers::*;
@@ -223,7 +223,7 @@ async fn reencrypt_moves_every_value_to_the_new_key(engine: Engine) {
     let url = app.db.url().to_owned();
     let mut rotated = settings_with_key(&url, OTHER_KEY);
     rotated.encryption.previous_keys = vec![KEY.to_owned().into()];
-    let store = startup::connect_encrypted(&rotated).await.unwrap();
+    let store = startup::connect_store(&rotated).await.unwrap();
 
     let all = ReencryptCounts {
         results: 1,
