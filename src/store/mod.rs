@@ -276,7 +276,8 @@ impl Default for FetchInfo {
     }
 }
 
-/// The status of a record about which nothing is known yet (a return GET only).
+/// The status of a record about which nothing is known yet (a return GET, or a follow-up
+/// asked through the API).
 pub const PENDING: &str = "PENDING";
 
 /// One stored verification, as the API shows it.
@@ -476,7 +477,7 @@ pub enum JobUpdate {
     },
 }
 
-/// An image decoded from a get_result answer.
+/// An image decoded from a result: a get_result answer, or a signed callback that carried one.
 #[derive(Clone)]
 pub struct NewImage {
     pub name: String,
