@@ -8,13 +8,11 @@
 //! onward to the merchant's endpoints; [`sim`] is a FaceID stand-in (get_result upstream and
 //! callback sender, and a webhook listener) for tests and local development.
 
-pub mod clock;
 pub mod config;
 pub mod fetcher;
 pub mod http;
 pub mod megvii;
 pub mod metrics;
-pub mod protocol;
 pub mod push;
 pub mod replay;
 pub mod retention;
@@ -24,6 +22,12 @@ pub mod store;
 pub mod telemetry;
 
 pub use startup::Application;
+
+/// Pure FaceID Lite knowledge (signs, results, biz_ids, error codes), shared with `faceid-sim`:
+/// see [`faceid_protocol`].
+pub use faceid_protocol as protocol;
+/// Time as an injected dependency, shared with `faceid-sim` so one manual clock drives both.
+pub use faceid_protocol::clock;
 
 /// Installs rustls' `ring` provider as the process-wide default.
 ///

@@ -180,7 +180,7 @@ pub fn mask_address(text: &str) -> String {
 mod tests {
     use super::*;
 
-    const SEED: &str = include_str!("../../tests/vectors/seed_get_result_ok.json");
+    const SEED: &str = include_str!("../../../tests/vectors/seed_get_result_ok.json");
 
     #[test]
     fn the_seed_loses_every_identity_value_and_keeps_the_rest() {

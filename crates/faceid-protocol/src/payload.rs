@@ -401,9 +401,9 @@ pub(crate) mod tests {
 
     /// The get_result success example from seed 001, verbatim (misspelled `idcard_uneditable_feild`,
     /// `"PASS/FAIL/TIMEOUT"`, `"data: image/jpeg;base64,..."`).
-    pub const SEED_OK: &str = include_str!("../../tests/vectors/seed_get_result_ok.json");
+    pub const SEED_OK: &str = include_str!("../../../tests/vectors/seed_get_result_ok.json");
     /// The RAW "Failed" example from seed 002: mixed-case status, numbers where strings belong.
-    pub const SEED_RAW_FAILED: &str = include_str!("../../tests/vectors/seed_raw_failed.json");
+    pub const SEED_RAW_FAILED: &str = include_str!("../../../tests/vectors/seed_raw_failed.json");
 
     #[test]
     fn the_seed_success_example_parses_with_its_odd_values() {
@@ -582,15 +582,11 @@ pub(crate) mod tests {
     #[test]
     fn a_length_extended_seed_payload_is_refused_despite_its_valid_sign() {
         let secret = "s3cret";
-        let sign = crate::protocol::sign(secret, SEED_OK.as_bytes());
+        let sign = crate::sign(secret, SEED_OK.as_bytes());
         let tail = br#",{"status":"OK","biz_info":{"biz_id":"1,evil"}}"#;
         let (forged, forged_sign) =
-            crate::protocol::sign::length_extend(&sign, secret.len(), SEED_OK.as_bytes(), tail)
-                .unwrap();
-        assert_eq!(
-            crate::protocol::verify(secret, &forged, &forged_sign),
-            Ok(())
-        );
+            crate::sign::length_extend(&sign, secret.len(), SEED_OK.as_bytes(), tail).unwrap();
+        assert_eq!(crate::verify(secret, &forged, &forged_sign), Ok(()));
         assert_eq!(
             parse_callback_data(&forged).unwrap_err(),
             DataError::NotUtf8
@@ -606,7 +602,7 @@ pub(crate) mod tests {
 
     #[test]
     fn the_raw_ok_seed_example_is_not_json_and_is_refused() {
-        let raw_ok = include_str!("../../tests/vectors/seed_raw_ok.json");
+        let raw_ok = include_str!("../../../tests/vectors/seed_raw_ok.json");
         assert!(matches!(
             parse_object(raw_ok.as_bytes()),
             Err(DataError::InvalidJson { .. })

@@ -3,7 +3,7 @@
 //! Invariants: the digest is computed over the exact `data` bytes received (after form
 //! decoding, before any UTF-8 or JSON interpretation), hex case is ignored, and the comparison
 //! is constant-time. SHA-1 with a secret *prefix* is open to length extension, so a valid sign
-//! alone does not make `data` trustworthy: [`crate::protocol::payload`] must still refuse
+//! alone does not make `data` trustworthy: [`crate::payload`] must still refuse
 //! anything after the JSON object.
 
 use sha1::{Digest, Sha1};
