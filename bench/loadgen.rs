@@ -33,8 +33,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use faceid_receiver::sim::sender::SignedCallback;
 use faceid_receiver::store::{pg_batch, sql};
+use faceid_sim::sender::SignedCallback;
 use sha2::Digest;
 
 const SEED: &str = include_str!("../tests/vectors/seed_get_result_ok.json");
@@ -337,7 +337,7 @@ async fn http(
     duration: f64,
     acked_out: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let client = faceid_receiver::sim::sender::http_client()?;
+    let client = faceid_sim::sender::http_client()?;
     let errors = ErrorLog::default();
     let op = move || {
         let (client, url, secret, errors) =

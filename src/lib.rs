@@ -5,8 +5,9 @@
 //! for PostgreSQL and SQLite; [`http`] is the axum surface; [`megvii`] is the get_result
 //! client and [`fetcher`] the follow-up worker that spends the budget; [`startup`] wires them
 //! into an [`Application`] that tests and `main` run alike; [`push`] signs and sends outcomes
-//! onward to the merchant's endpoints; [`sim`] is a FaceID stand-in (get_result upstream and
-//! callback sender, and a webhook listener) for tests and local development.
+//! onward to the merchant's endpoints. [`protocol`] and [`clock`] come from the
+//! `faceid-protocol` crate, which the FaceID stand-in (`faceid-sim`, a crate of its own, never
+//! linked into the service) shares.
 
 pub mod config;
 pub mod fetcher;
@@ -16,7 +17,6 @@ pub mod metrics;
 pub mod push;
 pub mod replay;
 pub mod retention;
-pub mod sim;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

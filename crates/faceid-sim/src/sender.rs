@@ -13,7 +13,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 
 use super::result::{self, Subject};
-use crate::protocol::{self, Status};
+use faceid_protocol::{self as protocol, Status};
 
 /// Appended by `--forge length-extension` unless told otherwise: a second object claiming OK.
 pub const DEFAULT_EXTENSION_TAIL: &str = r#",{"status":"OK"}"#;
@@ -225,10 +225,11 @@ pub struct Delivery {
     pub body: String,
 }
 
-/// A client as FaceID behaves: no redirects followed, bounded time. Installs the crypto
-/// provider first (see [`crate::install_crypto_provider`]).
+/// A client as FaceID behaves: no redirects followed, bounded time. Installs rustls' `ring`
+/// provider first: reqwest is built with `rustls-no-provider`, and a client built before any
+/// provider is installed panics (an error from `install_default` only means one already is).
 pub fn http_client() -> Result<reqwest::Client, SendError> {
-    crate::install_crypto_provider();
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))

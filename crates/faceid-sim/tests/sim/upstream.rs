@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use base64::Engine;
-use faceid_receiver::clock::ManualClock;
-use faceid_receiver::protocol::biz_id::RESULT_RETENTION_MS;
-use faceid_receiver::sim::script::SEED_BIZ_ID;
-use faceid_receiver::sim::{
+use faceid_protocol::biz_id::RESULT_RETENTION_MS;
+use faceid_protocol::clock::ManualClock;
+use faceid_sim::script::SEED_BIZ_ID;
+use faceid_sim::{
     Api, CallRecord, CallReport, ResultScript, SeedShape, SimConfig, Simulator, TINY_JPEG,
 };
 use serde_json::Value;
@@ -379,12 +379,12 @@ async fn a_successful_answer_looks_like_the_seed_example() {
     );
     assert_eq!(
         a.json["idcard_info"]["idcard_number"],
-        faceid_receiver::sim::result::FAKE_IDCARD_NUMBER
+        faceid_sim::result::FAKE_IDCARD_NUMBER
     );
     assert!(a.json["verify_result"].get("verify_time").is_none());
     // The receiver's own parser reads it.
-    let fields = faceid_receiver::protocol::payload::result_fields(a.json.as_object().unwrap());
-    assert_eq!(fields.status, faceid_receiver::protocol::Status::Ok);
+    let fields = faceid_protocol::payload::result_fields(a.json.as_object().unwrap());
+    assert_eq!(fields.status, faceid_protocol::Status::Ok);
     assert_eq!(fields.confidence, Some(81.25));
 }
 
@@ -689,14 +689,14 @@ async fn a_call_in_flight_across_a_reset_does_not_disturb_the_new_log() {
 async fn a_client_that_hangs_up_ends_its_call_at_once_marked_abandoned() {
     let sim = Simulator::new(
         SimConfig::default(),
-        Arc::new(faceid_receiver::clock::SystemClock),
+        Arc::new(faceid_protocol::clock::SystemClock),
     );
     let server = sim.bind("127.0.0.1:0").await.unwrap();
     let id = sim
         .mint_biz(ResultScript::default().steps(["slow:30000:OK", "OK"]))
         .unwrap();
     let url = format!("{}{LITE}?{}", server.base_url(), query(&id));
-    let client = faceid_receiver::sim::http_client().unwrap();
+    let client = faceid_sim::http_client().unwrap();
 
     let hung_up = client
         .get(&url)

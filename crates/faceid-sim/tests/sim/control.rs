@@ -1,6 +1,6 @@
 //! The `/sim/*` control API over HTTP, and the rules of (re)scripting.
 
-use faceid_receiver::sim::{ResultScript, ScriptError};
+use faceid_sim::{ResultScript, ScriptError};
 use serde_json::{Value, json};
 
 use crate::helpers::{T0_MS, spawn_sim};
@@ -177,9 +177,9 @@ async fn rescripting_does_not_restore_the_budget() {
 
 #[test]
 fn scripting_refuses_ambiguous_or_empty_ids() {
-    let sim = faceid_receiver::sim::Simulator::new(
+    let sim = faceid_sim::Simulator::new(
         Default::default(),
-        std::sync::Arc::new(faceid_receiver::clock::ManualClock::new(T0_MS)),
+        std::sync::Arc::new(faceid_protocol::clock::ManualClock::new(T0_MS)),
     );
     assert_eq!(sim.script(ResultScript::default()), Err(ScriptError::Id));
     assert!(matches!(

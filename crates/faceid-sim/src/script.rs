@@ -8,7 +8,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::protocol::Status;
+use faceid_protocol::Status;
 
 /// FaceID's own example payloads, served verbatim to exercise lenient parsing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,10 +44,10 @@ impl SeedShape {
     /// The seed document's text, byte for byte.
     pub fn text(self) -> &'static str {
         match self {
-            Self::LiteOk => include_str!("../../tests/vectors/seed_get_result_ok.json"),
-            Self::RawOk => include_str!("../../tests/vectors/seed_raw_ok.json"),
-            Self::RawFailed => include_str!("../../tests/vectors/seed_raw_failed.json"),
-            Self::RawNotStarted => include_str!("../../tests/vectors/seed_raw_not_started.json"),
+            Self::LiteOk => include_str!("../../../tests/vectors/seed_get_result_ok.json"),
+            Self::RawOk => include_str!("../../../tests/vectors/seed_raw_ok.json"),
+            Self::RawFailed => include_str!("../../../tests/vectors/seed_raw_failed.json"),
+            Self::RawNotStarted => include_str!("../../../tests/vectors/seed_raw_not_started.json"),
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::process::Stdio;
 
-use faceid_receiver::clock::{Clock, SystemClock};
+use faceid_protocol::clock::{Clock, SystemClock};
 use faceid_receiver::push::{
     ClientSettings, EndpointSecret, PushClient, SigningKeys, Target, TargetPolicy,
 };

@@ -1,4 +1,4 @@
-//! `faceid-sim`: the command line over [`faceid_receiver::sim`].
+//! `faceid-sim`: the command line over [`faceid_sim`].
 //!
 //! - `faceid-sim serve` runs the get_result upstream (and its `/sim/*` control API);
 //! - `faceid-sim send notify|return-post|return-get --to URL` delivers one callback;
@@ -15,10 +15,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::http::StatusCode;
 use clap::{Args, Parser, Subcommand};
-use faceid_receiver::clock::{Clock, SystemClock};
-use faceid_receiver::push::EndpointSecret;
-use faceid_receiver::sim::server::{DEFAULT_API_KEY, DEFAULT_API_SECRET};
-use faceid_receiver::sim::{
+use faceid_protocol::clock::{Clock, SystemClock};
+use faceid_protocol::webhook::EndpointSecret;
+use faceid_sim::server::{DEFAULT_API_KEY, DEFAULT_API_SECRET};
+use faceid_sim::{
     CallbackSpec, Delivery, Encoding, Forgery, ListenConfig, Listener, SignedCallback, SimConfig,
     Simulator, http_client, post_callback, return_get,
 };
@@ -136,7 +136,7 @@ struct PostArgs {
     #[arg(long, value_enum)]
     forge: Option<Forgery>,
     /// What `--forge length-extension` appends.
-    #[arg(long, default_value = faceid_receiver::sim::sender::DEFAULT_EXTENSION_TAIL, requires = "forge")]
+    #[arg(long, default_value = faceid_sim::sender::DEFAULT_EXTENSION_TAIL, requires = "forge")]
     tail: String,
     /// The secret callbacks are signed with.
     #[arg(long, default_value = DEFAULT_API_SECRET, env = "FACEID_SIM_API_SECRET", hide_env_values = true)]
@@ -279,7 +279,7 @@ async fn send(command: SendCommand) -> anyhow::Result<()> {
         SendCommand::ReturnGet(args) => {
             let biz_id = args
                 .biz_id
-                .unwrap_or_else(|| faceid_receiver::sim::mint_biz_id(SystemClock.now_ms()));
+                .unwrap_or_else(|| faceid_sim::mint_biz_id(SystemClock.now_ms()));
             eprintln!("biz_id: {biz_id}");
             return_get(&client, &args.to, &biz_id)
                 .await

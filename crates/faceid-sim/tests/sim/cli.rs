@@ -2,7 +2,7 @@
 
 use std::process::Output;
 
-use faceid_receiver::protocol::{SignatureError, verify};
+use faceid_protocol::{SignatureError, verify};
 
 use crate::helpers::{data_and_sign, spawn_echo};
 

@@ -1,10 +1,10 @@
 //! The callback sender, checked on the receiving side: what arrives verifies with
 //! `protocol::verify` (or, for forgeries, is refused by the receiver's rules).
 
-use faceid_receiver::protocol::payload::{DataError, parse_callback_data};
-use faceid_receiver::protocol::{SignatureError, Status, verify};
-use faceid_receiver::sim::sender::DEFAULT_EXTENSION_TAIL;
-use faceid_receiver::sim::{
+use faceid_protocol::payload::{DataError, parse_callback_data};
+use faceid_protocol::{SignatureError, Status, verify};
+use faceid_sim::sender::DEFAULT_EXTENSION_TAIL;
+use faceid_sim::{
     CallbackSpec, Encoding, Forgery, SendError, SignedCallback, http_client, post_callback,
     return_get,
 };
@@ -137,7 +137,7 @@ async fn a_seed_vector_is_sent_verbatim_and_signed() {
     let client = http_client().unwrap();
     let seed = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/vectors/seed_get_result_ok.json"
+        "/../../tests/vectors/seed_get_result_ok.json"
     ))
     .unwrap();
 

@@ -1,6 +1,6 @@
 //! `faceid-sim listen`: a local consumer of the receiver's pushes, as a payment provider's
 //! CLI offers. It verifies every request per Standard Webhooks (with
-//! [`crate::push::signature`], the same code the receiver signs with, itself checked against
+//! [`faceid_protocol::webhook`], the same code the receiver signs with, itself checked against
 //! the official library), reports one line per request, and answers as told, so the
 //! receiver's retries and endpoint disabling can be tried by hand.
 //!
@@ -24,8 +24,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
 
-use crate::clock::SharedClock;
-use crate::push::signature::{
+use faceid_protocol::clock::SharedClock;
+use faceid_protocol::webhook::{
     DEFAULT_TOLERANCE, EndpointSecret, Verifier, VerifyError, WebhookHeaders,
 };
 
@@ -173,7 +173,7 @@ impl Listener {
             verified,
             event_type: text(&event["type"]),
             id: headers
-                .get(crate::push::signature::HEADER_ID)
+                .get(faceid_protocol::webhook::HEADER_ID)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
             biz_id: text(&event["data"]["biz_id"]),
@@ -193,8 +193,8 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::clock::ManualClock;
-    use crate::push::SigningKeys;
+    use faceid_protocol::clock::ManualClock;
+    use faceid_protocol::webhook::SigningKeys;
 
     const NOW: i64 = 1_704_067_200_000;
     const BODY: &[u8] =

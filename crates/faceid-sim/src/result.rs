@@ -10,7 +10,7 @@
 use base64::Engine;
 use serde_json::{Map, Value, json};
 
-use crate::protocol::Status;
+use faceid_protocol::Status;
 
 /// An 8×8 mid-grey baseline JPEG (155 bytes), built by hand: JFIF header, an all-ones
 /// quantisation table, one-code Huffman tables, and a single block whose DC and AC are both
@@ -331,12 +331,12 @@ mod tests {
     fn an_ok_result_parses_like_a_callback_and_carries_its_fields() {
         let s = subject();
         let data = callback_data(&s, "OK", "1,x");
-        let parsed = crate::protocol::payload::parse_callback_data(data.as_bytes()).unwrap();
+        let parsed = faceid_protocol::payload::parse_callback_data(data.as_bytes()).unwrap();
         assert_eq!(parsed.biz_id.as_str(), s.biz_id);
         assert_eq!(parsed.fields.status, Status::Ok);
         assert_eq!(
             parsed.fields.liveness,
-            Some(crate::protocol::Liveness::Pass)
+            Some(faceid_protocol::Liveness::Pass)
         );
         assert_eq!(parsed.fields.confidence, Some(DEFAULT_CONFIDENCE));
         assert_eq!(parsed.fields.biz_no.as_deref(), Some(s.biz_no.as_str()));

@@ -40,9 +40,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::result::{self, Options, Subject};
 use super::script::{EchoShape, SEED_BIZ_ID, Script, SeedShape, Step, StepError};
-use crate::clock::SharedClock;
-use crate::protocol::biz_id::{RESULT_MAX_CALLS, RESULT_RETENTION_MS};
-use crate::protocol::{BizId, FaceIdError};
+use faceid_protocol::biz_id::{RESULT_MAX_CALLS, RESULT_RETENTION_MS};
+use faceid_protocol::clock::SharedClock;
+use faceid_protocol::{BizId, FaceIdError};
 
 /// The receiver's development credentials, so `cargo run` of both works out of the box.
 pub const DEFAULT_API_KEY: &str = "dev-key";

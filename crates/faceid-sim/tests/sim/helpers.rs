@@ -6,8 +6,8 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use faceid_receiver::clock::ManualClock;
-use faceid_receiver::sim::{SimConfig, SimServer, Simulator};
+use faceid_protocol::clock::ManualClock;
+use faceid_sim::{SimConfig, SimServer, Simulator};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -26,7 +26,7 @@ pub async fn spawn_sim() -> TestSim {
     let clock = ManualClock::new(T0_MS);
     let sim = Simulator::new(SimConfig::default(), Arc::new(clock.clone()));
     let server = sim.bind("127.0.0.1:0").await.expect("bind the simulator");
-    let client = faceid_receiver::sim::http_client().expect("client");
+    let client = faceid_sim::http_client().expect("client");
     TestSim {
         server,
         clock,

@@ -8,9 +8,15 @@
 //! - [`listen`]: the other direction — a local consumer of the receiver's pushes that
 //!   verifies their Standard Webhooks signatures and answers as told.
 //!
-//! Time comes from an injected [`Clock`](crate::clock::Clock), so tests can step through the
-//! one-day window with a [`ManualClock`](crate::clock::ManualClock). FaceID rules themselves
-//! (signatures, biz_id times, error codes) come from [`crate::protocol`], not from here.
+//! Time comes from an injected [`Clock`](faceid_protocol::clock::Clock), so tests can step
+//! through the one-day window with a [`ManualClock`](faceid_protocol::clock::ManualClock).
+//! FaceID rules themselves (signatures, biz_id times, error codes) and the webhook signatures
+//! `listen` checks come from [`faceid_protocol`], not from here.
+//!
+//! A crate of its own, beside the receiver and not inside it: deployments never link it (the
+//! Dockerfile builds `faceid-receiver` alone), and it depends on the receiver's rules only
+//! through `faceid-protocol`, never on the receiver itself, so the receiver's tests can run it
+//! in-process with one copy of the shared types.
 
 pub mod listen;
 pub mod result;
