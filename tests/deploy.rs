@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use faceid_receiver::config::{KNOWN_KEYS, env_var_for};
+use faceid_receiver::config::{env_var_for, known_keys};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -22,7 +22,9 @@ fn read(name: &str) -> String {
 fn is_config_variable(name: &str) -> bool {
     name == "APP_ENVIRONMENT"
         || name == "DATABASE_URL"
-        || KNOWN_KEYS.iter().any(|key| env_var_for(key) == name)
+        || known_keys()
+            .iter()
+            .any(|key| env_var_for(&key.name) == name)
 }
 
 /// `(indent, text)` of each non-blank, non-comment line.
