@@ -1,43 +1,34 @@
-//! The merchant's query API under `/api/v1`, behind bearer tokens from `api.tokens`.
+//! The merchant's query API under `/api/v1`, behind bearer tokens from `api.tokens`
+//! ([`super::auth`]): the routes of its parts (this module's queries, [`super::followup`],
+//! [`super::replay`]) behind one authentication layer, and the queries themselves.
 //!
-//! Invariants: tokens are compared in constant time (each configured token is checked, no
-//! early exit); list endpoints page with opaque keyset cursors, newest first.
+//! Invariants: list endpoints page with opaque keyset cursors, newest first; a path or query
+//! holding `%00` is refused with 400 before any handler runs.
 //!
 //! Identity data: a caller whose token has the `pii` scope sees the stored raw result
 //! byte-exact, and every such disclosure is written to the access log *before* the response
 //! is sent (a log that cannot be written fails the request with 503: no unaudited reads).
-//! Any other caller sees the result with its identity fields masked by
-//! [`crate::protocol::pii`], re-serialized (so not byte-exact), and the journal's addresses
-//! cut to their network, and is not logged. Every answer to a `pii` token carries
-//! `Cache-Control: no-store`: no proxy or browser cache may keep what it disclosed.
+//! Any other caller sees the masked views of [`super::views`], and is not logged.
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use secrecy::ExposeSecret;
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::AppState;
-use super::error::ErrorBody;
-use super::error::{AppError, Result};
+use super::auth::{Caller, require_token};
+use super::error::{AppError, ErrorBody, Result};
 use super::extract::{ApiPath, ApiQuery};
 #[allow(unused_imports)] // referenced by the schema attributes only
-use super::openapi::{CallbackPage, FetchStateName, SourceName, VerificationPage};
-use crate::clock::{parse_time, rfc3339};
-use crate::config::ApiToken;
-use crate::protocol::pii;
-use crate::store::{
-    AccessEntry, CallbackQuery, CallbackRecord, FetchInfo, ListQuery, Verification,
-};
-use utoipa::{IntoParams, ToSchema};
+use super::views::{CallbackPage, VerificationPage};
+use super::views::{CallbackView, Page, VerificationView};
+use crate::clock::parse_time;
+use crate::store::{CallbackQuery, ListQuery};
 
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 200;
@@ -49,49 +40,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/verifications", get(list_verifications))
         .route("/verifications/{biz_id}", get(get_verification))
         .route("/callbacks", get(list_callbacks))
-        .merge(super::fetch::router())
+        .merge(super::followup::router())
         .merge(super::replay::router())
         .route_layer(axum::middleware::from_fn_with_state(state, require_token))
         .route_layer(axum::middleware::from_fn(refuse_nul))
-        // Added after the auth layer, so the document itself needs no token.
-        .route("/openapi.json", get(super::openapi::serve))
-}
-
-/// The token that authenticated a request, for handlers that care about scopes.
-#[derive(Clone)]
-pub struct Caller {
-    pub scopes: Vec<String>,
-    /// [`ApiToken::fingerprint`], for the access log.
-    pub token_fp: String,
-}
-
-impl Caller {
-    /// May see identity data (unmasked results, image bytes).
-    pub fn has_pii(&self) -> bool {
-        self.scopes.iter().any(|s| s == pii::PII_SCOPE)
-    }
-
-    /// Records that this caller was shown `biz_ids` (or records of no biz_id, `None`) through
-    /// `route`. Call before answering.
-    pub async fn log_access<'a, B: Into<Option<&'a str>>>(
-        &self,
-        state: &AppState,
-        route: &str,
-        biz_ids: impl IntoIterator<Item = B>,
-    ) -> Result<()> {
-        let accessed_at = state.clock.now_ms();
-        let entries: Vec<AccessEntry> = biz_ids
-            .into_iter()
-            .map(|biz_id| AccessEntry {
-                token_fp: self.token_fp.clone(),
-                route: route.to_owned(),
-                biz_id: biz_id.into().map(str::to_owned),
-                accessed_at,
-            })
-            .collect();
-        state.store.record_access(&entries).await?;
-        Ok(())
-    }
 }
 
 /// Refuses a path or query holding a percent-encoded NUL (`%00`) with 400 before any handler
@@ -113,144 +65,6 @@ async fn refuse_nul(request: Request, next: Next) -> Result<Response> {
         ));
     }
     Ok(next.run(request).await)
-}
-
-/// Accepts `Authorization: Bearer <token>` when it matches one of `api.tokens`.
-async fn require_token(
-    State(state): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Result<Response> {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .ok_or(AppError::Unauthorized)?;
-    let token = match_token(&state.settings.api.tokens, presented).ok_or(AppError::Unauthorized)?;
-    let caller = Caller {
-        scopes: token.scopes.clone(),
-        token_fp: token.fingerprint(),
-    };
-    let pii = caller.has_pii();
-    request.extensions_mut().insert(caller);
-    let mut response = next.run(request).await;
-    if pii {
-        response
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
-    Ok(response)
-}
-
-/// Constant-time: compares fixed-length digests, and looks at every token.
-fn match_token<'a>(tokens: &'a [ApiToken], presented: &str) -> Option<&'a ApiToken> {
-    let presented = Sha256::digest(presented.as_bytes());
-    let mut found = None;
-    for token in tokens {
-        let expected = Sha256::digest(token.token.expose_secret().as_bytes());
-        if bool::from(expected.ct_eq(&presented)) {
-            found = Some(token);
-        }
-    }
-    found
-}
-
-/// A verification as the API shows it.
-#[derive(Serialize, ToSchema)]
-pub struct VerificationView {
-    /// FaceID's biz_id (or `raw:<token>` for a RAW result).
-    #[schema(example = "1462259748,52b13fb5-8dfb-4537-a62b-a641d5e929f1")]
-    pub biz_id: String,
-    pub biz_no: Option<String>,
-    /// FaceID's status (`OK`, `FAILED`, …) or `PENDING` until a result is known.
-    #[schema(example = "OK")]
-    pub status: String,
-    /// `PASS`/`FAIL` from liveness_result, when present.
-    pub liveness: Option<String>,
-    /// verify_result.result_faceid.confidence, when present.
-    pub confidence: Option<f64>,
-    #[schema(value_type = SourceName)]
-    pub source: &'static str,
-    /// Whether the stored result came with a valid signature (get_result answers count).
-    pub signed: bool,
-    /// FaceID's JSON exactly as received (images stripped) for `pii` callers, masked for
-    /// others; null while pending or once purged.
-    #[schema(value_type = Option<Object>)]
-    pub result: Option<Box<RawValue>>,
-    /// Names of fetched images, for `GET …/images/{name}`.
-    pub images: Vec<String>,
-    pub fetch: FetchView,
-    /// RFC 3339.
-    pub created_at: String,
-    /// RFC 3339.
-    pub updated_at: String,
-    /// When retention removed the raw result and images; absent when never.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub purged_at: Option<String>,
-}
-
-/// The follow-up (get_result) state of a verification.
-#[derive(Serialize, ToSchema)]
-pub struct FetchView {
-    #[schema(value_type = FetchStateName)]
-    pub state: &'static str,
-    /// get_result calls spent (at most 3, ever).
-    pub calls_used: i32,
-    /// RFC 3339 time of the next call, when one is scheduled.
-    pub next_at: Option<String>,
-    pub last_error: Option<String>,
-}
-
-impl From<&FetchInfo> for FetchView {
-    fn from(f: &FetchInfo) -> Self {
-        Self {
-            state: f.state.as_str(),
-            calls_used: f.calls_used,
-            next_at: f.next_at.map(rfc3339),
-            last_error: f.last_error.clone(),
-        }
-    }
-}
-
-impl From<Verification> for VerificationView {
-    /// The unmasked view (for `pii` callers).
-    fn from(v: Verification) -> Self {
-        Self::render(v, true)
-    }
-}
-
-impl VerificationView {
-    /// The view of `v`, with identity data masked unless `pii`.
-    pub fn render(v: Verification, pii: bool) -> Self {
-        let result = v.result.and_then(|raw| {
-            if pii {
-                // The stored text was validated as one JSON object before it was stored.
-                RawValue::from_string(raw).ok()
-            } else {
-                serde_json::value::to_raw_value(&pii::mask_result(&raw)).ok()
-            }
-        });
-        Self {
-            fetch: FetchView::from(&v.fetch),
-            biz_id: v.biz_id,
-            biz_no: v.biz_no,
-            status: v.status,
-            liveness: v.liveness,
-            confidence: v.confidence,
-            source: v.source.as_str(),
-            signed: v.signed,
-            result,
-            images: v.images,
-            created_at: rfc3339(v.created_at),
-            updated_at: rfc3339(v.updated_at),
-            purged_at: v.purged_at.map(rfc3339),
-        }
-    }
 }
 
 /// One stored verification.
@@ -304,13 +118,6 @@ pub struct ListParams {
     limit: Option<String>,
     /// `next_cursor` from the previous page.
     cursor: Option<String>,
-}
-
-/// A page of a list, newest first (documented as `VerificationPage` and `CallbackPage`).
-#[derive(Serialize)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub next_cursor: Option<String>,
 }
 
 fn parse_limit(limit: Option<&str>) -> Result<i64> {
@@ -432,56 +239,6 @@ pub struct CallbackParams {
     cursor: Option<String>,
 }
 
-/// One journaled callback delivery, accepted or not.
-#[derive(Serialize, ToSchema)]
-pub struct CallbackView {
-    pub id: i64,
-    pub kind: String,
-    pub biz_id: Option<String>,
-    pub verified: bool,
-    pub outcome: String,
-    pub reason: Option<String>,
-    pub received_at: String,
-    /// The TCP peer, and the client a trusted proxy named (`203.0.113.7 via 10.0.0.2`);
-    /// cut to its network (`203.0.113.***`) without the `pii` scope.
-    pub remote_addr: Option<String>,
-    pub content_type: Option<String>,
-    pub body_sha256: String,
-    pub body_len: i64,
-    /// Which configured API secret verified the sign: `current`, or `previous-N` (the N-th of
-    /// `megvii.previous_secrets`); null when not verified.
-    pub key_id: Option<String>,
-    /// When `replay` stored this refused delivery (RFC 3339; its outcome is then `replayed`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub replayed_at: Option<String>,
-}
-
-impl CallbackView {
-    /// The view of `c`, with the address cut to its network unless `pii`.
-    fn render(c: CallbackRecord, pii: bool) -> Self {
-        let remote_addr = if pii {
-            c.remote_addr
-        } else {
-            c.remote_addr.as_deref().map(pii::mask_address)
-        };
-        Self {
-            id: c.id,
-            kind: c.kind,
-            biz_id: c.biz_id,
-            verified: c.verified,
-            outcome: c.outcome,
-            reason: c.reason,
-            received_at: rfc3339(c.received_at),
-            remote_addr,
-            content_type: c.content_type,
-            body_sha256: c.body_sha256,
-            body_len: c.body_len,
-            key_id: c.key_id,
-            replayed_at: c.replayed_at.map(rfc3339),
-        }
-    }
-}
-
 /// The callback journal, newest first, including refused deliveries.
 #[utoipa::path(
     get,
@@ -545,19 +302,6 @@ pub async fn list_callbacks(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_configured_tokens_match_and_scopes_come_along() {
-        let tokens = vec![
-            ApiToken::parse("alpha").unwrap(),
-            ApiToken::parse("beta:pii").unwrap(),
-        ];
-        assert!(match_token(&tokens, "alpha").unwrap().scopes.is_empty());
-        assert_eq!(match_token(&tokens, "beta").unwrap().scopes, vec!["pii"]);
-        assert!(match_token(&tokens, "alph").is_none());
-        assert!(match_token(&tokens, "").is_none());
-        assert!(match_token(&[], "alpha").is_none());
-    }
 
     #[test]
     fn cursors_round_trip_and_garbage_is_refused() {

@@ -14,7 +14,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::api::Caller;
+use super::auth::Caller;
 use super::error::{AppError, ErrorBody, Result};
 use crate::clock::parse_time;
 use crate::config::ADMIN_SCOPE;

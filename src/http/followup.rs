@@ -30,9 +30,10 @@ use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::api::{Caller, FetchView};
+use super::auth::Caller;
 use super::error::{AppError, ErrorBody, Result};
 use super::extract::ApiPath;
+use super::views::FetchView;
 use crate::fetcher::{self, log_key, plan};
 use crate::protocol::BizId;
 use crate::store::{FetchInfo, NewJob};
