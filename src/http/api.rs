@@ -22,13 +22,13 @@ use utoipa::IntoParams;
 
 use super::AppState;
 use super::auth::{Caller, require_token};
-use super::error::{AppError, ErrorBody, Result};
+use super::error::{ApiErrors, AppError, ErrorBody, Result};
 use super::extract::{ApiPath, ApiQuery};
 #[allow(unused_imports)] // referenced by the schema attributes only
 use super::views::{CallbackPage, VerificationPage};
 use super::views::{CallbackView, Page, VerificationView};
 use crate::clock::parse_time;
-use crate::store::{CallbackQuery, ListQuery};
+use crate::store::{CallbackQuery, CallbackRecord, ListQuery, Verification};
 
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 200;
@@ -76,9 +76,8 @@ async fn refuse_nul(request: Request, next: Next) -> Result<Response> {
     responses(
         (status = 200, description = "The stored outcome", body = VerificationView),
         (status = 400, description = "Malformed path", body = ErrorBody),
-        (status = 401, description = "Missing or unknown token", body = ErrorBody),
         (status = 404, description = "No such verification", body = ErrorBody),
-        (status = 503, description = "Storage unavailable", body = ErrorBody),
+        ApiErrors,
     ),
 )]
 pub async fn get_verification(
@@ -148,14 +147,69 @@ fn decode_cursor(cursor: &str) -> Result<(i64, String)> {
     Ok((ms.parse().map_err(|_| bad_cursor())?, biz_id.to_owned()))
 }
 
-/// Lists ask the store for `limit + 1` rows: the extra one only tells that a next page exists.
-/// Keeps the first `limit` and returns the cursor of the last one kept, when there is more.
-fn take_page<T>(rows: &mut Vec<T>, limit: i64, cursor_of: impl Fn(&T) -> String) -> Option<String> {
-    if rows.len() as i64 <= limit {
-        return None;
+/// A stored row a list pages through and shows.
+trait Listed: Sized {
+    type View;
+    /// The `next_cursor` that continues after this row.
+    fn cursor(&self) -> String;
+    /// Whose data this row is, for the access log.
+    fn biz_id(&self) -> Option<&str>;
+    /// The row as this caller may see it.
+    fn render(self, pii: bool) -> Self::View;
+}
+
+impl Listed for Verification {
+    type View = VerificationView;
+    fn cursor(&self) -> String {
+        encode_cursor(self.created_at, &self.biz_id)
     }
-    rows.truncate(limit as usize);
-    rows.last().map(cursor_of)
+    fn biz_id(&self) -> Option<&str> {
+        Some(&self.biz_id)
+    }
+    fn render(self, pii: bool) -> VerificationView {
+        VerificationView::render(self, pii)
+    }
+}
+
+impl Listed for CallbackRecord {
+    type View = CallbackView;
+    fn cursor(&self) -> String {
+        self.id.to_string()
+    }
+    fn biz_id(&self) -> Option<&str> {
+        self.biz_id.as_deref()
+    }
+    fn render(self, pii: bool) -> CallbackView {
+        CallbackView::render(self, pii)
+    }
+}
+
+/// The answer to a list. The store was asked for `limit + 1` rows: the extra one only tells
+/// that a next page exists. The first `limit` are shown, after they were written to the access
+/// log under `route` when the caller may see identity data (no unaudited reads).
+async fn page<R: Listed>(
+    state: &AppState,
+    caller: &Caller,
+    route: &str,
+    mut rows: Vec<R>,
+    limit: i64,
+) -> Result<Json<Page<R::View>>> {
+    let next_cursor = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(R::cursor)
+    } else {
+        None
+    };
+    let pii = caller.has_pii();
+    if pii {
+        caller
+            .log_access(state, route, rows.iter().map(R::biz_id))
+            .await?;
+    }
+    Ok(Json(Page {
+        items: rows.into_iter().map(|r| r.render(pii)).collect(),
+        next_cursor,
+    }))
 }
 
 fn non_empty(value: Option<String>) -> Option<String> {
@@ -171,8 +225,7 @@ fn non_empty(value: Option<String>) -> Option<String> {
     responses(
         (status = 200, description = "A page of verifications", body = VerificationPage),
         (status = 400, description = "Invalid limit, since or cursor", body = ErrorBody),
-        (status = 401, description = "Missing or unknown token", body = ErrorBody),
-        (status = 503, description = "Storage unavailable", body = ErrorBody),
+        ApiErrors,
     ),
 )]
 pub async fn list_verifications(
@@ -201,27 +254,8 @@ pub async fn list_verifications(
         limit: limit + 1,
         after,
     };
-    let mut records = state.store.list(&query).await?;
-    let next_cursor = take_page(&mut records, limit, |r| {
-        encode_cursor(r.created_at, &r.biz_id)
-    });
-    let pii = caller.has_pii();
-    if pii {
-        caller
-            .log_access(
-                &state,
-                "GET /api/v1/verifications",
-                records.iter().map(|r| r.biz_id.as_str()),
-            )
-            .await?;
-    }
-    Ok(Json(Page {
-        items: records
-            .into_iter()
-            .map(|r| VerificationView::render(r, pii))
-            .collect(),
-        next_cursor,
-    }))
+    let records = state.store.list(&query).await?;
+    page(&state, &caller, "GET /api/v1/verifications", records, limit).await
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -248,8 +282,7 @@ pub struct CallbackParams {
     responses(
         (status = 200, description = "A page of journal entries", body = CallbackPage),
         (status = 400, description = "Invalid limit, verified or cursor", body = ErrorBody),
-        (status = 401, description = "Missing or unknown token", body = ErrorBody),
-        (status = 503, description = "Storage unavailable", body = ErrorBody),
+        ApiErrors,
     ),
 )]
 pub async fn list_callbacks(
@@ -278,25 +311,8 @@ pub async fn list_callbacks(
         limit: limit + 1,
         before_id,
     };
-    let mut rows = state.store.callbacks(&query).await?;
-    let next_cursor = take_page(&mut rows, limit, |r| r.id.to_string());
-    let pii = caller.has_pii();
-    if pii {
-        caller
-            .log_access(
-                &state,
-                "GET /api/v1/callbacks",
-                rows.iter().map(|r| r.biz_id.as_deref()),
-            )
-            .await?;
-    }
-    Ok(Json(Page {
-        items: rows
-            .into_iter()
-            .map(|r| CallbackView::render(r, pii))
-            .collect(),
-        next_cursor,
-    }))
+    let rows = state.store.callbacks(&query).await?;
+    page(&state, &caller, "GET /api/v1/callbacks", rows, limit).await
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::{AppError, ErrorBody, Result};
+use super::error::{ApiErrors, AppError, ErrorBody, Result};
 use super::extract::ApiPath;
 use super::views::FetchView;
 use crate::fetcher::{self, log_key, plan};
@@ -108,10 +108,9 @@ fn manual_due_at(
         (status = 202, description = "Follow-up scheduled now (or, after a failed call, at the backoff the worker scheduled)", body = Scheduled,
          headers(("Location" = String, description = "The verification's URL"))),
         (status = 400, description = "Malformed path", body = ErrorBody),
-        (status = 401, description = "Missing or unknown token", body = ErrorBody),
         (status = 404, description = "Unknown verification and not a well-formed biz_id", body = ErrorBody),
         (status = 409, description = "`budget_exhausted` or `window_closed`", body = ErrorBody),
-        (status = 503, description = "Storage unavailable", body = ErrorBody),
+        ApiErrors,
     ),
 )]
 pub async fn manual_fetch(
@@ -168,10 +167,9 @@ pub struct RawRequest {
         (status = 202, description = "Follow-up scheduled now", body = Scheduled,
          headers(("Location" = String, description = "The verification's URL"))),
         (status = 400, description = "Malformed body, token or biz_no", body = ErrorBody),
-        (status = 401, description = "Missing or unknown token", body = ErrorBody),
         (status = 409, description = "`budget_exhausted` or `window_closed`", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 503, description = "Storage unavailable", body = ErrorBody),
+        ApiErrors,
     ),
 )]
 pub async fn raw_result(
@@ -251,10 +249,9 @@ pub async fn raw_result(
     responses(
         (status = 200, description = "The JPEG", content_type = "image/jpeg"),
         (status = 400, description = "Malformed path", body = ErrorBody),
-        (status = 401, description = "Missing or unknown token", body = ErrorBody),
         (status = 403, description = "The token lacks the `pii` scope", body = ErrorBody),
         (status = 404, description = "No such image", body = ErrorBody),
-        (status = 503, description = "Storage unavailable", body = ErrorBody),
+        ApiErrors,
     ),
 )]
 pub async fn image(
