@@ -7,7 +7,7 @@
 //! shape its keys are written in (the same type where every key passes through as written, a
 //! `Raw…` type where a value must be parsed) and its rules. A key is declared once, as a
 //! field of that shape: the list of known keys (for the unknown-variable warning, and which
-//! of them are comma-separated lists) is derived from [`Raw`]'s fields, and a test ties it to
+//! of them are comma-separated lists) is derived from `Raw`'s fields, and a test ties it to
 //! `config/*.toml`, `.env.example`, `docker-compose.yml` and the README's table.
 //!
 //! Invariants: loading has no side effects and reads the environment only through the map it
@@ -191,7 +191,7 @@ pub struct Key {
     pub list: bool,
 }
 
-/// Every key the files may set, in declaration order: the fields of [`Raw`]'s sections, read
+/// Every key the files may set, in declaration order: the fields of `Raw`'s sections, read
 /// by serializing the defaults (an unset optional key serializes as `null`, so it is listed
 /// too).
 pub fn known_keys() -> &'static [Key] {

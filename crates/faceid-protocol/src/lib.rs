@@ -2,7 +2,7 @@
 //! FaceID Lite's rules at the crate root, the Standard Webhooks signatures of the pushes in
 //! [`webhook`], and the injected [`clock`] both read time from.
 //!
-//! - The crate root is pure FaceID Lite knowledge: how callbacks are signed ([`sign`]), what
+//! - The crate root is pure FaceID Lite knowledge: how callbacks are signed ([`mod@sign`]), what
 //!   a result looks like ([`payload`], and which of its fields are identity data: [`pii`]),
 //!   what a `biz_id` is and when FaceID forgets it ([`biz_id`]), and which get_result errors
 //!   are worth retrying ([`error`]). The receiver re-exports it as `faceid_receiver::protocol`.
