@@ -15,7 +15,9 @@ fn repo() -> PathBuf {
 
 /// Every path the Layout names, from the repository root.
 fn named_paths(readme: &str) -> BTreeSet<String> {
-    let section = &readme[readme.find("\n## Layout\n").expect("README has a Layout section")..];
+    let section = &readme[readme
+        .find("\n## Layout\n")
+        .expect("README has a Layout section")..];
     let block = section
         .split("```")
         .nth(1)
