@@ -100,38 +100,29 @@ impl Default for SimConfig {
 ///
 /// `script` is a list of steps (see [`Step`]), or one comma-separated string; empty means
 /// `["OK"]`. Unknown fields are refused so that a typo does not silently script defaults.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ResultScript {
     /// The Lite biz_id to script (`POST /sim/results`); minted by `POST /sim/biz`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub biz_id: Option<String>,
     /// The RAW token to script instead of a biz_id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub biz_no: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub biz_extra_data: Option<String>,
-    #[serde(default, deserialize_with = "list_or_commas")]
+    #[serde(deserialize_with = "list_or_commas")]
     pub script: Vec<String>,
     /// `liveness_result.result`, verbatim (default PASS for OK, FAIL otherwise).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub liveness: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confidence: Option<f64>,
     /// When the result was created. Defaults to the biz_id's leading seconds, or to now (by
     /// the simulator's clock) for a token or a biz_id without them. Minting uses it for the
     /// biz_id's leading seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at_ms: Option<i64>,
     /// When the user finishes the H5 flow, by the simulator's clock. Calls before then answer
     /// `until_finished` (default `NOT_STARTED`) whatever the script says; calls from then on
     /// follow `script` from its first step. Unset: the script applies from the first call.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finishes_at_ms: Option<i64>,
     /// The step answered before `finishes_at_ms` (default `NOT_STARTED`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until_finished: Option<String>,
 }
 
