@@ -120,16 +120,11 @@ impl RawApi {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{env, repo_config};
-    use crate::config::*;
+    use super::super::testing::{load, load_error};
 
     #[test]
     fn tokens_take_known_scopes_joined_with_plus_and_an_unknown_one_is_refused() {
-        let loaded = Settings::load_from(
-            &env(&[("APP__API__TOKENS", "plain,ops:pii+admin,desk:console")]),
-            &repo_config(),
-        )
-        .unwrap();
+        let loaded = load(&[("APP__API__TOKENS", "plain,ops:pii+admin,desk:console")]).unwrap();
         let scopes: Vec<Vec<String>> = loaded
             .settings
             .api
@@ -146,12 +141,7 @@ mod tests {
             ]
         );
 
-        let error = Settings::load_from(
-            &env(&[("APP__API__TOKENS", "plain,s3cret-token:pii+admn")]),
-            &repo_config(),
-        )
-        .unwrap_err()
-        .to_string();
+        let error = load_error(&[("APP__API__TOKENS", "plain,s3cret-token:pii+admn")]);
         assert!(
             error.contains("\"admn\"") && error.contains("token #2"),
             "{error}"

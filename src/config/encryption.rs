@@ -61,8 +61,7 @@ impl RawEncryption {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{env, repo_config};
-    use crate::config::*;
+    use super::super::testing::load_error;
 
     #[test]
     fn a_bad_encryption_key_names_the_key_but_never_echoes_it() {
@@ -70,9 +69,7 @@ mod tests {
             ("APP__ENCRYPTION__KEY", "c2hvcnQtc2VjcmV0"),
             ("APP__ENCRYPTION__PREVIOUS_KEYS", "c2hvcnQtc2VjcmV0"),
         ] {
-            let error = Settings::load_from(&env(&[(var, key)]), &repo_config())
-                .unwrap_err()
-                .to_string();
+            let error = load_error(&[(var, key)]);
             assert!(error.contains(var), "{error}");
             assert!(error.contains("32 bytes"), "{error}");
             assert!(!error.contains(key), "{error}");

@@ -83,14 +83,11 @@ impl FetchSettings {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{env, repo_config};
-    use crate::config::*;
+    use super::super::testing::{load, load_error};
 
     #[test]
     fn follow_up_bounds_have_defaults_and_are_checked() {
-        let s = Settings::load_from(&env(&[]), &repo_config())
-            .unwrap()
-            .settings;
+        let s = load(&[]).unwrap().settings;
         assert_eq!(
             (s.server.return_get_per_minute, s.server.return_get_burst),
             (60, 20)
@@ -109,35 +106,25 @@ mod tests {
                 "server.return_get_burst",
             ),
         ] {
-            let error = Settings::load_from(&env(&[(var, value)]), &repo_config())
-                .unwrap_err()
-                .to_string();
+            let error = load_error(&[(var, value)]);
             assert!(
                 error.contains(key) || error.contains(var),
                 "{var}={value}: {error}"
             );
         }
         // A 20 s lease cannot cover a 15 s call after 8 turns at one call a second.
-        let error = Settings::load_from(
-            &env(&[
-                ("APP__FETCH__MAX_CALLS_PER_SECOND", "1"),
-                ("APP__FETCH__LEASE", "20s"),
-            ]),
-            &repo_config(),
-        )
-        .unwrap_err()
-        .to_string();
+        let error = load_error(&[
+            ("APP__FETCH__MAX_CALLS_PER_SECOND", "1"),
+            ("APP__FETCH__LEASE", "20s"),
+        ]);
         assert!(
             error.contains("fetch.lease") && error.contains("23s"),
             "{error}"
         );
-        let off = Settings::load_from(
-            &env(&[
-                ("APP__SERVER__RETURN_GET_PER_MINUTE", "0"),
-                ("APP__SERVER__RETURN_GET_BURST", "0"),
-            ]),
-            &repo_config(),
-        );
+        let off = load(&[
+            ("APP__SERVER__RETURN_GET_PER_MINUTE", "0"),
+            ("APP__SERVER__RETURN_GET_BURST", "0"),
+        ]);
         assert!(off.is_ok(), "0 disables the return GET limit");
     }
 }

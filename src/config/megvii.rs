@@ -67,21 +67,17 @@ impl RawMegvii {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{env, repo_config};
-    use crate::config::*;
+    use super::super::testing::load;
 
     #[test]
     fn previous_secrets_come_after_the_current_one_and_stay_out_of_debug() {
-        let s = Settings::load_from(
-            &env(&[
-                ("APP__MEGVII__API_SECRET", "new-secret"),
-                (
-                    "APP__MEGVII__PREVIOUS_SECRETS",
-                    "old-secret-1, old-secret-2",
-                ),
-            ]),
-            &repo_config(),
-        )
+        let s = load(&[
+            ("APP__MEGVII__API_SECRET", "new-secret"),
+            (
+                "APP__MEGVII__PREVIOUS_SECRETS",
+                "old-secret-1, old-secret-2",
+            ),
+        ])
         .unwrap()
         .settings;
         assert_eq!(
@@ -89,9 +85,7 @@ mod tests {
             ["new-secret", "old-secret-1", "old-secret-2"]
         );
         assert!(!format!("{s:?}").contains("old-secret"));
-        let dev = Settings::load_from(&env(&[]), &repo_config())
-            .unwrap()
-            .settings;
+        let dev = load(&[]).unwrap().settings;
         assert_eq!(dev.megvii.callback_secrets(), ["dev-secret"]);
     }
 }

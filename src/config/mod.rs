@@ -355,6 +355,16 @@ pub(super) mod testing {
     pub fn repo_config() -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config")
     }
+
+    /// Loads the repository's profiles with these variables (and no others).
+    pub fn load(pairs: &[(&str, &str)]) -> Result<super::Loaded, super::ConfigError> {
+        super::Settings::load_from(&env(pairs), &repo_config())
+    }
+
+    /// The one line loading with these variables fails with.
+    pub fn load_error(pairs: &[(&str, &str)]) -> String {
+        load(pairs).unwrap_err().to_string()
+    }
 }
 
 #[cfg(test)]
@@ -363,12 +373,12 @@ mod tests {
 
     use secrecy::ExposeSecret;
 
-    use super::testing::{env, repo_config};
+    use super::testing::{load, load_error};
     use super::*;
 
     #[test]
     fn development_profile_loads_with_no_variables() {
-        let loaded = Settings::load_from(&env(&[]), &repo_config()).unwrap();
+        let loaded = load(&[]).unwrap();
         let s = loaded.settings;
         assert_eq!(s.environment, Environment::Development);
         assert_eq!(s.server.listen.to_string(), "127.0.0.1:5000");
@@ -384,15 +394,12 @@ mod tests {
 
     #[test]
     fn environment_variables_override_files_and_lists_split_on_commas() {
-        let loaded = Settings::load_from(
-            &env(&[
-                ("APP__FETCH__MAX_CALLS", "2"),
-                ("APP__API__TOKENS", "alpha,beta:pii"),
-                ("APP__MEGVII__API_SECRET", "12345"),
-                ("APP__FETCH__RETRY_DELAY", "90s"),
-            ]),
-            &repo_config(),
-        )
+        let loaded = load(&[
+            ("APP__FETCH__MAX_CALLS", "2"),
+            ("APP__API__TOKENS", "alpha,beta:pii"),
+            ("APP__MEGVII__API_SECRET", "12345"),
+            ("APP__FETCH__RETRY_DELAY", "90s"),
+        ])
         .unwrap();
         let s = loaded.settings;
         assert_eq!(s.fetch.max_calls, 2);
@@ -415,25 +422,19 @@ mod tests {
 
     #[test]
     fn database_url_falls_back_to_database_url_only_when_app_variable_is_unset() {
-        let s = Settings::load_from(
-            &env(&[("DATABASE_URL", "postgres://u:pw@db/x")]),
-            &repo_config(),
-        )
-        .unwrap()
-        .settings;
+        let s = load(&[("DATABASE_URL", "postgres://u:pw@db/x")])
+            .unwrap()
+            .settings;
         assert_eq!(s.database.url.expose_secret(), "postgres://u:pw@db/x");
         assert_eq!(s.database.redacted_url(), "postgres://u:***@db/x");
         assert!(
             !format!("{s:?}").contains("pw@"),
             "Debug must not print the password"
         );
-        let s = Settings::load_from(
-            &env(&[
-                ("DATABASE_URL", "postgres://u:pw@db/x"),
-                ("APP__DATABASE__URL", "sqlite://other.db"),
-            ]),
-            &repo_config(),
-        )
+        let s = load(&[
+            ("DATABASE_URL", "postgres://u:pw@db/x"),
+            ("APP__DATABASE__URL", "sqlite://other.db"),
+        ])
         .unwrap()
         .settings;
         assert_eq!(s.database.url.expose_secret(), "sqlite://other.db");
@@ -442,9 +443,7 @@ mod tests {
     #[test]
     fn production_requires_credentials_and_real_tokens() {
         let base = [("APP_ENVIRONMENT", "production")];
-        let err = Settings::load_from(&env(&base), &repo_config())
-            .unwrap_err()
-            .to_string();
+        let err = load_error(&base);
         assert!(
             err.contains("megvii.api_key") && err.contains("APP__MEGVII__API_KEY"),
             "{err}"
@@ -456,9 +455,7 @@ mod tests {
             ("APP__MEGVII__API_KEY", "k"),
             ("APP__MEGVII__API_SECRET", "s"),
         ];
-        let err = Settings::load_from(&env(&creds), &repo_config())
-            .unwrap_err()
-            .to_string();
+        let err = load_error(&creds);
         assert!(
             err.contains("api.tokens") && err.contains("APP__API__TOKENS"),
             "{err}"
@@ -466,16 +463,12 @@ mod tests {
 
         let mut with_dev = creds.to_vec();
         with_dev.push(("APP__API__TOKENS", DEV_TOKEN));
-        let err = Settings::load_from(&env(&with_dev), &repo_config())
-            .unwrap_err()
-            .to_string();
+        let err = load_error(&with_dev);
         assert!(err.contains("development token"), "{err}");
 
         let mut ok = creds.to_vec();
         ok.push(("APP__API__TOKENS", "a-long-random-token"));
-        let s = Settings::load_from(&env(&ok), &repo_config())
-            .unwrap()
-            .settings;
+        let s = load(&ok).unwrap().settings;
         assert_eq!(s.server.listen.to_string(), "0.0.0.0:5000");
         assert_eq!(s.telemetry.format, LogFormat::Json);
     }
@@ -494,31 +487,25 @@ mod tests {
             ("APP__DATABASE__URL", "mysql://x", "database.url"),
             ("APP__MEGVII__BASE_URL", "ftp://x", "megvii.base_url"),
         ] {
-            let err = Settings::load_from(&env(&[(var, value)]), &repo_config())
-                .unwrap_err()
-                .to_string();
+            let err = load_error(&[(var, value)]);
             assert!(
                 err.contains(key) && err.contains(var),
                 "{var}={value}: {err}"
             );
         }
-        let err = Settings::load_from(&env(&[("APP_ENVIRONMENT", "staging")]), &repo_config())
-            .unwrap_err();
+        let err = load(&[("APP_ENVIRONMENT", "staging")]).unwrap_err();
         assert!(err.to_string().contains("APP_ENVIRONMENT"));
     }
 
     #[test]
     fn unknown_variables_and_unreachable_public_urls_are_warned_about() {
-        let loaded = Settings::load_from(
-            &env(&[
-                ("APP__SERVER__LISTN", "x"),
-                (
-                    "APP__SERVER__PUBLIC_URL",
-                    "http://verify.example.com:8080/base/",
-                ),
-            ]),
-            &repo_config(),
-        )
+        let loaded = load(&[
+            ("APP__SERVER__LISTN", "x"),
+            (
+                "APP__SERVER__PUBLIC_URL",
+                "http://verify.example.com:8080/base/",
+            ),
+        ])
         .unwrap();
         let w = loaded.warnings.join("\n");
         assert!(w.contains("APP__SERVER__LISTN"), "{w}");
@@ -537,9 +524,7 @@ mod tests {
 
     #[test]
     fn identity_retention_and_encryption_are_off_by_default_and_set_from_the_environment() {
-        let defaults = Settings::load_from(&env(&[]), &repo_config())
-            .unwrap()
-            .settings;
+        let defaults = load(&[]).unwrap().settings;
         // Only what strangers send is purged by default.
         assert_eq!(
             defaults.retention.cutoffs(40 * 86_400_000),
@@ -556,17 +541,14 @@ mod tests {
 
         let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
         let old = "HxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE=";
-        let loaded = Settings::load_from(
-            &env(&[
-                ("APP__RETENTION__RESULT_DAYS", "30"),
-                ("APP__RETENTION__JOURNAL_DAYS", "7"),
-                ("APP__RETENTION__REFUSED_DAYS", "0"),
-                ("APP__RETENTION__INTERVAL", "10m"),
-                ("APP__ENCRYPTION__KEY", key),
-                ("APP__ENCRYPTION__PREVIOUS_KEYS", &format!("{old},{key}")),
-            ]),
-            &repo_config(),
-        )
+        let loaded = load(&[
+            ("APP__RETENTION__RESULT_DAYS", "30"),
+            ("APP__RETENTION__JOURNAL_DAYS", "7"),
+            ("APP__RETENTION__REFUSED_DAYS", "0"),
+            ("APP__RETENTION__INTERVAL", "10m"),
+            ("APP__ENCRYPTION__KEY", key),
+            ("APP__ENCRYPTION__PREVIOUS_KEYS", &format!("{old},{key}")),
+        ])
         .unwrap();
         assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
         let s = loaded.settings;
@@ -722,13 +704,10 @@ mod tests {
                 "encryption.previous_keys"
             ]
         );
-        let s = Settings::load_from(
-            &env(&[
-                ("APP__MEGVII__PREVIOUS_SECRETS", "one,two"),
-                ("APP__ENCRYPTION__PREVIOUS_KEYS", ""),
-            ]),
-            &repo_config(),
-        )
+        let s = load(&[
+            ("APP__MEGVII__PREVIOUS_SECRETS", "one,two"),
+            ("APP__ENCRYPTION__PREVIOUS_KEYS", ""),
+        ])
         .unwrap()
         .settings;
         assert_eq!(s.megvii.previous_secrets.len(), 2);

@@ -173,27 +173,22 @@ pub fn public_url_warnings(public_url: Option<&url::Url>) -> Vec<String> {
 mod tests {
     use std::time::Duration;
 
-    use super::super::testing::{env, repo_config};
+    use super::super::testing::{load, load_error};
     use crate::config::*;
 
     #[test]
     fn hardening_keys_have_generous_defaults_and_a_burst_is_required_with_a_rate() {
-        let s = Settings::load_from(&env(&[]), &repo_config())
-            .unwrap()
-            .settings;
+        let s = load(&[]).unwrap().settings;
         assert_eq!(s.server.shutdown_timeout, Duration::from_secs(20));
         assert_eq!(s.server.rate_limit_per_second, 100);
         assert_eq!(s.server.rate_limit_burst, 500);
         assert!(!s.server.trust_forwarded_for);
 
-        let loaded = Settings::load_from(
-            &env(&[
-                ("APP__SERVER__RATE_LIMIT_PER_SECOND", "0"),
-                ("APP__SERVER__TRUST_FORWARDED_FOR", "true"),
-                ("APP__SERVER__SHUTDOWN_TIMEOUT", "5s"),
-            ]),
-            &repo_config(),
-        )
+        let loaded = load(&[
+            ("APP__SERVER__RATE_LIMIT_PER_SECOND", "0"),
+            ("APP__SERVER__TRUST_FORWARDED_FOR", "true"),
+            ("APP__SERVER__SHUTDOWN_TIMEOUT", "5s"),
+        ])
         .unwrap();
         assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
         assert_eq!(loaded.settings.server.rate_limit_per_second, 0);
@@ -203,30 +198,19 @@ mod tests {
             Duration::from_secs(5)
         );
 
-        let err = Settings::load_from(
-            &env(&[("APP__SERVER__RATE_LIMIT_BURST", "0")]),
-            &repo_config(),
-        )
-        .unwrap_err()
-        .to_string();
+        let err = load_error(&[("APP__SERVER__RATE_LIMIT_BURST", "0")]);
         assert!(err.contains("APP__SERVER__RATE_LIMIT_BURST"), "{err}");
     }
 
     #[test]
     fn connection_limits_have_defaults_and_refuse_nonsense() {
-        let s = Settings::load_from(&env(&[]), &repo_config())
-            .unwrap()
-            .settings;
+        let s = load(&[]).unwrap().settings;
         assert_eq!(s.server.header_timeout, Duration::from_secs(10));
         assert_eq!(s.server.idle_timeout, Duration::from_secs(60));
         assert_eq!(s.server.max_connections, 512);
         assert_eq!(s.server.admin_listen, None);
 
-        let loaded = Settings::load_from(
-            &env(&[("APP__SERVER__ADMIN_LISTEN", "127.0.0.1:9090")]),
-            &repo_config(),
-        )
-        .unwrap();
+        let loaded = load(&[("APP__SERVER__ADMIN_LISTEN", "127.0.0.1:9090")]).unwrap();
         assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
         assert_eq!(
             loaded.settings.server.admin_listen,
@@ -240,9 +224,7 @@ mod tests {
             ("APP__SERVER__IDLE_TIMEOUT", "0s"),
             ("APP__SERVER__MAX_CONNECTIONS", "0"),
         ] {
-            let err = Settings::load_from(&env(&[(var, value)]), &repo_config())
-                .unwrap_err()
-                .to_string();
+            let err = load_error(&[(var, value)]);
             assert!(err.contains(var), "{var}={value}: {err}");
         }
     }
