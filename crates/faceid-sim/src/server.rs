@@ -840,31 +840,37 @@ async fn control_script(
     State(sim): State<Simulator>,
     body: Result<axum::Json<ResultScript>, JsonRejection>,
 ) -> Response {
-    let spec = match body {
-        Ok(axum::Json(spec)) => spec,
-        Err(rejection) => return control_error(StatusCode::BAD_REQUEST, rejection.body_text()),
-    };
-    let api = if spec.token.is_some() {
-        Api::Raw
-    } else {
-        Api::Lite
-    };
-    match sim.script(spec) {
-        Ok(id) => axum::Json(json!({ "id": id, "api": api })).into_response(),
-        Err(e) => control_error(StatusCode::BAD_REQUEST, e.to_string()),
-    }
+    control(body, |spec| {
+        let api = if spec.token.is_some() {
+            Api::Raw
+        } else {
+            Api::Lite
+        };
+        sim.script(spec).map(|id| json!({ "id": id, "api": api }))
+    })
 }
 
 async fn control_mint(
     State(sim): State<Simulator>,
     body: Result<axum::Json<ResultScript>, JsonRejection>,
 ) -> Response {
+    control(body, |spec| {
+        sim.mint_biz(spec).map(|biz_id| json!({ "biz_id": biz_id }))
+    })
+}
+
+/// A scripting request: 400 when its body is not a script, or when `apply` refuses the
+/// script; otherwise what `apply` answers.
+fn control(
+    body: Result<axum::Json<ResultScript>, JsonRejection>,
+    apply: impl FnOnce(ResultScript) -> Result<serde_json::Value, ScriptError>,
+) -> Response {
     let spec = match body {
         Ok(axum::Json(spec)) => spec,
         Err(rejection) => return control_error(StatusCode::BAD_REQUEST, rejection.body_text()),
     };
-    match sim.mint_biz(spec) {
-        Ok(biz_id) => axum::Json(json!({ "biz_id": biz_id })).into_response(),
+    match apply(spec) {
+        Ok(answer) => axum::Json(answer).into_response(),
         Err(e) => control_error(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }
