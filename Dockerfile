@@ -5,6 +5,9 @@
 # No cargo-chef: its `cook` step replaces path crates with stubs, and vendor/sqlx-core is one
 # (a [patch.crates-io], see Cargo.toml), so cook could not build sqlx. BuildKit cache mounts
 # keep the crates.io downloads and compiled dependencies between builds instead.
+#
+# The service alone: the workspace's other members (faceid-sim, the FaceID stand-in, and the
+# load generator) are for tests and development and never reach the image.
 
 ARG RUST_VERSION=1.95
 FROM rust:${RUST_VERSION}-slim-bookworm AS builder
@@ -12,9 +15,9 @@ WORKDIR /app
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/app/target-cache \
-    CARGO_TARGET_DIR=/app/target-cache cargo build --release --locked --bin faceid-receiver --bin faceid-sim \
+    CARGO_TARGET_DIR=/app/target-cache cargo build --release --locked -p faceid-receiver --bin faceid-receiver \
  && mkdir -p target/release \
- && cp target-cache/release/faceid-receiver target-cache/release/faceid-sim target/release/
+ && cp target-cache/release/faceid-receiver target/release/
 
 FROM debian:bookworm-slim AS runtime
 # ca-certificates is deliberately unpinned: it must track Debian's current trust store.
@@ -27,7 +30,6 @@ RUN apt-get update \
  && chown app:app /app/data
 WORKDIR /app
 COPY --from=builder /app/target/release/faceid-receiver /usr/local/bin/faceid-receiver
-COPY --from=builder /app/target/release/faceid-sim /usr/local/bin/faceid-sim
 COPY config config
 ENV APP_ENVIRONMENT=production
 # Numeric, so the host and orchestrators can tell it is not root (uid 1001 = app).

@@ -33,8 +33,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use faceid_receiver::sim::sender::SignedCallback;
 use faceid_receiver::store::{pg_batch, sql};
+use faceid_sim::sender::SignedCallback;
 use sha2::Digest;
 
 const SEED: &str = include_str!("../tests/vectors/seed_get_result_ok.json");
@@ -337,7 +337,7 @@ async fn http(
     duration: f64,
     acked_out: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let client = faceid_receiver::sim::sender::http_client()?;
+    let client = faceid_sim::sender::http_client()?;
     let errors = ErrorLog::default();
     let op = move || {
         let (client, url, secret, errors) =
@@ -510,68 +510,55 @@ async fn pg_batched(
         .min_connections(clients as u32)
         .connect(&url)
         .await?;
-    let w = Arc::new(write_for(SEED_BIZ_ID));
-    let (next_size, errors) = (sizes.cursor(), ErrorLog::default());
-    let op = move || {
-        let (pool, w, next_size, errors) =
-            (pool.clone(), w.clone(), next_size.clone(), errors.clone());
-        async move {
-            let biz_ids = fresh_batch(next_size());
-            let n = biz_ids.len();
-            let result: Result<(), sqlx::Error> = async {
-                let mut tx = pool.begin().await?;
-                let written: Vec<(String, i32)> = sqlx::query_as(pg_batch::ACCEPT_ROUND)
-                    .bind(&biz_ids)
-                    .bind(vec![SEED_BIZ_NO; n])
-                    .bind(vec!["OK"; n])
-                    .bind(vec![3_i32; n])
-                    .bind(vec!["PASS"; n])
-                    .bind(vec![89.5_f64; n])
-                    .bind(vec!["notify"; n])
-                    .bind(vec![true; n])
-                    .bind(vec![w.data.as_str(); n])
-                    .bind(vec![NOW_MS; n])
-                    .bind(vec!["notify"; n])
-                    .bind(&biz_ids)
-                    .bind(vec![true; n])
-                    .bind(vec![None::<&str>; n])
-                    .bind(vec![NOW_MS; n])
-                    .bind(vec!["127.0.0.1"; n])
-                    .bind(vec![FORM; n])
-                    .bind(vec![w.body_sha256.as_str(); n])
-                    .bind(vec![w.body.len() as i64; n])
-                    .bind(vec![w.body.as_slice(); n])
-                    .bind(&biz_ids)
-                    .bind(vec![NOW_MS; n])
-                    .bind(Vec::<&str>::new())
-                    .bind(Vec::<i64>::new())
-                    .bind(Vec::<i64>::new())
-                    .bind(Vec::<i32>::new())
-                    .bind(Vec::<i64>::new())
-                    .bind(vec!["current"; n])
-                    .fetch_all(&mut *tx)
-                    .await?;
-                let records = sqlx::query(pg_batch::GET_VERIFICATIONS)
-                    .bind(&biz_ids)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                if written.len() != n || records.len() != n {
-                    return Err(sqlx::Error::Protocol(format!(
-                        "batch of {n}: {} written, {} read back",
-                        written.len(),
-                        records.len()
-                    )));
-                }
-                Ok(())
-            }
-            .await;
-            errors.outcome("pg-batched", result, n)
+    let write = |pool: sqlx::PgPool, w: Arc<Write>, biz_ids: Vec<String>| async move {
+        let n = biz_ids.len();
+        let mut tx = pool.begin().await?;
+        let written: Vec<(String, i32)> = sqlx::query_as(pg_batch::ACCEPT_ROUND)
+            .bind(&biz_ids)
+            .bind(vec![SEED_BIZ_NO; n])
+            .bind(vec!["OK"; n])
+            .bind(vec![3_i32; n])
+            .bind(vec!["PASS"; n])
+            .bind(vec![89.5_f64; n])
+            .bind(vec!["notify"; n])
+            .bind(vec![true; n])
+            .bind(vec![w.data.as_str(); n])
+            .bind(vec![NOW_MS; n])
+            .bind(vec!["notify"; n])
+            .bind(&biz_ids)
+            .bind(vec![true; n])
+            .bind(vec![None::<&str>; n])
+            .bind(vec![NOW_MS; n])
+            .bind(vec!["127.0.0.1"; n])
+            .bind(vec![FORM; n])
+            .bind(vec![w.body_sha256.as_str(); n])
+            .bind(vec![w.body.len() as i64; n])
+            .bind(vec![w.body.as_slice(); n])
+            .bind(&biz_ids)
+            .bind(vec![NOW_MS; n])
+            .bind(Vec::<&str>::new())
+            .bind(Vec::<i64>::new())
+            .bind(Vec::<i64>::new())
+            .bind(Vec::<i32>::new())
+            .bind(Vec::<i64>::new())
+            .bind(vec!["current"; n])
+            .fetch_all(&mut *tx)
+            .await?;
+        let records = sqlx::query(pg_batch::GET_VERIFICATIONS)
+            .bind(&biz_ids)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        if written.len() != n || records.len() != n {
+            return Err(sqlx::Error::Protocol(format!(
+                "batch of {n}: {} written, {} read back",
+                written.len(),
+                records.len()
+            )));
         }
+        Ok(())
     };
-    let (elapsed, tallies) = run_loops(clients, duration, op).await?;
-    report("pg-batched", clients, elapsed, &tallies);
-    Ok(())
+    batched_loops("pg-batched", pool, clients, sizes, duration, write).await
 }
 
 /// The same statements as `accept_signed` on its own, as a raw sqlx loop on `concurrency`
@@ -595,63 +582,86 @@ async fn sqlite_baseline(
         .max_connections(concurrency as u32)
         .connect_with(options)
         .await?;
-    // One payload for every transaction (only the biz_id varies): no client work is timed.
+    let write = |pool: sqlx::SqlitePool, w: Arc<Write>, biz_ids: Vec<String>| async move {
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        for biz_id in &biz_ids {
+            let _revision: Option<i32> = sqlx::query_scalar(sql::MERGE_RESULT)
+                .bind(biz_id)
+                .bind(SEED_BIZ_NO)
+                .bind("OK")
+                .bind(3_i32)
+                .bind("PASS")
+                .bind(89.5_f64)
+                .bind("notify")
+                .bind(true)
+                .bind(&w.data)
+                .bind(NOW_MS)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let _id: i64 = sqlx::query_scalar(sql::INSERT_CALLBACK)
+                .bind("notify")
+                .bind(biz_id)
+                .bind(true)
+                .bind("stored")
+                .bind(None::<String>)
+                .bind(NOW_MS)
+                .bind("127.0.0.1")
+                .bind(FORM)
+                .bind(&w.body_sha256)
+                .bind(w.body.len() as i64)
+                .bind(&w.body)
+                .bind("current")
+                .fetch_one(&mut *tx)
+                .await?;
+            sqlx::query(sql::CANCEL_PENDING_JOB)
+                .bind(biz_id)
+                .bind(NOW_MS)
+                .execute(&mut *tx)
+                .await?;
+            let _row = sqlx::query(sql::GET_VERIFICATION)
+                .bind(biz_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        }
+        tx.commit().await
+    };
+    batched_loops("sqlite-baseline", pool, concurrency, sizes, duration, write).await
+}
+
+/// The baselines' harness: `clients` loops for `duration` seconds, each committing batches of
+/// fresh biz_ids (sizes replayed from `sizes`) with `write`, then one report line as `label`.
+/// Every batch binds one precomputed payload (only the biz_id varies): no client work is timed.
+async fn batched_loops<P, F, Fut>(
+    label: &'static str,
+    pool: P,
+    clients: usize,
+    sizes: BatchSizes,
+    duration: f64,
+    write: F,
+) -> anyhow::Result<()>
+where
+    P: Clone + Send + Sync + 'static,
+    F: Fn(P, Arc<Write>, Vec<String>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), sqlx::Error>> + Send,
+{
     let w = Arc::new(write_for(SEED_BIZ_ID));
     let (next_size, errors) = (sizes.cursor(), ErrorLog::default());
     let op = move || {
-        let (pool, w, next_size, errors) =
-            (pool.clone(), w.clone(), next_size.clone(), errors.clone());
+        let (pool, w, next_size, errors, write) = (
+            pool.clone(),
+            w.clone(),
+            next_size.clone(),
+            errors.clone(),
+            write.clone(),
+        );
         async move {
             let biz_ids = fresh_batch(next_size());
-            let result: Result<(), sqlx::Error> = async {
-                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                for biz_id in &biz_ids {
-                    let _revision: Option<i32> = sqlx::query_scalar(sql::MERGE_RESULT)
-                        .bind(biz_id)
-                        .bind(SEED_BIZ_NO)
-                        .bind("OK")
-                        .bind(3_i32)
-                        .bind("PASS")
-                        .bind(89.5_f64)
-                        .bind("notify")
-                        .bind(true)
-                        .bind(&w.data)
-                        .bind(NOW_MS)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    let _id: i64 = sqlx::query_scalar(sql::INSERT_CALLBACK)
-                        .bind("notify")
-                        .bind(biz_id)
-                        .bind(true)
-                        .bind("stored")
-                        .bind(None::<String>)
-                        .bind(NOW_MS)
-                        .bind("127.0.0.1")
-                        .bind(FORM)
-                        .bind(&w.body_sha256)
-                        .bind(w.body.len() as i64)
-                        .bind(&w.body)
-                        .bind("current")
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    sqlx::query(sql::CANCEL_PENDING_JOB)
-                        .bind(biz_id)
-                        .bind(NOW_MS)
-                        .execute(&mut *tx)
-                        .await?;
-                    let _row = sqlx::query(sql::GET_VERIFICATION)
-                        .bind(biz_id)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await
-            }
-            .await;
-            errors.outcome("sqlite-baseline", result, biz_ids.len())
+            let n = biz_ids.len();
+            errors.outcome(label, write(pool, w, biz_ids).await, n)
         }
     };
-    let (elapsed, tallies) = run_loops(concurrency, duration, op).await?;
-    report("sqlite-baseline", concurrency, elapsed, &tallies);
+    let (elapsed, tallies) = run_loops(clients, duration, op).await?;
+    report(label, clients, elapsed, &tallies);
     Ok(())
 }
 

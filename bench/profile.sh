@@ -68,7 +68,7 @@ ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 load() { "$LOADGEN" http --url "http://127.0.0.1:$PORT/faceid/notify" --concurrency "$C" --duration "$1"; }
 
 {
-    echo "# bench/profile.sh — $(date -u +%Y-%m-%dT%H:%M:%SZ), git $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src || echo ' (modified)')"
+    echo "# bench/profile.sh — $(date -u +%Y-%m-%dT%H:%M:%SZ), git $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src crates bench || echo ' (modified)')"
     echo "# $C connection(s), ${SECONDS_PER_WINDOW}s windows, PostgreSQL, log filter ${BENCH_LOG_FILTER:-info}; uptime: $(uptime)"
 } | tee "$OUT/counts.txt"
 

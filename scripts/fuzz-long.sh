@@ -94,7 +94,7 @@ if [[ "${PROPTEST_ONLY:-0}" != 1 && -n $CARGO ]]; then
     {
         echo "# scripts/fuzz-long.sh $seconds — $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
         echo "# $($CARGO --version), $(rustc --version), cargo-fuzz $(cargo fuzz --version | awk '{print $2}'), RUSTC_BOOTSTRAP=1, nice ${FUZZ_NICE:-19}"
-        echo "# git $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src fuzz || echo ' (modified)')"
+        echo "# git $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src crates fuzz || echo ' (modified)')"
     } | tee "$summary"
     echo "== building the fuzz targets" >&2
     (cd fuzz && RUSTC_BOOTSTRAP=1 nice -n "${FUZZ_NICE:-19}" $CARGO fuzz build -O) >"$out/build.log" 2>&1 \

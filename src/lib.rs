@@ -5,25 +5,29 @@
 //! caller, for PostgreSQL and SQLite; [`http`] is the axum surface; [`megvii`] is the get_result
 //! client and [`fetcher`] the follow-up worker that spends the budget; [`startup`] wires them
 //! into an [`Application`] that tests and `main` run alike; [`push`] signs and sends outcomes
-//! onward to the merchant's endpoints; [`sim`] is a FaceID stand-in (get_result upstream and
-//! callback sender, and a webhook listener) for tests and local development.
+//! onward to the merchant's endpoints. [`protocol`] and [`clock`] come from the
+//! `faceid-protocol` crate, which the FaceID stand-in (`faceid-sim`, a crate of its own, never
+//! linked into the service) shares.
 
-pub mod clock;
 pub mod config;
 pub mod fetcher;
 pub mod http;
 pub mod megvii;
 pub mod metrics;
-pub mod protocol;
 pub mod push;
 pub mod replay;
 pub mod retention;
-pub mod sim;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
 
 pub use startup::Application;
+
+/// Pure FaceID Lite knowledge (signs, results, biz_ids, error codes), shared with `faceid-sim`:
+/// see [`faceid_protocol`].
+pub use faceid_protocol as protocol;
+/// Time as an injected dependency, shared with `faceid-sim` so one manual clock drives both.
+pub use faceid_protocol::clock;
 
 /// Installs rustls' `ring` provider as the process-wide default.
 ///

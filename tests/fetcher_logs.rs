@@ -12,8 +12,8 @@ mod helpers;
 
 use base64::Engine as _;
 use common::capture::Capture;
-use faceid_receiver::sim::{ResultScript, TINY_JPEG};
 use faceid_receiver::store::FetchState;
+use faceid_sim::{ResultScript, TINY_JPEG};
 use helpers::*;
 
 const RAW_TOKEN: &str = "raw-token-must-not-be-logged";
@@ -55,7 +55,7 @@ async fn the_worker_logs_no_secret_url_token_identity_or_image_data() {
     // The simulator stands in for FaceID, which does see the token: its lines are not ours.
     let logs: String = logs
         .lines()
-        .filter(|l| !l.contains("faceid_receiver::sim"))
+        .filter(|l| !l.contains("faceid_sim"))
         .collect::<Vec<_>>()
         .join("\n");
     for needle in [

@@ -17,7 +17,7 @@
 //!   sleeps between passes.
 //!
 //! RAW keys: a RAW result (seed 002) has no biz_id; it is keyed `raw:<token>` in both
-//! `verifications` and `fetch_jobs` (see `http::fetch`). The prefix cannot collide with a
+//! `verifications` and `fetch_jobs` (see `http::followup`). The prefix cannot collide with a
 //! biz_id taken from an unsigned request (those must be `<seconds>,<id>`), and it tells the
 //! worker which endpoint to call without a schema change. Logs show such a key as
 //! `raw:#<hash prefix>`: the token is a bearer for the user's verification page.

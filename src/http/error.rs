@@ -166,6 +166,17 @@ pub struct ErrorBody {
     pub message: String,
 }
 
+/// The error answers every `/api/v1` operation documents whatever it does: no valid token
+/// (401, from [`super::auth`]) and storage unavailable (503). Named in each operation's
+/// `responses(...)` beside the answers of its own.
+#[derive(utoipa::IntoResponses)]
+pub enum ApiErrors {
+    #[response(status = 401, description = "Missing or unknown token")]
+    Unauthorized(ErrorBody),
+    #[response(status = 503, description = "Storage unavailable")]
+    Unavailable(ErrorBody),
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();

@@ -10,16 +10,18 @@
 //! served by [`admin_router`] only.
 
 pub mod api;
+pub mod auth;
 pub mod callbacks;
 pub mod error;
 pub mod extract;
-pub mod fetch;
+pub mod followup;
 pub mod journal;
 pub mod limit;
 pub mod openapi;
 pub mod ops;
 pub mod replay;
 pub mod serve;
+pub mod views;
 
 use std::sync::Arc;
 
@@ -102,7 +104,10 @@ pub fn router(state: AppState) -> Router {
         Some(rate_limit) => callbacks.layer(rate_limit),
         None => callbacks,
     };
-    let api = api::router(state.clone()).layer(DefaultBodyLimit::max(api::BODY_LIMIT));
+    let api = api::router(state.clone())
+        // Outside the authentication layer: the document describes the API, it holds no data.
+        .route("/openapi.json", axum::routing::get(openapi::serve))
+        .layer(DefaultBodyLimit::max(api::BODY_LIMIT));
     let mut routes = Router::new()
         .merge(callbacks)
         .nest("/api/v1", api)

@@ -6,18 +6,21 @@
 //! root records; `tests/api/openapi.rs` fails when they differ, and Schemathesis
 //! (`scripts/schemathesis.sh`) checks the running service against it.
 //!
-//! Some schemas here are documentation-only mirrors (pages, enums of state names) of types
-//! whose Rust shape is generic or a `&'static str`; they describe exactly what is serialized.
+//! Dependencies run one way: this module names the handlers and the schemas of the modules
+//! that define them; none of them imports it (the route serving it is mounted by
+//! [`super::router`]).
 
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
-use super::api::{CallbackView, FetchView, VerificationView};
 use super::error::ErrorBody;
-use super::fetch::{RawRequest, Scheduled};
+use super::followup::{RawRequest, Scheduled};
 use super::replay::{ReplayRequest, ReplayView};
+use super::views::{
+    CallbackPage, CallbackView, FetchStateName, FetchView, SourceName, VerificationPage,
+    VerificationView,
+};
 use crate::replay::ReplayCounts;
 
 /// Bearer token security scheme name used by every operation.
@@ -34,9 +37,9 @@ pub const BEARER: &str = "bearer";
         super::api::list_verifications,
         super::api::get_verification,
         super::api::list_callbacks,
-        super::fetch::manual_fetch,
-        super::fetch::image,
-        super::fetch::raw_result,
+        super::followup::manual_fetch,
+        super::followup::image,
+        super::followup::raw_result,
         super::replay::replay_refused,
     ),
     components(schemas(
@@ -94,42 +97,4 @@ pub async fn serve() -> Response {
         document_json(),
     )
         .into_response()
-}
-
-/// A page of verifications, newest first (`Page<VerificationView>`).
-#[derive(Serialize, ToSchema)]
-pub struct VerificationPage {
-    pub items: Vec<VerificationView>,
-    /// Pass as `cursor` to get the next page; null on the last page.
-    pub next_cursor: Option<String>,
-}
-
-/// A page of journal entries, newest first (`Page<CallbackView>`).
-#[derive(Serialize, ToSchema)]
-pub struct CallbackPage {
-    pub items: Vec<CallbackView>,
-    /// Pass as `cursor` to get the next page; null on the last page.
-    pub next_cursor: Option<String>,
-}
-
-/// State of the follow-up (`fetch.state`).
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum FetchStateName {
-    None,
-    Pending,
-    Done,
-    NotFound,
-    Expired,
-    Exhausted,
-    Failed,
-}
-
-/// Which delivery the stored result came from.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum SourceName {
-    Notify,
-    Return,
-    GetResult,
 }

@@ -14,8 +14,8 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::api::Caller;
-use super::error::{AppError, ErrorBody, Result};
+use super::auth::Caller;
+use super::error::{ApiErrors, AppError, ErrorBody, Result};
 use crate::clock::parse_time;
 use crate::config::ADMIN_SCOPE;
 use crate::replay::{self, ReplayCounts, ReplayOptions};
@@ -128,10 +128,9 @@ fn options(body: &[u8]) -> Result<ReplayOptions> {
     responses(
         (status = 200, description = "What the replay did (dry run: would do)", body = ReplayView),
         (status = 400, description = "Malformed body or field", body = ErrorBody),
-        (status = 401, description = "Missing or unknown token", body = ErrorBody),
         (status = 403, description = "The token lacks the `admin` scope", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 503, description = "Storage unavailable", body = ErrorBody),
+        ApiErrors,
     ),
 )]
 pub async fn replay_refused(

@@ -220,6 +220,16 @@ struct Watched<S> {
     activity: Activity,
 }
 
+impl<S> Watched<S> {
+    /// Passes a write's outcome on, recording activity when it moved bytes.
+    fn wrote(&self, poll: Poll<std::io::Result<usize>>) -> Poll<std::io::Result<usize>> {
+        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        poll
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -244,10 +254,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.inner).poll_write(cx, buf);
-        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.touch();
-        }
-        poll
+        this.wrote(poll)
     }
 
     fn poll_write_vectored(
@@ -257,10 +264,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.touch();
-        }
-        poll
+        this.wrote(poll)
     }
 
     fn is_write_vectored(&self) -> bool {

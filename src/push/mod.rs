@@ -20,8 +20,11 @@
 pub mod client;
 pub mod event;
 pub mod schedule;
-pub mod signature;
 pub mod target;
+
+/// Standard Webhooks secrets and signatures, shared with `faceid-sim listen` (which verifies
+/// them): see [`faceid_protocol::webhook`].
+pub use faceid_protocol::webhook as signature;
 
 pub use client::{Attempt, AttemptOutcome, ClientSettings, FailureKind, PushClient, Verdict};
 pub use signature::{EndpointSecret, SigningKeys, Verifier, WebhookHeaders};

@@ -4,8 +4,8 @@
 //! any log line at TRACE holds the secret: raw, percent-encoded, form-encoded, with
 //! lower-case escapes, HTML-escaped, or decoded once too often.
 
-use faceid_receiver::sim::{ResultScript, SimConfig};
 use faceid_receiver::store::FetchState;
+use faceid_sim::{ResultScript, SimConfig};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 
@@ -127,7 +127,7 @@ async fn an_echoing_upstream_cannot_make_the_secret_reach_last_error_or_the_logs
     );
     let leaked: Vec<(String, &str)> = logs
         .lines()
-        .filter(|l| !l.contains("faceid_receiver::sim"))
+        .filter(|l| !l.contains("faceid_sim"))
         .flat_map(|line| leaks(line).into_iter().map(move |e| (e, line)))
         .collect();
     assert!(

@@ -17,7 +17,8 @@ use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::response::Html;
 use axum::routing::get;
-use faceid_receiver::sim::{CallbackSpec, SignedCallback, return_get_url};
+use faceid_receiver::clock::{Clock, SystemClock};
+use faceid_sim::{CallbackSpec, SignedCallback, return_get_url};
 
 use crate::common::{Engine, TestDatabase};
 use crate::helpers::*;
@@ -214,7 +215,7 @@ async fn chromium_lands_on_the_configured_page_after_post_and_get_return() {
     let return_url = format!("{}/faceid/return", serve.base);
 
     // POST mode: the end page auto-submits the signed result.
-    let now_ms = chrono::Utc::now().timestamp_millis();
+    let now_ms = SystemClock.now_ms();
     let (biz_id, data) = CallbackSpec::new("OK")
         .biz_no("order-42 & co")
         .build(now_ms);
@@ -229,7 +230,7 @@ async fn chromium_lands_on_the_configured_page_after_post_and_get_return() {
     assert_landing_query(&landed[0], &biz_id, Some("order-42 & co"), "OK");
 
     // GET mode: FaceID appends biz_id to the return_url's own query; nothing is known yet.
-    let fresh = faceid_receiver::sim::mint_biz_id(now_ms);
+    let fresh = faceid_sim::mint_biz_id(now_ms);
     *pages.get_target.lock().unwrap() =
         return_get_url(&format!("{return_url}?shop=7"), &fresh).unwrap();
     let dom = run_chromium(&chromium, &format!("{pages_base}/end-get"), "--dump-dom").await;
@@ -251,7 +252,7 @@ async fn chromium_renders_the_built_in_page_without_a_redirect() {
     let (pages_base, pages) = serve_pages().await;
     let serve = Serve::start(db.url(), &[]).await;
     let return_url = format!("{}/faceid/return", serve.base);
-    let now_ms = chrono::Utc::now().timestamp_millis();
+    let now_ms = SystemClock.now_ms();
     let (_, data) = CallbackSpec::new("OK").build(now_ms);
     set_post_form(&pages, &return_url, &SignedCallback::sign(SECRET, data));
     let end_page = format!("{pages_base}/end-post");

@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use faceid_receiver::sim::{CallbackSpec, Encoding, SignedCallback, post_callback};
+use faceid_receiver::clock::{Clock, SystemClock};
 use faceid_receiver::store::{CallbackQuery, Store};
+use faceid_sim::{CallbackSpec, Encoding, SignedCallback, post_callback};
 
 /// Credentials of the instances started here (the simulator's defaults, so it can be the
 /// upstream too).
@@ -229,7 +230,7 @@ pub fn client() -> reqwest::Client {
 
 /// A signed notify for a fresh, unique biz_id.
 pub fn unique_notify(n: usize) -> (String, SignedCallback) {
-    let now_ms = chrono::Utc::now().timestamp_millis();
+    let now_ms = SystemClock.now_ms();
     let (biz_id, data) = CallbackSpec::new("OK")
         .biz_no(format!("faults-{n}"))
         .build(now_ms);

@@ -10,7 +10,7 @@ use faceid_receiver::http::callbacks::biz_id_from_query;
 use faceid_receiver::http::extract::{decode_callback, decode_form};
 use faceid_receiver::protocol::payload::parse_callback_data;
 use faceid_receiver::protocol::{BizId, sign, verify};
-use faceid_receiver::sim::{CallbackSpec, SignedCallback, return_get_url};
+use faceid_sim::{CallbackSpec, SignedCallback, return_get_url};
 use proptest::prelude::*;
 
 fn block_on<F: std::future::Future>(future: F) -> F::Output {

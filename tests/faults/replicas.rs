@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use faceid_receiver::clock::{SharedClock, SystemClock};
-use faceid_receiver::sim::{ResultScript, SimConfig, Simulator, return_get};
 use faceid_receiver::store::FetchState;
+use faceid_sim::{ResultScript, SimConfig, Simulator, return_get};
 
 use crate::common::{self, Engine, TestDatabase};
 use crate::helpers::*;

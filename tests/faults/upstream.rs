@@ -8,8 +8,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use faceid_receiver::clock::{SharedClock, SystemClock};
-use faceid_receiver::sim::{
+use faceid_receiver::clock::{Clock, SharedClock, SystemClock};
+use faceid_sim::{
     CallbackSpec, Encoding, ResultScript, SignedCallback, SimConfig, Simulator, post_callback,
     return_get,
 };
@@ -148,7 +148,7 @@ async fn callback_round(
                         .status
                 }
                 "return POST" => {
-                    let now_ms = chrono::Utc::now().timestamp_millis();
+                    let now_ms = SystemClock.now_ms();
                     let (_, data) = CallbackSpec::new("PROCESSING").build(now_ms);
                     let callback = SignedCallback::sign(SECRET, data);
                     post_callback(client, return_url, &callback, Encoding::Form)

@@ -1,8 +1,8 @@
 //! The follow-up routes under `/api/v1`: manual fetch, images, RAW results; and the
 //! upstream answers only a stand-in like wiremock can shape (redirects, HTML bodies).
 
-use faceid_receiver::sim::{ResultScript, TINY_JPEG};
 use faceid_receiver::store::{FetchState, Source};
+use faceid_sim::{ResultScript, TINY_JPEG};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};

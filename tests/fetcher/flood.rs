@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use faceid_receiver::Application;
 use faceid_receiver::clock::{SharedClock, SystemClock};
-use faceid_receiver::sim::{ResultScript, SimConfig, Simulator};
 use faceid_receiver::store::FetchState;
+use faceid_sim::{ResultScript, SimConfig, Simulator};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 

@@ -16,8 +16,8 @@ use std::time::Duration;
 use faceid_receiver::Application;
 use faceid_receiver::clock::{SharedClock, SystemClock};
 use faceid_receiver::fetcher;
-use faceid_receiver::sim::{ResultScript, SimConfig, Simulator};
 use faceid_receiver::store::{FetchState, Store};
+use faceid_sim::{ResultScript, SimConfig, Simulator};
 use tokio_util::sync::CancellationToken;
 
 use crate::common::{Engine, TestDatabase};

@@ -2,8 +2,8 @@
 //! its clock ("the user finishes at T") and a manual clock: a return GET that comes before the
 //! user even started must not burn the budget, and images must not be lost to it.
 
-use faceid_receiver::sim::ResultScript;
 use faceid_receiver::store::{FetchState, Source};
+use faceid_sim::ResultScript;
 
 use crate::common::Engine;
 use crate::fetcher_tests;

@@ -527,7 +527,7 @@ async fn a_get_result_answer_holding_nul_is_stored_after_one_call(engine: Engine
         return;
     };
     // The simulator's result JSON carries this biz_no as `"order\u0000x"`.
-    let spec = faceid_receiver::sim::ResultScript::default()
+    let spec = faceid_sim::ResultScript::default()
         .steps(["OK"])
         .biz_no("order\0x")
         .created_at_ms(NOW_MS - MINUTE);
