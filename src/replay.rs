@@ -64,6 +64,8 @@ pub struct ReplayCounts {
     /// Still refused: no configured secret matches the sign, the body or its data is
     /// malformed, the body was not kept whole, or the database refused it again.
     pub still_refused: u64,
+    /// Of the still refused, those whose stored body could not be read.
+    pub unreadable: u64,
 }
 
 /// A replay's counts, and where to continue when `limit` stopped it early.
@@ -176,12 +178,13 @@ async fn verified(
     settings: &Settings,
     delivery: &RefusedDelivery,
 ) -> Option<(CallbackResult, String)> {
-    if i64::try_from(delivery.body.len()).ok()? != delivery.body_len {
+    let body = delivery.body.as_deref()?;
+    if i64::try_from(body.len()).ok()? != delivery.body_len {
         return None;
     }
     let fields = decode_callback(
         delivery.content_type.as_deref(),
-        Bytes::copy_from_slice(&delivery.body),
+        Bytes::copy_from_slice(body),
     )
     .await
     .ok()?;

@@ -224,6 +224,8 @@ pub struct ReencryptCounts {
     pub results: u64,
     pub images: u64,
     pub journal_bodies: u64,
+    /// Journal bodies of unverified deliveries that could not be read, left as they are.
+    pub unreadable_journal_bodies: u64,
 }
 
 /// Rows read per page while re-encrypting.

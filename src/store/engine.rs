@@ -151,7 +151,7 @@ impl From<RefusedRow> for RefusedDelivery {
             received_at: row.received_at,
             content_type: row.content_type,
             body_len: row.body_len,
-            body: row.body,
+            body: Some(row.body),
         }
     }
 }
@@ -883,7 +883,10 @@ macro_rules! impl_store {
                     rows.into_iter()
                         .map(|row| {
                             let mut delivery = RefusedDelivery::from(row);
-                            delivery.body = self.keys.open_body(&delivery.body)?;
+                            delivery.body = match delivery.body.take() {
+                                Some(body) => Some(self.keys.open_body(&body)?),
+                                None => None,
+                            };
                             Ok(delivery)
                         })
                         .collect()

@@ -412,8 +412,9 @@ pub struct RefusedDelivery {
     pub received_at: i64,
     pub content_type: Option<String>,
     pub body_len: i64,
-    /// The body as received (decrypted with the [`Keyring`]).
-    pub body: Vec<u8>,
+    /// The body as received (decrypted with the [`Keyring`]); `None` when it cannot be read
+    /// and nobody vouched for it (see [`Keyring`]'s module: `store/encrypted.rs`).
+    pub body: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for RefusedDelivery {
