@@ -207,6 +207,14 @@ impl TestApp {
         self.post_form("/faceid/notify", signed_form(data)).await
     }
 
+    /// A stranger's notify with `body` (form-encoded, unsigned), which must be refused.
+    pub async fn notify_refused(&self, body: Vec<u8>) {
+        let response = self
+            .post("/faceid/notify", "application/x-www-form-urlencoded", body)
+            .await;
+        assert!(response.status().is_client_error(), "{}", response.status());
+    }
+
     pub async fn get(&self, path: &str) -> Response {
         self.client
             .get(self.url(path))

@@ -60,25 +60,43 @@ fn counts(answer: &Value) -> [u64; 5] {
     })
 }
 
+/// The `i`-th of the [`CALLBACKS`] results FaceID delivers.
+fn delivery(i: usize) -> String {
+    result_data(&biz(i), &format!("order-{i}"), "OK")
+}
+
+/// A service running with the wrong secret (and `env`), which has refused every one of the
+/// [`CALLBACKS`] deliveries (FaceID signs with [`SECRET`]).
+async fn refused_by_a_wrong_secret(
+    engine: Engine,
+    env: Vec<(&'static str, String)>,
+) -> Option<TestApp> {
+    let options = Options {
+        secret: WRONG_SECRET,
+        env,
+        ..Default::default()
+    };
+    let wrong = spawn_app(engine, options).await?;
+    for i in 0..CALLBACKS {
+        let response = wrong.notify(&delivery(i)).await;
+        assert_eq!(response.status(), 403, "the wrong secret refuses it");
+    }
+    Some(wrong)
+}
+
 /// A service running with the wrong secret refuses every callback (FaceID signs with
 /// [`SECRET`]); after a restart with the right one, replay stores each once.
 async fn refused_then_replayed(engine: Engine, env: Vec<(&'static str, String)>) {
-    let options = |secret| Options {
-        secret,
-        env: env.clone(),
-        ..Default::default()
-    };
-    let Some(wrong) = spawn_app(engine, options(WRONG_SECRET)).await else {
+    let Some(wrong) = refused_by_a_wrong_secret(engine, env.clone()).await else {
         return;
     };
-    let deliveries: Vec<String> = (0..CALLBACKS)
-        .map(|i| result_data(&biz(i), &format!("order-{i}"), "OK"))
-        .collect();
-    for data in &deliveries {
-        let response = wrong.notify(data).await;
-        assert_eq!(response.status(), 403, "the wrong secret refuses it");
-    }
-    let app = wrong.restart(options(SECRET)).await;
+    let deliveries: Vec<String> = (0..CALLBACKS).map(delivery).collect();
+    let app = wrong
+        .restart(Options {
+            env,
+            ..Default::default()
+        })
+        .await;
 
     // A dry run counts and changes nothing.
     let dry = replay(&app, json!({"dry_run": true})).await;
@@ -139,31 +157,11 @@ async fn a_strangers_magic_body_stops_no_replay(
     engine: Engine,
     restart_env: Vec<(&'static str, String)>,
 ) {
-    let Some(wrong) = spawn_app(
-        engine,
-        Options {
-            secret: WRONG_SECRET,
-            ..Default::default()
-        },
-    )
-    .await
-    else {
+    let Some(wrong) = refused_by_a_wrong_secret(engine, Vec::new()).await else {
         return;
     };
-    for i in 0..CALLBACKS {
-        let data = result_data(&biz(i), &format!("order-{i}"), "OK");
-        assert_eq!(wrong.notify(&data).await.status(), 403);
-    }
-    let strangers = magic_bodies(KEY);
-    for body in &strangers {
-        let response = wrong
-            .post(
-                "/faceid/notify",
-                "application/x-www-form-urlencoded",
-                body.clone(),
-            )
-            .await;
-        assert!(response.status().is_client_error(), "{}", response.status());
+    for body in magic_bodies(KEY) {
+        wrong.notify_refused(body).await;
     }
     let app = wrong
         .restart(Options {
@@ -215,18 +213,10 @@ async fn postgres_a_strangers_magic_body_stops_no_replay_when_encryption_is_turn
 /// among `still_refused`) and named in the command's output, not skipped in silence; with the
 /// key back, they are replayed.
 async fn refused_bodies_sealed_with_another_key_are_counted_unreadable(engine: Engine) {
-    let sealed = |secret| Options {
-        secret,
-        env: vec![("APP__ENCRYPTION__KEY", KEY.to_owned())],
-        ..Default::default()
-    };
-    let Some(wrong) = spawn_app(engine, sealed(WRONG_SECRET)).await else {
+    let sealed = vec![("APP__ENCRYPTION__KEY", KEY.to_owned())];
+    let Some(wrong) = refused_by_a_wrong_secret(engine, sealed.clone()).await else {
         return;
     };
-    for i in 0..CALLBACKS {
-        let data = result_data(&biz(i), &format!("order-{i}"), "OK");
-        assert_eq!(wrong.notify(&data).await.status(), 403);
-    }
     let other_key = Options {
         env: vec![("APP__ENCRYPTION__KEY", OTHER_KEY.to_owned())],
         ..Default::default()
@@ -245,7 +235,12 @@ async fn refused_bodies_sealed_with_another_key_are_counted_unreadable(engine: E
         "{output}"
     );
 
-    let app = app.restart(sealed(SECRET)).await;
+    let app = app
+        .restart(Options {
+            env: sealed,
+            ..Default::default()
+        })
+        .await;
     let answer = replay(&app, json!({})).await;
     assert_eq!(counts(&answer), [20, 20, 20, 0, 0], "{answer}");
     assert_eq!(answer["unreadable"], 0, "{answer}");
