@@ -158,6 +158,12 @@ async fn reencrypt(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
         "{verb}: {} results, {} images, {} journal bodies",
         counts.results, counts.images, counts.journal_bodies
     );
+    if counts.unreadable_journal_bodies > 0 {
+        println!(
+            "{} journal bodies of unverified deliveries could not be read and were left as they are (journal ids in the log)",
+            counts.unreadable_journal_bodies
+        );
+    }
     Ok(())
 }
 
@@ -188,6 +194,12 @@ async fn replay(settings: &Settings, since: Option<i64>, dry_run: bool) -> anyho
         println!(
             "replayed: {} stored, {} already stored, {} still refused (of {} examined)",
             c.stored, c.duplicate, c.still_refused, c.examined
+        );
+    }
+    if c.unreadable > 0 {
+        println!(
+            "{} of the still refused could not be read (journal ids in the log)",
+            c.unreadable
         );
     }
     Ok(())

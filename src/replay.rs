@@ -18,6 +18,8 @@
 //!   live callbacks, so a live retry of the same result and its replay meet as a duplicate;
 //! - a body not kept whole (emptied by retention, or capped to a prefix) is never replayed:
 //!   its sign cannot be checked over bytes we no longer have;
+//! - a refused body that cannot be read (`store/encrypted.rs` says which may be) stops nothing:
+//!   it is counted still refused and `unreadable`, and its journal id logged;
 //! - nothing from a body reaches a log; counts and journal ids only.
 
 use bytes::Bytes;
@@ -62,8 +64,13 @@ pub struct ReplayCounts {
     /// replay stored it first.
     pub duplicate: u64,
     /// Still refused: no configured secret matches the sign, the body or its data is
-    /// malformed, the body was not kept whole, or the database refused it again.
+    /// malformed, the body was not kept whole or cannot be read, or the database refused it
+    /// again.
     pub still_refused: u64,
+    /// Of the still refused, those whose stored body cannot be read: it does not decrypt
+    /// with the configured keys, and no one vouched for it (a stranger's bytes). Their
+    /// journal ids are logged.
+    pub unreadable: u64,
 }
 
 /// A replay's counts, and where to continue when `limit` stopped it early.
@@ -119,6 +126,7 @@ pub async fn replay(
         stored = report.counts.stored,
         duplicate = report.counts.duplicate,
         still_refused = report.counts.still_refused,
+        unreadable = report.counts.unreadable,
         "replay of refused deliveries"
     );
     Ok(report)
@@ -132,7 +140,17 @@ async fn replay_one(
     delivery: &RefusedDelivery,
     counts: &mut ReplayCounts,
 ) -> StoreResult<()> {
-    let Some((result, key_id)) = verified(settings, delivery).await else {
+    let Some(body) = delivery.body.as_deref() else {
+        // The id only: the body is a stranger's, and the error would print one of its bytes.
+        tracing::warn!(
+            journal_id = delivery.id,
+            "replay: the stored body of a refused delivery cannot be read; still refused"
+        );
+        counts.still_refused += 1;
+        counts.unreadable += 1;
+        return Ok(());
+    };
+    let Some((result, key_id)) = verified(settings, delivery, body).await else {
         counts.still_refused += 1;
         return Ok(());
     };
@@ -170,18 +188,19 @@ async fn replay_one(
     Ok(())
 }
 
-/// The delivery's result and the key id of the secret that verifies it, when it now
-/// verifies and parses.
+/// The delivery's result and the key id of the secret that verifies it, when its `body`
+/// now verifies and parses.
 async fn verified(
     settings: &Settings,
     delivery: &RefusedDelivery,
+    body: &[u8],
 ) -> Option<(CallbackResult, String)> {
-    if i64::try_from(delivery.body.len()).ok()? != delivery.body_len {
+    if i64::try_from(body.len()).ok()? != delivery.body_len {
         return None;
     }
     let fields = decode_callback(
         delivery.content_type.as_deref(),
-        Bytes::copy_from_slice(&delivery.body),
+        Bytes::copy_from_slice(body),
     )
     .await
     .ok()?;

@@ -17,10 +17,39 @@
 //! lives (`result:<biz_id>`, `image:<biz_id>/<name>`, `body`), so a ciphertext copied onto
 //! another record does not decrypt.
 //!
+//! Values kept in clear that begin with the magic. Binary values are kept in clear without a
+//! key, and a stranger chooses the bytes of a refused delivery's body: `FIDE…` read as a
+//! sealed value would not open, and used to fail every replay and `reencrypt` until retention
+//! deleted the row. Three rules, from the root to the leftovers:
+//! - *no new ambiguity*: a value written in clear that begins with the magic is stored
+//!   escaped, `MAGIC | version 0 | plaintext` ([`ESCAPED`]; version 0 was never sealed), so
+//!   whatever begins with the magic now is sealed or escaped, never a guess (the TEXT column
+//!   needs no escape: see above);
+//! - *old journal bodies are read exactly when they can be*: a journal row keeps the SHA-256
+//!   of the whole body as received (`body_sha256`), and stored bytes that hash to it are
+//!   that body in clear (a sealed value never hashes to its own plaintext's digest), so a
+//!   whole body an older version kept in clear is read as it is, whatever it begins with;
+//! - *only strangers' bytes may be unreadable*: a journal body that still does not open (a
+//!   prefix an older version capped in clear, or a body sealed with a key we no longer hold)
+//!   is skipped and counted — replay counts it still refused, `reencrypt` leaves it as it is —
+//!   when the delivery was *not verified* (refused, or an unsigned return GET: bytes nobody
+//!   vouched for, deleted by `retention.refused_days` when refused); anywhere else (a
+//!   verified delivery's body, a result, an image) it is a [`StoreError::Decrypt`], so a
+//!   misconfigured key is never mistaken for a stranger's junk. Callers log the journal id of
+//!   a skipped body, never the body nor the error (whose key id is a stranger's byte).
+//!
+//! We do not tell an old clear value from a sealed one by trying to decrypt it (a stranger
+//! can name a real key id, and altered data must stay an error), nor by the row's age (no row
+//! says when encryption was turned on). An older version's clear *image* beginning with the
+//! magic (FaceID's bytes: never seen) stays an error, as before; its clear capped prefix of a
+//! stranger's body beginning with `FIDE\0` now reads as escaped, five bytes short (such a
+//! prefix is never replayed).
+//!
 //! Invariants: with a key configured nothing identifying is written in clear; values written
 //! before encryption was turned on are read as they are (and re-encrypted when next written);
 //! a value that cannot be decrypted is a [`StoreError::Decrypt`] naming the key id, never a
-//! panic and never the value; keys never reach `Debug` or logs.
+//! panic and never the value, except the unverified journal bodies above; keys never reach
+//! `Debug` or logs.
 
 use std::borrow::Cow;
 
@@ -34,7 +63,11 @@ use sha2::{Digest, Sha256};
 use super::{IncomingResult, NewCallback, NewImage, StoreError, StoreResult, Verification};
 
 const MAGIC: &[u8; 4] = b"FIDE";
+/// The version byte of a sealed value.
 const VERSION: u8 = 1;
+/// The version byte of a value kept in clear that itself begins with [`MAGIC`]: the
+/// plaintext follows. Written only without a current key.
+const ESCAPED: u8 = 0;
 const NONCE_LEN: usize = 12;
 const HEADER_LEN: usize = MAGIC.len() + 2 + NONCE_LEN;
 /// Prefix of an encrypted value in a TEXT column.
@@ -90,9 +123,13 @@ impl Keyring {
         self.current
     }
 
-    /// Encrypts with the current key; returns the plaintext unchanged when there is none.
+    /// Encrypts with the current key; when there is none, returns the plaintext as it is —
+    /// escaped ([`ESCAPED`]) if it begins with the magic, so that it is never read as sealed.
     pub fn seal(&self, plaintext: &[u8], context: &str) -> Vec<u8> {
         let Some((id, cipher)) = self.keys.first().filter(|_| self.current) else {
+            if plaintext.starts_with(MAGIC) {
+                return [&MAGIC[..], &[ESCAPED], plaintext].concat();
+            }
             return plaintext.to_vec();
         };
         let nonce: [u8; NONCE_LEN] = rand::random();
@@ -116,10 +153,13 @@ impl Keyring {
     }
 
     /// Decrypts a value [`Keyring::seal`] wrote; a value without the header is returned as
-    /// it is (written before encryption was turned on).
+    /// it is (written before encryption was turned on), an escaped one without its escape.
     pub fn open(&self, stored: &[u8], context: &str) -> StoreResult<Vec<u8>> {
         if !stored.starts_with(MAGIC) {
             return Ok(stored.to_vec());
+        }
+        if stored.get(MAGIC.len()) == Some(&ESCAPED) {
+            return Ok(stored[MAGIC.len() + 1..].to_vec());
         }
         if stored.len() < HEADER_LEN || stored[MAGIC.len()] != VERSION {
             return Err(StoreError::Decrypt(
@@ -169,7 +209,8 @@ impl Keyring {
         let sealed = STANDARD
             .decode(encoded)
             .map_err(|_| StoreError::Decrypt("encrypted text is not base64".to_owned()))?;
-        if !sealed.starts_with(MAGIC) {
+        // Sealed, never escaped: a text kept in clear is a JSON object, not `fide1:…`.
+        if !sealed.starts_with(MAGIC) || sealed.get(MAGIC.len()) == Some(&ESCAPED) {
             return Err(StoreError::Decrypt(
                 "unknown encrypted value format".to_owned(),
             ));
@@ -182,10 +223,10 @@ impl Keyring {
 impl Keyring {
     /// Whether `stored` is already in the form [`Keyring::seal`] writes now: sealed with the
     /// current key (checked by decrypting, so a key id shared with an old key is no excuse),
-    /// or plaintext when no key is current.
+    /// or plaintext (escaped when it begins with the magic) when no key is current.
     fn is_current(&self, stored: &[u8], context: &str) -> bool {
         match self.keys.first().filter(|_| self.current) {
-            None => !stored.starts_with(MAGIC),
+            None => !stored.starts_with(MAGIC) || stored.get(MAGIC.len()) == Some(&ESCAPED),
             Some((id, cipher)) => {
                 stored.len() >= HEADER_LEN
                     && stored.starts_with(MAGIC)
@@ -224,6 +265,9 @@ pub struct ReencryptCounts {
     pub results: u64,
     pub images: u64,
     pub journal_bodies: u64,
+    /// Journal bodies of unverified deliveries that could not be read (see the module
+    /// header), left as they are; their journal ids are logged.
+    pub unreadable_journal_bodies: u64,
 }
 
 /// Rows read per page while re-encrypting.
@@ -246,12 +290,17 @@ const BODY_CONTEXT: &str = "body";
 /// What is sealed, with which context, on its way into the database, and opened on its way
 /// out. The engines call these in every store method that carries identity data, and
 /// nowhere else is a value sealed or opened. Without a current key nothing is sealed (and
-/// nothing copied); opening always runs, so a value sealed earlier is never handed out as
-/// it is stored.
+/// nothing copied, unless it begins with the magic and must be escaped); opening always
+/// runs, so a value sealed earlier is never handed out as it is stored.
 impl Keyring {
+    /// Whether [`Keyring::seal`] changes `value` (it is sealed, or escaped).
+    fn rewrites(&self, value: &[u8]) -> bool {
+        self.current || value.starts_with(MAGIC)
+    }
+
     /// A journal entry with its body sealed.
     pub(super) fn seal_entry<'a>(&self, entry: &'a NewCallback) -> Cow<'a, NewCallback> {
-        if !self.current {
+        if !self.rewrites(&entry.body) {
             return Cow::Borrowed(entry);
         }
         Cow::Owned(NewCallback {
@@ -277,7 +326,7 @@ impl Keyring {
         biz_id: &str,
         images: &'a [NewImage],
     ) -> Cow<'a, [NewImage]> {
-        if !self.current {
+        if !images.iter().any(|image| self.rewrites(&image.jpeg)) {
             return Cow::Borrowed(images);
         }
         images
@@ -307,10 +356,34 @@ impl Keyring {
         self.open(stored, &image_context(biz_id, name))
     }
 
-    /// A stored journal body, opened.
-    pub(super) fn open_body(&self, stored: &[u8]) -> StoreResult<Vec<u8>> {
-        self.open(stored, BODY_CONTEXT)
+    /// A stored journal body, opened: `None` when it cannot be read and its delivery was
+    /// not `verified` (the module header says why). `body_sha256` is the row's digest of
+    /// the whole body as received.
+    pub(super) fn open_body(
+        &self,
+        stored: &[u8],
+        body_sha256: &str,
+        verified: bool,
+    ) -> StoreResult<Option<Vec<u8>>> {
+        if stored.starts_with(MAGIC) && hex::encode(Sha256::digest(stored)) == body_sha256 {
+            // Kept in clear, unescaped, by an older version: the body as received.
+            return Ok(Some(stored.to_vec()));
+        }
+        match self.open(stored, BODY_CONTEXT) {
+            Ok(body) => Ok(Some(body)),
+            Err(StoreError::Decrypt(_)) if !verified => Ok(None),
+            Err(error) => Err(error),
+        }
     }
+}
+
+/// A journal body as stored, with what [`Keyring::open_body`] needs to read it.
+#[derive(sqlx::FromRow)]
+pub(super) struct StoredBody {
+    pub id: i64,
+    pub verified: bool,
+    pub body_sha256: String,
+    pub body: Vec<u8>,
 }
 
 /// The stored form of identity values, as is: the raw material of [`reencrypt`]. Each engine
@@ -341,8 +414,8 @@ pub(super) trait StoredValues: Sync {
         new: &[u8],
     ) -> StoreResult<bool>;
 
-    /// Up to `limit` non-empty journal bodies (id, stored bytes) with id above `after_id`.
-    async fn stored_bodies(&self, after_id: i64, limit: i64) -> StoreResult<Vec<(i64, Vec<u8>)>>;
+    /// Up to `limit` non-empty journal bodies with id above `after_id`, by id.
+    async fn stored_bodies(&self, after_id: i64, limit: i64) -> StoreResult<Vec<StoredBody>>;
 
     /// Replaces a journal body only if it is still `old` (a purge meanwhile wins).
     async fn replace_body(&self, id: i64, old: &[u8], new: &[u8]) -> StoreResult<bool>;
@@ -402,17 +475,24 @@ pub(super) async fn reencrypt(
     let mut after_body = 0;
     loop {
         let page = values.stored_bodies(after_body, REENCRYPT_PAGE).await?;
-        let Some((last, _)) = page.last() else { break };
-        after_body = *last;
-        for (id, stored) in page {
-            if keys.is_current(&stored, BODY_CONTEXT) {
+        let Some(last) = page.last() else { break };
+        after_body = last.id;
+        for row in page {
+            if keys.is_current(&row.body, BODY_CONTEXT) {
                 continue;
             }
-            let plain = keys.open(&stored, BODY_CONTEXT)?;
+            let Some(plain) = keys.open_body(&row.body, &row.body_sha256, row.verified)? else {
+                tracing::warn!(
+                    journal_id = row.id,
+                    "reencrypt: the journal body of an unverified delivery cannot be read; left as it is"
+                );
+                counts.unreadable_journal_bodies += 1;
+                continue;
+            };
             counts.journal_bodies += 1;
             if !dry_run {
                 let new = keys.seal(&plain, BODY_CONTEXT);
-                values.replace_body(id, &stored, &new).await?;
+                values.replace_body(row.id, &row.body, &new).await?;
             }
         }
     }
@@ -476,6 +556,42 @@ mod tests {
             "{\"a\":1}"
         );
         assert_eq!(keys.open(b"\xff\xd8jpeg", "c").unwrap(), b"\xff\xd8jpeg");
+    }
+
+    #[test]
+    fn a_clear_value_that_begins_with_the_magic_is_escaped_and_reads_back() {
+        let none = Keyring::default();
+        for plaintext in [&b"FIDE"[..], b"FIDE\x01\x63junk", b"FIDE\x00already"] {
+            let stored = none.seal(plaintext, "body");
+            assert_eq!(&stored[..5], b"FIDE\x00", "escaped");
+            assert!(none.is_current(&stored, "body"));
+            assert_eq!(none.open(&stored, "body").unwrap(), plaintext);
+            let keys = Keyring::new(Some(KEY_A), &[]).unwrap();
+            assert_eq!(keys.open(&stored, "body").unwrap(), plaintext);
+            assert!(!keys.is_current(&stored, "body"), "to be sealed");
+        }
+        assert_eq!(none.seal(b"data=1", "body"), b"data=1", "the rest as it is");
+    }
+
+    #[test]
+    fn a_journal_body_that_does_not_open_is_none_only_when_unverified() {
+        let keys = Keyring::new(Some(KEY_B), &[]).unwrap();
+        let sealed = Keyring::new(Some(KEY_A), &[])
+            .unwrap()
+            .seal(b"data=1", BODY_CONTEXT);
+        let digest = hex::encode(Sha256::digest(b"data=1"));
+        assert_eq!(keys.open_body(&sealed, &digest, false).unwrap(), None);
+        assert!(matches!(
+            keys.open_body(&sealed, &digest, true),
+            Err(StoreError::Decrypt(_))
+        ));
+        // Stored in clear by an older version: its digest says so, whatever it begins with.
+        let clear = b"FIDE\x01\x63junk";
+        let digest = hex::encode(Sha256::digest(clear));
+        assert_eq!(
+            keys.open_body(clear, &digest, true).unwrap().as_deref(),
+            Some(&clear[..])
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@
 use super::group::GroupCommit;
 use super::{
     AccessEntry, CallbackRecord, FetchInfo, FetchState, JobUpdate, Keyring, LeasedJob,
-    MergeOutcome, RefusedDelivery, Source, Verification,
+    MergeOutcome, RefusedDelivery, Source, StoreResult, Verification,
 };
 
 /// A `verifications` row joined with its follow-up job (`fetch_*` NULL when none).
@@ -132,7 +132,7 @@ impl From<CallbackRow> for CallbackRecord {
     }
 }
 
-/// A refused delivery, as replay reads it.
+/// A refused delivery, as replay reads it: its body as stored, and what opening it needs.
 #[derive(sqlx::FromRow)]
 pub(super) struct RefusedRow {
     id: i64,
@@ -141,18 +141,21 @@ pub(super) struct RefusedRow {
     content_type: Option<String>,
     body_len: i64,
     body: Vec<u8>,
+    verified: bool,
+    body_sha256: String,
 }
 
-impl From<RefusedRow> for RefusedDelivery {
-    fn from(row: RefusedRow) -> Self {
-        Self {
-            id: row.id,
-            kind: row.kind,
-            received_at: row.received_at,
-            content_type: row.content_type,
-            body_len: row.body_len,
-            body: row.body,
-        }
+impl RefusedRow {
+    /// The delivery, its body opened with `keys`.
+    pub(super) fn open(self, keys: &Keyring) -> StoreResult<RefusedDelivery> {
+        Ok(RefusedDelivery {
+            body: keys.open_body(&self.body, &self.body_sha256, self.verified)?,
+            id: self.id,
+            kind: self.kind,
+            received_at: self.received_at,
+            content_type: self.content_type,
+            body_len: self.body_len,
+        })
     }
 }
 
@@ -319,6 +322,7 @@ macro_rules! impl_store {
 
             use async_trait::async_trait;
 
+            use $crate::store::encrypted::StoredBody;
             use $crate::store::engine::{
                 self as shared, AccessRow, CallbackRow, EngineStore, FetchRow, LeaseRow,
                 RefusedRow, VerificationRow,
@@ -880,13 +884,7 @@ macro_rules! impl_store {
                         .bind(limit.max(0))
                         .fetch_all(&self.pool)
                         .await?;
-                    rows.into_iter()
-                        .map(|row| {
-                            let mut delivery = RefusedDelivery::from(row);
-                            delivery.body = self.keys.open_body(&delivery.body)?;
-                            Ok(delivery)
-                        })
-                        .collect()
+                    rows.into_iter().map(|row| row.open(&self.keys)).collect()
                 }
 
                 async fn accept_replayed(
@@ -1053,7 +1051,7 @@ macro_rules! impl_store {
                     &self,
                     after_id: i64,
                     limit: i64,
-                ) -> StoreResult<Vec<(i64, Vec<u8>)>> {
+                ) -> StoreResult<Vec<StoredBody>> {
                     Ok(sqlx::query_as(sql::STORED_BODIES)
                         .bind(after_id)
                         .bind(limit.max(0))

@@ -412,8 +412,9 @@ pub struct RefusedDelivery {
     pub received_at: i64,
     pub content_type: Option<String>,
     pub body_len: i64,
-    /// The body as received (decrypted with the [`Keyring`]).
-    pub body: Vec<u8>,
+    /// The body as received (decrypted with the [`Keyring`]); `None` when it cannot be read
+    /// and nobody vouched for it (see [`Keyring`]'s module: `store/encrypted.rs`).
+    pub body: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for RefusedDelivery {
@@ -687,7 +688,9 @@ pub trait FollowUpStore: Send + Sync + 'static {
 pub trait ReplayStore: Send + Sync + 'static {
     /// Up to `limit` refused deliveries of the signed routes (notify, return POST) with id
     /// above `after_id`, received at or after `since` (all when `None`), whose body was kept
-    /// whole as far as the database can tell ([`sql::REFUSED_DELIVERIES`]), oldest first.
+    /// whole as far as the database can tell ([`sql::REFUSED_DELIVERIES`]), oldest first. A
+    /// body that cannot be read is `None` when the delivery was not verified, an error
+    /// otherwise (`store/encrypted.rs` says why).
     async fn refused_deliveries(
         &self,
         after_id: i64,
@@ -727,7 +730,9 @@ pub trait MaintenanceStore: Send + Sync + 'static {
     /// (an old key, or plaintext) with the current key — or in clear when no key is set,
     /// which is how encryption is turned off. Each rewrite is a compare-and-swap, so a value
     /// changed meanwhile (a merge, a purge) is left to its writer. Safe to re-run: values
-    /// already current are skipped. With `dry_run`, only counts.
+    /// already current are skipped. A journal body of an unverified delivery that cannot be
+    /// read is left as it is and counted (`unreadable_journal_bodies`); any other value that
+    /// cannot be read stops it with [`StoreError::Decrypt`]. With `dry_run`, only counts.
     async fn reencrypt(&self, dry_run: bool) -> StoreResult<ReencryptCounts>;
 }
 

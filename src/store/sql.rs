@@ -356,8 +356,8 @@ pub const REPLACE_IMAGE: &str =
     "UPDATE images SET jpeg = $4 WHERE biz_id = $1 AND name = $2 AND jpeg = $3";
 
 /// Binds: after id, limit.
-pub const STORED_BODIES: &str =
-    "SELECT id, body FROM callbacks WHERE id > $1 AND length(body) > 0 ORDER BY id LIMIT $2";
+pub const STORED_BODIES: &str = "SELECT id, verified, body_sha256, body FROM callbacks \
+     WHERE id > $1 AND length(body) > 0 ORDER BY id LIMIT $2";
 
 /// Binds: id, old, new.
 pub const REPLACE_BODY: &str = "UPDATE callbacks SET body = $3 WHERE id = $1 AND body = $2";
@@ -366,7 +366,8 @@ pub const REPLACE_BODY: &str = "UPDATE callbacks SET body = $3 WHERE id = $1 AND
 /// body was kept whole — non-empty and at least `body_len` long (a body capped to a prefix is
 /// shorter; an encrypted one is longer, and the caller checks its exact length once
 /// decrypted) — oldest first. Binds: after_id, since (NULL for all), limit.
-pub const REFUSED_DELIVERIES: &str = "SELECT id, kind, received_at, content_type, body_len, body \
+pub const REFUSED_DELIVERIES: &str = "SELECT id, kind, received_at, content_type, body_len, body, \
+            verified, body_sha256 \
      FROM callbacks \
      WHERE outcome = 'rejected' AND kind IN ('notify', 'return_post') AND id > $1 \
        AND ($2 IS NULL OR received_at >= $2) \

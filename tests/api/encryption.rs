@@ -10,7 +10,7 @@ use faceid_receiver::config::Settings;
 use faceid_receiver::startup;
 use faceid_receiver::store::{ReencryptCounts, StoreError};
 
-use crate::common::Engine;
+use crate::common::{Engine, force_journal_body, stored_journal_body};
 use crate::helpers::*;
 
 const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
@@ -229,6 +229,7 @@ async fn reencrypt_moves_every_value_to_the_new_key(engine: Engine) {
         results: 1,
         images: 1,
         journal_bodies: 1,
+        unreadable_journal_bodies: 0,
     };
     assert_eq!(store.reencrypt(true).await.unwrap(), all, "dry run counts");
     assert_eq!(
@@ -263,8 +264,96 @@ async fn reencrypt_moves_every_value_to_the_new_key(engine: Engine) {
     assert_no_plaintext(&raw_files(&url));
 }
 
+/// A service without a key journals strangers' refused bodies that begin with the magic of the
+/// sealed format (`FIDE`), and an older version had kept a capped prefix of one in clear.
+/// Turning encryption on (`faceid-receiver reencrypt`) seals everything else, and reports the
+/// prefix it cannot tell from a sealed value instead of stopping on it.
+async fn turning_encryption_on_reencrypts_around_a_strangers_magic_body(engine: Engine) {
+    let Some(app) = spawn_app(engine, Options::default()).await else {
+        return;
+    };
+    store_seed_with_image(&app).await;
+    let strangers = magic_bodies(KEY);
+    let big = [&strangers[2][..6], &vec![b'x'; 70_000]].concat();
+    for body in strangers.iter().chain([&big]) {
+        app.notify_refused(body.clone()).await;
+    }
+    let url = app.db.url().to_owned();
+    let journal = app.journal(None).await;
+    let capped = journal
+        .iter()
+        .find(|row| row["body_len"] == big.len())
+        .and_then(|row| row["id"].as_i64())
+        .expect("the big body's journal row");
+    // What the journal kept of it (its first 1024 bytes), as an older version stored it.
+    force_journal_body(&url, capped, &big[..1024]).await;
+
+    let key = [("APP__ENCRYPTION__KEY", KEY)];
+    let unreadable = "1 journal bodies of unverified deliveries could not be read";
+    // The seed's notify and the three strangers' whole bodies.
+    let dry = app.command(&["reencrypt", "--dry-run"], &key).await;
+    assert!(
+        dry.contains("would re-encrypt: 1 results, 1 images, 4 journal bodies")
+            && dry.contains(unreadable),
+        "{dry}"
+    );
+    let done = app.command(&["reencrypt"], &key).await;
+    assert!(
+        done.contains("re-encrypted: 1 results, 1 images, 4 journal bodies")
+            && done.contains(unreadable),
+        "{done}"
+    );
+    let again = app.command(&["reencrypt"], &key).await;
+    assert!(
+        again.contains("re-encrypted: 0 results, 0 images, 0 journal bodies")
+            && again.contains(unreadable),
+        "{again}"
+    );
+
+    // Nothing identifying, and none of the strangers' whole bodies, is left in clear.
+    let columns = raw_columns(&url).await;
+    assert_no_plaintext(&columns);
+    for body in &strangers {
+        assert!(
+            !columns
+                .iter()
+                .any(|(label, value)| label == "callbacks.body" && value == body),
+            "a stranger's body left in clear"
+        );
+    }
+    assert_eq!(stored_journal_body(&url, capped).await, &big[..1024]);
+}
+
+/// The wrong key fails `reencrypt` as it fails startup: a misconfigured key is never a
+/// skipped value.
+async fn reencrypt_with_a_wrong_key_fails_and_names_no_key(engine: Engine) {
+    let Some(app) = encrypted_app(engine).await else {
+        return;
+    };
+    store_seed_with_image(&app).await;
+    let wrong = startup::connect_store(&settings_with_key(app.db.url(), OTHER_KEY))
+        .await
+        .unwrap();
+    for dry_run in [true, false] {
+        let error = wrong.reencrypt(dry_run).await.unwrap_err();
+        assert!(matches!(error, StoreError::Decrypt(_)), "{error}");
+        assert!(!error.to_string().contains(OTHER_KEY), "{error}");
+    }
+    wrong.close().await;
+}
+
 mod sqlite {
     use super::*;
+
+    #[tokio::test]
+    async fn turning_encryption_on_reencrypts_around_a_strangers_magic_body() {
+        super::turning_encryption_on_reencrypts_around_a_strangers_magic_body(Engine::Sqlite).await;
+    }
+
+    #[tokio::test]
+    async fn reencrypt_with_a_wrong_key_fails_and_names_no_key() {
+        super::reencrypt_with_a_wrong_key_fails_and_names_no_key(Engine::Sqlite).await;
+    }
 
     #[tokio::test]
     async fn reencrypt_moves_every_value_to_the_new_key() {
@@ -287,6 +376,17 @@ mod sqlite {
 
 mod postgres {
     use super::*;
+
+    #[tokio::test]
+    async fn turning_encryption_on_reencrypts_around_a_strangers_magic_body() {
+        super::turning_encryption_on_reencrypts_around_a_strangers_magic_body(Engine::Postgres)
+            .await;
+    }
+
+    #[tokio::test]
+    async fn reencrypt_with_a_wrong_key_fails_and_names_no_key() {
+        super::reencrypt_with_a_wrong_key_fails_and_names_no_key(Engine::Postgres).await;
+    }
 
     #[tokio::test]
     async fn reencrypt_moves_every_value_to_the_new_key() {

@@ -141,6 +141,24 @@ pub fn form_body(data: &str, sign: &str) -> String {
         .finish()
 }
 
+/// Bodies a stranger can send that begin with the magic of the sealed format (`FIDE`): the
+/// magic alone, a version-1 header with junk, and a version-1 header naming `key`'s id (the
+/// first byte of SHA-256 of its bytes) with junk.
+pub fn magic_bodies(key: &str) -> Vec<Vec<u8>> {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(key)
+        .unwrap();
+    let key_id = sha2::Sha256::digest(key)[0];
+    let junk = b"&data=%7B%7D&sign=not-a-sign-just-bytes-to-fill-a-nonce-and-a-tag";
+    vec![
+        b"FIDE".to_vec(),
+        [&b"FIDE\x01"[..], junk].concat(),
+        [&b"FIDE\x01"[..], &[key_id], junk].concat(),
+    ]
+}
+
 pub fn signed_form(data: &str) -> String {
     form_body(data, &protocol::sign(SECRET, data.as_bytes()))
 }
@@ -189,6 +207,14 @@ impl TestApp {
         self.post_form("/faceid/notify", signed_form(data)).await
     }
 
+    /// A stranger's notify with `body` (form-encoded, unsigned), which must be refused.
+    pub async fn notify_refused(&self, body: Vec<u8>) {
+        let response = self
+            .post("/faceid/notify", "application/x-www-form-urlencoded", body)
+            .await;
+        assert!(response.status().is_client_error(), "{}", response.status());
+    }
+
     pub async fn get(&self, path: &str) -> Response {
         self.client
             .get(self.url(path))
@@ -219,6 +245,33 @@ impl TestApp {
     pub async fn record(&self, biz_id: &str) -> Value {
         self.api_json(&format!("/verifications/{}", encode_path(biz_id)))
             .await
+    }
+
+    /// Runs `faceid-receiver <args>` over the app's database with the app's secret (and the
+    /// `APP__*` variables of `env`); its standard output, once it exited successfully.
+    pub async fn command(&self, args: &[&str], env: &[(&str, &str)]) -> String {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_faceid-receiver"))
+            .args(args)
+            .env_clear()
+            .env(
+                "APP_CONFIG_DIR",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/config"),
+            )
+            .env("APP__DATABASE__URL", self.db.url())
+            .env("APP__MEGVII__API_KEY", "test-key")
+            .env("APP__MEGVII__API_SECRET", SECRET)
+            .env("APP__TELEMETRY__FILTER", "warn")
+            .envs(env.iter().copied())
+            .output()
+            .await
+            .expect("run faceid-receiver");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "{args:?}: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
     }
 
     pub async fn journal(&self, biz_id: Option<&str>) -> Vec<Value> {

@@ -60,25 +60,43 @@ fn counts(answer: &Value) -> [u64; 5] {
     })
 }
 
+/// The `i`-th of the [`CALLBACKS`] results FaceID delivers.
+fn delivery(i: usize) -> String {
+    result_data(&biz(i), &format!("order-{i}"), "OK")
+}
+
+/// A service running with the wrong secret (and `env`), which has refused every one of the
+/// [`CALLBACKS`] deliveries (FaceID signs with [`SECRET`]).
+async fn refused_by_a_wrong_secret(
+    engine: Engine,
+    env: Vec<(&'static str, String)>,
+) -> Option<TestApp> {
+    let options = Options {
+        secret: WRONG_SECRET,
+        env,
+        ..Default::default()
+    };
+    let wrong = spawn_app(engine, options).await?;
+    for i in 0..CALLBACKS {
+        let response = wrong.notify(&delivery(i)).await;
+        assert_eq!(response.status(), 403, "the wrong secret refuses it");
+    }
+    Some(wrong)
+}
+
 /// A service running with the wrong secret refuses every callback (FaceID signs with
 /// [`SECRET`]); after a restart with the right one, replay stores each once.
 async fn refused_then_replayed(engine: Engine, env: Vec<(&'static str, String)>) {
-    let options = |secret| Options {
-        secret,
-        env: env.clone(),
-        ..Default::default()
-    };
-    let Some(wrong) = spawn_app(engine, options(WRONG_SECRET)).await else {
+    let Some(wrong) = refused_by_a_wrong_secret(engine, env.clone()).await else {
         return;
     };
-    let deliveries: Vec<String> = (0..CALLBACKS)
-        .map(|i| result_data(&biz(i), &format!("order-{i}"), "OK"))
-        .collect();
-    for data in &deliveries {
-        let response = wrong.notify(data).await;
-        assert_eq!(response.status(), 403, "the wrong secret refuses it");
-    }
-    let app = wrong.restart(options(SECRET)).await;
+    let deliveries: Vec<String> = (0..CALLBACKS).map(delivery).collect();
+    let app = wrong
+        .restart(Options {
+            env,
+            ..Default::default()
+        })
+        .await;
 
     // A dry run counts and changes nothing.
     let dry = replay(&app, json!({"dry_run": true})).await;
@@ -126,6 +144,116 @@ async fn sqlite_after_a_secret_fix_replay_stores_every_refused_callback_exactly_
 #[tokio::test]
 async fn postgres_after_a_secret_fix_replay_stores_every_refused_callback_exactly_once() {
     refused_then_replayed(Engine::Postgres, Vec::new()).await;
+}
+
+const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+const OTHER_KEY: &str = "HxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE=";
+
+/// A stranger's refused notify whose body begins with the magic, sent to a service without
+/// an encryption key, beside the deliveries a wrong secret refused, stops no replay: after the
+/// secret fix (and, with `restart_env`, encryption turned on), replay stores the 20 and counts
+/// the stranger's deliveries as still refused; so does the command.
+async fn a_strangers_magic_body_stops_no_replay(
+    engine: Engine,
+    restart_env: Vec<(&'static str, String)>,
+) {
+    let Some(wrong) = refused_by_a_wrong_secret(engine, Vec::new()).await else {
+        return;
+    };
+    for body in magic_bodies(KEY) {
+        wrong.notify_refused(body).await;
+    }
+    let app = wrong
+        .restart(Options {
+            env: restart_env,
+            ..Default::default()
+        })
+        .await;
+
+    let dry = replay(&app, json!({"dry_run": true})).await;
+    assert_eq!(counts(&dry), [23, 20, 0, 0, 3], "{dry}");
+    assert_eq!(dry["unreadable"], 0, "{dry}");
+    let answer = replay(&app, json!({})).await;
+    assert_eq!(counts(&answer), [23, 20, 20, 0, 3], "{answer}");
+    assert_eq!(answer["unreadable"], 0, "{answer}");
+    for i in 0..CALLBACKS {
+        assert!(app.store.get(&biz(i)).await.unwrap().is_some(), "{i}");
+    }
+    let output = replay_command(&app, &["replay"]).await;
+    assert!(
+        output.contains("0 stored") && output.contains("3 still refused"),
+        "{output}"
+    );
+    assert!(!output.contains("unreadable"), "{output}");
+}
+
+#[tokio::test]
+async fn sqlite_a_strangers_magic_body_stops_no_replay() {
+    a_strangers_magic_body_stops_no_replay(Engine::Sqlite, Vec::new()).await;
+}
+
+#[tokio::test]
+async fn postgres_a_strangers_magic_body_stops_no_replay() {
+    a_strangers_magic_body_stops_no_replay(Engine::Postgres, Vec::new()).await;
+}
+
+#[tokio::test]
+async fn sqlite_a_strangers_magic_body_stops_no_replay_when_encryption_is_turned_on() {
+    let env = vec![("APP__ENCRYPTION__KEY", KEY.to_owned())];
+    a_strangers_magic_body_stops_no_replay(Engine::Sqlite, env).await;
+}
+
+#[tokio::test]
+async fn postgres_a_strangers_magic_body_stops_no_replay_when_encryption_is_turned_on() {
+    let env = vec![("APP__ENCRYPTION__KEY", KEY.to_owned())];
+    a_strangers_magic_body_stops_no_replay(Engine::Postgres, env).await;
+}
+
+/// Refused bodies sealed with a key the service no longer holds are counted (`unreadable`,
+/// among `still_refused`) and named in the command's output, not skipped in silence; with the
+/// key back, they are replayed.
+async fn refused_bodies_sealed_with_another_key_are_counted_unreadable(engine: Engine) {
+    let sealed = vec![("APP__ENCRYPTION__KEY", KEY.to_owned())];
+    let Some(wrong) = refused_by_a_wrong_secret(engine, sealed.clone()).await else {
+        return;
+    };
+    let other_key = Options {
+        env: vec![("APP__ENCRYPTION__KEY", OTHER_KEY.to_owned())],
+        ..Default::default()
+    };
+    let app = wrong.restart(other_key).await;
+
+    let answer = replay(&app, json!({})).await;
+    assert_eq!(counts(&answer), [20, 0, 0, 0, 20], "{answer}");
+    assert_eq!(answer["unreadable"], 20, "{answer}");
+    let output = app
+        .command(&["replay"], &[("APP__ENCRYPTION__KEY", OTHER_KEY)])
+        .await;
+    assert!(
+        output.contains("20 still refused")
+            && output.contains("20 of the still refused could not be read"),
+        "{output}"
+    );
+
+    let app = app
+        .restart(Options {
+            env: sealed,
+            ..Default::default()
+        })
+        .await;
+    let answer = replay(&app, json!({})).await;
+    assert_eq!(counts(&answer), [20, 20, 20, 0, 0], "{answer}");
+    assert_eq!(answer["unreadable"], 0, "{answer}");
+}
+
+#[tokio::test]
+async fn sqlite_refused_bodies_sealed_with_another_key_are_counted_unreadable() {
+    refused_bodies_sealed_with_another_key_are_counted_unreadable(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_refused_bodies_sealed_with_another_key_are_counted_unreadable() {
+    refused_bodies_sealed_with_another_key_are_counted_unreadable(Engine::Postgres).await;
 }
 
 /// With encryption at rest the journal bodies are sealed; replay reads them through the key.
@@ -216,27 +344,7 @@ async fn postgres_a_replayed_callback_carrying_an_image_is_stored_as_a_live_one_
 
 /// The `faceid-receiver replay` command over the app's database, with the app's secret.
 async fn replay_command(app: &TestApp, args: &[&str]) -> String {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_faceid-receiver"))
-        .args(args)
-        .env_clear()
-        .env(
-            "APP_CONFIG_DIR",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/config"),
-        )
-        .env("APP__DATABASE__URL", app.db.url())
-        .env("APP__MEGVII__API_KEY", "test-key")
-        .env("APP__MEGVII__API_SECRET", SECRET)
-        .env("APP__TELEMETRY__FILTER", "warn")
-        .output()
-        .await
-        .expect("run faceid-receiver replay");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
+    app.command(args, &[]).await
 }
 
 #[tokio::test]

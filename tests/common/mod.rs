@@ -326,3 +326,38 @@ macro_rules! store_tests {
         }
     };
 }
+
+/// Overwrites journal row `id`'s stored body with `raw`, byte for byte: how tests put into a
+/// database what an older version wrote.
+pub async fn force_journal_body(url: &str, id: i64, raw: &[u8]) {
+    const SQL: &str = "UPDATE callbacks SET body = $1 WHERE id = $2";
+    let done = if url.starts_with("sqlite") {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        let done = sqlx::query(SQL).bind(raw).bind(id).execute(&pool).await;
+        pool.close().await;
+        done.unwrap().rows_affected()
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        let done = sqlx::query(SQL).bind(raw).bind(id).execute(&pool).await;
+        pool.close().await;
+        done.unwrap().rows_affected()
+    };
+    assert_eq!(done, 1, "journal row {id}");
+}
+
+/// Journal row `id`'s body as stored.
+pub async fn stored_journal_body(url: &str, id: i64) -> Vec<u8> {
+    const SQL: &str = "SELECT body FROM callbacks WHERE id = $1";
+    let body = if url.starts_with("sqlite") {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        let body = sqlx::query_scalar(SQL).bind(id).fetch_one(&pool).await;
+        pool.close().await;
+        body
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        let body = sqlx::query_scalar(SQL).bind(id).fetch_one(&pool).await;
+        pool.close().await;
+        body
+    };
+    body.unwrap_or_else(|e| panic!("journal row {id}: {e}"))
+}

@@ -17,6 +17,7 @@ use faceid_receiver::store::{
 
 mod availability;
 mod durability;
+mod encryption;
 mod group_commit;
 mod privacy;
 mod replay;

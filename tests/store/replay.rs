@@ -60,8 +60,9 @@ async fn refused_deliveries_are_those_of_signed_routes_with_their_body_kept_whol
     let first = &all[0];
     assert_eq!(first.kind, "notify");
     assert_eq!(first.received_at, NOW);
-    assert_eq!(first.body, b"data=%7B%7D&sign=00");
-    assert_eq!(first.body_len, first.body.len() as i64);
+    let body = first.body.as_deref().expect("read");
+    assert_eq!(body, b"data=%7B%7D&sign=00");
+    assert_eq!(first.body_len, body.len() as i64);
     assert_eq!(
         first.content_type.as_deref(),
         Some("application/x-www-form-urlencoded")
