@@ -7,6 +7,7 @@ mod common;
 mod helpers;
 
 mod callbacks;
+mod console;
 mod encryption;
 mod hardening;
 mod openapi;
