@@ -8,6 +8,7 @@ mod helpers;
 
 mod callbacks;
 mod console;
+mod console_browser;
 mod encryption;
 mod hardening;
 mod openapi;
