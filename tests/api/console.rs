@@ -79,6 +79,7 @@ console_tests!(
     an_idle_or_too_old_session_sends_the_browser_to_sign_in,
     fetch_now_follows_the_api_budget,
     replay_needs_admin_and_previews_before_it_stores,
+    a_token_taken_out_of_the_configuration_ends_its_sessions,
 );
 
 // ---- helpers ----
@@ -596,4 +597,38 @@ async fn sign_in_attempts_are_rate_limited_per_client() {
     );
     // The other pages are not limited.
     assert_eq!(app.get("/console/sign-in").await.status(), 200);
+}
+
+async fn a_token_taken_out_of_the_configuration_ends_its_sessions(app: TestApp) {
+    let plain = session(&app, CONSOLE_PLAIN).await;
+    let admin = session(&app, CONSOLE_ADMIN).await;
+    assert_eq!(get(&app, &plain, "/console").await.status(), 200);
+    // The operator drops the plain token, and takes the console scope from no one else.
+    let app = app
+        .restart(console_options(vec![(
+            "APP__API__TOKENS",
+            format!("{CONSOLE_ADMIN}:console+admin,{CONSOLE_PII}:pii"),
+        )]))
+        .await;
+    assert!(goes_to_sign_in(&get(&app, &plain, "/console").await));
+    assert_eq!(
+        get(&app, &admin, "/console").await.status(),
+        200,
+        "shared by the replica"
+    );
+    // A token whose console scope was taken away cannot sign in any more either.
+    assert_eq!(sign_in(&app, CONSOLE_PII).await.status(), 403);
+}
+
+#[tokio::test]
+async fn the_console_is_not_served_unless_enabled() {
+    let app = spawn_app(Engine::Sqlite, Options::default()).await.unwrap();
+    for path in [
+        "/console",
+        "/console/sign-in",
+        "/console/assets/console.css",
+    ] {
+        assert_eq!(app.get(path).await.status(), 404, "{path}");
+    }
+    assert_eq!(sign_in(&app, TOKEN).await.status(), 404);
 }
