@@ -51,7 +51,16 @@ pub fn router(state: &AppState) -> Router<AppState> {
         &state.settings.server,
         &state.settings.console,
     ) {
-        Some(limit) => sign_in.layer(limit),
+        // Refused as a page a browser shows, not the API's JSON (with the same Retry-After).
+        Some(limit) => sign_in.layer(limit.error_handler(|error| match error {
+            tower_governor::GovernorError::TooManyRequests { wait_time, .. } => {
+                pages::ConsoleError::TooManyRequests(wait_time.max(1)).into_response()
+            }
+            other => {
+                tracing::error!(error.message = %other, "console: sign-in rate limiter");
+                pages::ConsoleError::Internal.into_response()
+            }
+        })),
         None => sign_in,
     };
     Router::new()

@@ -75,6 +75,8 @@ pub enum ConsoleError {
     NotFound,
     BadRequest(String),
     Conflict(String),
+    /// Too many sign-in attempts from this client: retry after this many seconds.
+    TooManyRequests(u64),
     Unavailable,
     Internal,
 }
@@ -134,6 +136,22 @@ impl IntoResponse for ConsoleError {
             ),
             Self::BadRequest(why) => (StatusCode::BAD_REQUEST, "Check the form", why),
             Self::Conflict(why) => (StatusCode::CONFLICT, "Not possible now", why),
+            Self::TooManyRequests(wait) => {
+                let mut response = render(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    &ErrorPage {
+                        nav: None,
+                        title: "Too many sign-in attempts",
+                        message: format!(
+                            "This address tried to sign in too often. Try again in {wait} s."
+                        ),
+                    },
+                );
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, wait.into());
+                return response;
+            }
             Self::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Storage unavailable",

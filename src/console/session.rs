@@ -2,8 +2,9 @@
 //!
 //! - Sign-in takes an `api.tokens` token in a form (never a URL), matched in constant time
 //!   by [`crate::http::auth::match_token`]; it must have the `console` scope. Attempts are
-//!   rate-limited per client IP (`console.sign_in_*`, the router's layer), and every refusal
-//!   is audited (`sign_in_refused`, with why, the client's network and, for a configured
+//!   rate-limited per client IP (`console.sign_in_*`, the router's layer; an attempt over the
+//!   limit is answered 429 and written nowhere, as the callback limits do), and every refusal
+//!   of a token is audited (`sign_in_refused`, with why, the client's network and, for a configured
 //!   token without the scope, its fingerprint — never what was typed).
 //! - A session is 32 random bytes, sent as the `console_session` cookie (`HttpOnly`,
 //!   `SameSite=Strict`, `Path=/console`, `Secure` when `server.public_url` is https). The

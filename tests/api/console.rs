@@ -595,6 +595,7 @@ async fn sign_in_attempts_are_rate_limited_per_client() {
         limited.headers()["content-security-policy"],
         faceid_receiver::console::CSP
     );
+    assert!(html(limited).await.contains("Too many sign-in attempts"));
     // The other pages are not limited.
     assert_eq!(app.get("/console/sign-in").await.status(), 200);
 }
