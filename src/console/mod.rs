@@ -29,6 +29,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::http::AppState;
@@ -79,6 +80,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/assets/icon.svg", get(icon))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // Inside the header layers, so that even a panic's answer carries them.
+        .layer(CatchPanicLayer::custom(|_| {
+            pages::ConsoleError::Internal.into_response()
+        }))
         .layer(header_layer(header::CONTENT_SECURITY_POLICY, CSP))
         .layer(header_layer(header::CACHE_CONTROL, "no-store"))
         .layer(header_layer(header::X_FRAME_OPTIONS, "DENY"))
