@@ -176,6 +176,26 @@ async fn screenshot(client: &Client, name: &str) {
     std::fs::write(artifacts().join(format!("{name}.png")), png).unwrap();
 }
 
+/// Clicks what `locator` finds, and waits until the page it was on is gone (every click here
+/// submits a form or follows a link), so that what is read next is the new page.
+async fn click_to_next_page(client: &Client, locator: Locator<'_>) {
+    let old = client.find(Locator::Css("html")).await.unwrap();
+    client
+        .find(locator)
+        .await
+        .unwrap_or_else(|e| panic!("{locator:?}: {e}"))
+        .click()
+        .await
+        .unwrap();
+    for _ in 0..400 {
+        if old.tag_name().await.is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("clicking {locator:?} loaded no new page within 10 s");
+}
+
 async fn text(client: &Client, css: &str) -> String {
     client
         .find(Locator::Css(css))
@@ -270,13 +290,7 @@ async fn drive(engine: Engine) {
         .send_keys(CONSOLE_ADMIN)
         .await
         .unwrap();
-    client
-        .find(Locator::Css("main button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_to_next_page(&client, Locator::Css("main button[type=submit]")).await;
     assert_eq!(client.current_url().await.unwrap().path(), "/console");
     assert!(text(&client, "h1").await.starts_with("Overview"));
     let overview = body(&client).await;
@@ -298,24 +312,12 @@ async fn drive(engine: Engine) {
     screenshot(&client, &format!("console-{name}-overview")).await;
 
     // The week.
-    client
-        .find(Locator::LinkText("7 days"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_to_next_page(&client, Locator::LinkText("7 days")).await;
     assert!(text(&client, "h1").await.contains("last 7 days"));
     assert_no_violation(&client, "overview, 7 days").await;
 
     // Search by biz_id, then open the verification.
-    client
-        .find(Locator::LinkText("Verifications"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_to_next_page(&client, Locator::LinkText("Verifications")).await;
     client
         .find(Locator::Css("#biz_id"))
         .await
@@ -323,24 +325,12 @@ async fn drive(engine: Engine) {
         .send_keys(&biz_id)
         .await
         .unwrap();
-    client
-        .find(Locator::Css("form.search button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_to_next_page(&client, Locator::Css("form.search button")).await;
     let results = body(&client).await;
     assert!(results.contains("order-7"), "{results}");
     assert_no_violation(&client, "search").await;
     screenshot(&client, &format!("console-{name}-search")).await;
-    client
-        .find(Locator::LinkText(&biz_id))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_to_next_page(&client, Locator::LinkText(&biz_id)).await;
     let detail = body(&client).await;
     assert!(detail.contains("Timeline"), "{detail}");
     assert!(detail.contains("Delivery #"), "{detail}");
@@ -352,13 +342,11 @@ async fn drive(engine: Engine) {
     screenshot(&client, &format!("console-{name}-detail")).await;
 
     // An action: fetch now.
-    client
-        .find(Locator::XPath("//button[normalize-space()='Fetch now']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_to_next_page(
+        &client,
+        Locator::XPath("//button[normalize-space()='Fetch now']"),
+    )
+    .await;
     assert!(
         text(&client, ".notice").await.contains("was scheduled"),
         "fetch now answered"
@@ -378,22 +366,12 @@ async fn drive(engine: Engine) {
     screenshot(&client, &format!("console-{name}-fetch-now")).await;
 
     // Another: the replay preview (a dry run).
-    client
-        .find(Locator::LinkText("Replay"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .find(Locator::XPath(
-            "//button[normalize-space()='Preview (dry run)']",
-        ))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_to_next_page(&client, Locator::LinkText("Replay")).await;
+    click_to_next_page(
+        &client,
+        Locator::XPath("//button[normalize-space()='Preview (dry run)']"),
+    )
+    .await;
     let preview = body(&client).await;
     assert!(
         preview.contains("4 refused deliveries examined; 0 would be replayed"),
@@ -410,13 +388,11 @@ async fn drive(engine: Engine) {
     assert_eq!(focused.text().await.unwrap(), "Skip to main content");
 
     // Sign out.
-    client
-        .find(Locator::XPath("//button[normalize-space()='Sign out']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_to_next_page(
+        &client,
+        Locator::XPath("//button[normalize-space()='Sign out']"),
+    )
+    .await;
     assert!(
         client
             .current_url()
@@ -446,13 +422,7 @@ async fn drive(engine: Engine) {
         .send_keys(CONSOLE_ADMIN)
         .await
         .unwrap();
-    phone
-        .find(Locator::Css("main button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_to_next_page(&phone, Locator::Css("main button[type=submit]")).await;
     for (path, shot) in [
         ("/console".to_owned(), "overview-375"),
         (
