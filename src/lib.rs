@@ -5,11 +5,13 @@
 //! caller, for PostgreSQL and SQLite; [`http`] is the axum surface; [`megvii`] is the get_result
 //! client and [`fetcher`] the follow-up worker that spends the budget; [`startup`] wires them
 //! into an [`Application`] that tests and `main` run alike; [`push`] signs and sends outcomes
-//! onward to the merchant's endpoints. [`protocol`] and [`clock`] come from the
+//! onward to the merchant's endpoints; [`console`] is the operator console in the browser.
+//! [`protocol`] and [`clock`] come from the
 //! `faceid-protocol` crate, which the FaceID stand-in (`faceid-sim`, a crate of its own, never
 //! linked into the service) shares.
 
 pub mod config;
+pub mod console;
 pub mod fetcher;
 pub mod http;
 pub mod megvii;

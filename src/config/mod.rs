@@ -3,8 +3,8 @@
 //! is unset).
 //!
 //! One file per section (`server`, `database`, `megvii`, `api`, `return`, `fetch`,
-//! `telemetry`, `retention`, `encryption`), each holding the section's settings type, the
-//! shape its keys are written in (the same type where every key passes through as written, a
+//! `telemetry`, `retention`, `encryption`, `console`), each holding the section's settings
+//! type, the shape its keys are written in (the same type where every key passes through as written, a
 //! `Raw…` type where a value must be parsed) and its rules. A key is declared once, as a
 //! field of that shape: the list of known keys (for the unknown-variable warning, and which
 //! of them are comma-separated lists) is derived from `Raw`'s fields, and a test ties it to
@@ -16,6 +16,7 @@
 //! is redacted, and the database URL's password is never printed.
 
 mod api;
+mod console;
 mod database;
 mod encryption;
 mod fetch;
@@ -33,6 +34,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 pub use api::{ADMIN_SCOPE, ApiSettings, ApiToken, CONSOLE_SCOPE, DEV_TOKEN, SCOPES};
+pub use console::ConsoleSettings;
 pub use database::{DatabaseSettings, redact_url};
 pub use encryption::EncryptionSettings;
 pub use fetch::FetchSettings;
@@ -72,6 +74,7 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub retention: RetentionSettings,
     pub encryption: EncryptionSettings,
+    pub console: ConsoleSettings,
 }
 
 /// Why settings could not be loaded. `Display` is the one line printed before exiting.
@@ -153,6 +156,7 @@ struct Raw {
     retention: RetentionSettings,
     #[serde(default)]
     encryption: encryption::RawEncryption,
+    console: ConsoleSettings,
 }
 
 impl Raw {
@@ -167,6 +171,7 @@ impl Raw {
         self.fetch.validate(megvii.timeout, at("fetch"))?;
         self.retention.validate(at("retention"))?;
         let encryption = self.encryption.validate(at("encryption"))?;
+        self.console.validate(at("console"))?;
         Ok(Settings {
             environment,
             server,
@@ -178,6 +183,7 @@ impl Raw {
             telemetry: self.telemetry,
             retention: self.retention,
             encryption,
+            console: self.console,
         })
     }
 }

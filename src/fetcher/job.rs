@@ -10,7 +10,8 @@
 //!    the job was cancelled): skip;
 //! 4. call get_result, then store what it said in one transaction
 //!    ([`save_fetched`](crate::store::FollowUpStore::save_fetched) for a result,
-//!    [`update_job`](crate::store::FollowUpStore::update_job) for an error), which also ends our lease.
+//!    [`end_call`](crate::store::FollowUpStore::end_call) for an error), which also logs the
+//!    call in the call log and ends our lease.
 
 //!
 //! What an answer means for the job, and when the next call comes, is
@@ -262,7 +263,14 @@ async fn record_result(
                 error.message = %error,
                 "get_result answer not stored: the database refused its data"
             );
-            return finish(ctx, job, now, FetchState::Failed, NOT_STORED).await;
+            let update = JobUpdate::Finish {
+                state: FetchState::Failed,
+                last_error: Some(NOT_STORED.to_owned()),
+            };
+            return ctx
+                .store
+                .end_call(&job.biz_id, &ctx.owner, now, &update, NOT_STORED)
+                .await;
         }
     };
     tracing::info!(
@@ -297,7 +305,7 @@ async fn record_error(
         tracing::warn!(code = %code, calls_used, error.message = %error, next = ?update_state(&update), "get_result failed");
     }
     ctx.store
-        .update_job(&job.biz_id, &ctx.owner, now, &update)
+        .end_call(&job.biz_id, &ctx.owner, now, &update, &code)
         .await
 }
 

@@ -90,7 +90,7 @@ pub async fn require_token(
 }
 
 /// Constant-time: compares fixed-length digests, and looks at every token.
-fn match_token<'a>(tokens: &'a [ApiToken], presented: &str) -> Option<&'a ApiToken> {
+pub(crate) fn match_token<'a>(tokens: &'a [ApiToken], presented: &str) -> Option<&'a ApiToken> {
     let presented = Sha256::digest(presented.as_bytes());
     let mut found = None;
     for token in tokens {

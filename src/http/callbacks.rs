@@ -148,7 +148,7 @@ fn remote_addr(
 
 /// The TCP peer, when the server was started with connect info (tests driving the router
 /// directly have none).
-pub struct Peer(Option<SocketAddr>);
+pub struct Peer(pub Option<SocketAddr>);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
     type Rejection = std::convert::Infallible;

@@ -223,7 +223,8 @@ impl IntoResponse for AppError {
 /// Gives every error answer our shape. An error status (4xx, 5xx) whose body is not JSON was
 /// produced by axum or a layer, not by a handler (405 and its `Allow`, 408 from the request
 /// timeout, a body-limit 413, …): its body is replaced by [`ErrorBody`], and its headers
-/// (`Allow`, `Retry-After`, …) are kept. Answers that are already JSON pass untouched.
+/// (`Allow`, `Retry-After`, …) are kept. Answers that are already JSON pass untouched, and so
+/// do the operator console's HTML error pages (`console/pages.rs`).
 pub async fn json_errors(
     request: axum::extract::Request,
     next: axum::middleware::Next,
@@ -234,7 +235,7 @@ pub async fn json_errors(
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }

@@ -117,25 +117,35 @@ pub async fn manual_fetch(
     State(state): State<AppState>,
     ApiPath(biz_id): ApiPath<String>,
 ) -> Result<Response> {
+    let (key, info) = schedule_manual(&state, &biz_id).await?;
+    Ok(accepted(&state, &key, &info))
+}
+
+/// A get_result asked for by hand (the API's route above, and the console's "fetch now"):
+/// the job of a known record becomes due now, or a well-formed unknown biz_id gets a PENDING
+/// record and a job; the budget and the window still apply ([`plan::manual`]: 409). Wakes
+/// the worker. Returns the record's key and its follow-up as scheduled.
+pub async fn schedule_manual(state: &AppState, biz_id: &str) -> Result<(String, FetchInfo)> {
     let now = state.clock.now_ms();
     let return_image = state.settings.fetch.return_image;
     let fetch = &state.settings.fetch;
-    if let Some(record) = state.store.get(&biz_id).await? {
+    if let Some(record) = state.store.get(biz_id).await? {
         let window_ends_at = plan::window_ends_at(fetch, &record.biz_id, record.created_at);
         let job = NewJob {
-            next_at: manual_due_at(&state, &record.fetch, window_ends_at, now)?,
+            next_at: manual_due_at(state, &record.fetch, window_ends_at, now)?,
             window_ends_at,
             return_image,
         };
         let info = state.store.schedule_fetch(&record.biz_id, job, now).await?;
-        return Ok(accepted(&state, &record.biz_id, &info));
+        state.wake_fetcher.notify_one();
+        return Ok((record.biz_id, info));
     }
     // Unknown: only a well-formed biz_id (as a return GET would bring) gets a record.
-    let id = BizId::parse(&biz_id)
-        .map_err(|_| AppError::NotFound("no verification with this biz_id"))?;
+    let id =
+        BizId::parse(biz_id).map_err(|_| AppError::NotFound("no verification with this biz_id"))?;
     let window_ends_at = plan::window_ends_at(fetch, id.as_str(), now);
     let job = NewJob {
-        next_at: manual_due_at(&state, &FetchInfo::default(), window_ends_at, now)?,
+        next_at: manual_due_at(state, &FetchInfo::default(), window_ends_at, now)?,
         window_ends_at,
         return_image,
     };
@@ -143,7 +153,8 @@ pub async fn manual_fetch(
         .store
         .request_fetch(id.as_str(), None, job, now)
         .await?;
-    Ok(accepted(&state, &record.biz_id, &record.fetch))
+    state.wake_fetcher.notify_one();
+    Ok((record.biz_id, record.fetch))
 }
 
 /// `POST /raw-results` body.

@@ -1,9 +1,9 @@
-//! Per-client-IP rate limits on the public callback routes (tower_governor), answering 429
-//! with the usual JSON error body and `Retry-After`: one on every `/faceid/*` route
-//! (`server.rate_limit_*`), and a tighter one on the unsigned return GET alone
+//! Per-client-IP rate limits (tower_governor), answering 429 with the usual JSON error body
+//! and `Retry-After`: one on every `/faceid/*` route (`server.rate_limit_*`), a tighter one
+//! on the unsigned return GET alone
 //! (`server.return_get_*`), since each fresh biz_id it brings becomes a record, a job and a
 //! get_result call with the merchant's credentials, while a browser sends one per
-//! verification.
+//! verification, and one on the console's sign-in (`console.sign_in_*`), against guessing.
 //!
 //! Invariant: the key is the TCP peer address unless `server.trust_forwarded_for` is set;
 //! a client-supplied `X-Forwarded-For` must not let anyone pick their own bucket. When it
@@ -99,6 +99,19 @@ pub fn return_get_layer(server: &ServerSettings) -> Option<Layer> {
     }
     let period = Duration::from_nanos(60_000_000_000 / u64::from(server.return_get_per_minute));
     per_client(server, period, server.return_get_burst)
+}
+
+/// The console's sign-in limit (`console.sign_in_*`), or `None` when
+/// `console.sign_in_per_minute` is 0. Counted per client like the callback limits.
+pub fn console_sign_in_layer(
+    server: &ServerSettings,
+    console: &crate::config::ConsoleSettings,
+) -> Option<Layer> {
+    if console.sign_in_per_minute == 0 {
+        return None;
+    }
+    let period = Duration::from_nanos(60_000_000_000 / u64::from(console.sign_in_per_minute));
+    per_client(server, period, console.sign_in_burst)
 }
 
 /// A per-client limit: one request per `period`, bursts of up to `burst`.

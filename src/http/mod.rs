@@ -92,8 +92,9 @@ async fn record_latency(
     response
 }
 
-/// The public listener's routes: callbacks, the API, health, and `/metrics` unless it has a
-/// listener of its own (`server.admin_listen`).
+/// The public listener's routes: callbacks, the API, health, the operator console when
+/// `console.enabled`, and `/metrics` unless it has a listener of its own
+/// (`server.admin_listen`).
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.server.body_limit;
     let callbacks = callbacks::router(limit::return_get_layer(&state.settings.server))
@@ -114,6 +115,9 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::router());
     if state.settings.server.admin_listen.is_none() {
         routes = routes.merge(ops::metrics_router());
+    }
+    if state.settings.console.enabled {
+        routes = routes.nest("/console", crate::console::router(&state));
     }
     with_layers(routes, state)
 }

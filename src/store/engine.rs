@@ -329,11 +329,13 @@ macro_rules! impl_store {
             };
             use $crate::store::group::{Accepted, GroupCommit, Member};
             use $crate::store::{
-                AccessEntry, ApiStore, CallbackQuery, CallbackRecord, CallbackStore,
-                ConnectOptions, Database, FetchInfo, FollowUpStore, IncomingResult, JobEffect,
-                JobUpdate, LeasedJob, ListQuery, MaintenanceStore, MergeOutcome, NewCallback,
-                NewImage, NewJob, PENDING, PurgeCounts, PurgePlan, ReencryptCounts,
-                RefusedDelivery, ReplayStore, Source, StoreResult, Verification, encrypted, sql,
+                AccessEntry, ApiStore, BucketCount, CallLogEntry, CallbackQuery, CallbackRecord,
+                CallbackStore, ConnectOptions, ConsoleEvent, ConsoleStore, Database,
+                DeliveryCounts, FetchInfo, FollowUpCount, FollowUpStore, IncomingResult, JobEffect,
+                JobUpdate, KeyCount, LeasedJob, ListQuery, MaintenanceStore, MergeOutcome,
+                NewCallback, NewImage, NewJob, NewSession, OverviewCounts, PENDING, PurgeCounts,
+                PurgePlan, ReencryptCounts, RefusedDelivery, ReplayStore, SearchQuery,
+                SessionRecord, Source, StoreResult, Verification, encrypted, sql,
             };
 
             impl EngineStore<$pool> {
@@ -441,6 +443,24 @@ macro_rules! impl_store {
                     .bind(next_at)
                     .bind(last_error)
                     .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            }
+
+            /// Logs the call that brought the job's current `calls_used` ([`sql::INSERT_CALL`]).
+            async fn log_call(
+                conn: &mut $conn,
+                biz_id: &str,
+                now: i64,
+                outcome: &str,
+                detail: &str,
+            ) -> Result<(), sqlx::Error> {
+                sqlx::query(sql::INSERT_CALL)
+                    .bind(biz_id)
+                    .bind(now)
+                    .bind(outcome)
+                    .bind(detail)
                     .execute(&mut *conn)
                     .await?;
                 Ok(())
@@ -864,9 +884,165 @@ macro_rules! impl_store {
                     // below.
                     let outcome = merge(&mut tx, &result, now).await?;
                     store_images(&mut tx, &result.biz_id, &images, now).await?;
+                    log_call(&mut tx, &result.biz_id, now, "result", &result.status).await?;
                     end_turn(&mut tx, &result.biz_id, owner, update, now).await?;
                     tx.commit().await?;
                     Ok(outcome)
+                }
+
+                async fn end_call(
+                    &self,
+                    biz_id: &str,
+                    owner: &str,
+                    now: i64,
+                    update: &JobUpdate,
+                    code: &str,
+                ) -> StoreResult<()> {
+                    let mut tx = $begin_write(&self.pool).await?;
+                    log_call(&mut tx, biz_id, now, "error", code).await?;
+                    end_turn(&mut tx, biz_id, owner, update, now).await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+            }
+
+            #[async_trait]
+            impl ConsoleStore for EngineStore<$pool> {
+                async fn create_session(&self, session: &NewSession) -> StoreResult<()> {
+                    sqlx::query(sql::INSERT_SESSION)
+                        .bind(&session.id_hash)
+                        .bind(&session.token_fp)
+                        .bind(session.created_at)
+                        .bind(session.expires_at)
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(())
+                }
+
+                async fn touch_session(
+                    &self,
+                    id_hash: &str,
+                    now: i64,
+                    idle_cutoff: i64,
+                ) -> StoreResult<Option<SessionRecord>> {
+                    Ok(sqlx::query_as::<_, SessionRecord>(sql::TOUCH_SESSION)
+                        .bind(id_hash)
+                        .bind(now)
+                        .bind(idle_cutoff)
+                        .fetch_optional(&self.pool)
+                        .await?)
+                }
+
+                async fn delete_session(&self, id_hash: &str) -> StoreResult<bool> {
+                    let done = sqlx::query(sql::DELETE_SESSION)
+                        .bind(id_hash)
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(done.rows_affected() > 0)
+                }
+
+                async fn purge_sessions(&self, now: i64, idle_cutoff: i64) -> StoreResult<u64> {
+                    let done = sqlx::query(sql::PURGE_SESSIONS)
+                        .bind(now)
+                        .bind(idle_cutoff)
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(done.rows_affected())
+                }
+
+                async fn audit(&self, event: &ConsoleEvent) -> StoreResult<()> {
+                    sqlx::query(sql::INSERT_AUDIT)
+                        .bind(event.at)
+                        .bind(&event.event)
+                        .bind(&event.token_fp)
+                        .bind(&event.remote_addr)
+                        .bind(&event.biz_id)
+                        .bind(&event.detail)
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(())
+                }
+
+                async fn audit_log(&self, limit: i64) -> StoreResult<Vec<ConsoleEvent>> {
+                    Ok(sqlx::query_as::<_, ConsoleEvent>(sql::LIST_AUDIT)
+                        .bind(limit.max(0))
+                        .fetch_all(&self.pool)
+                        .await?)
+                }
+
+                async fn overview(
+                    &self,
+                    since: i64,
+                    bucket_ms: i64,
+                    max_calls: i32,
+                ) -> StoreResult<OverviewCounts> {
+                    // Read-only counts: one connection, no transaction (a count a moment
+                    // stale is fine on a dashboard).
+                    let mut conn = self.pool.acquire().await?;
+                    let outcomes = sqlx::query_as::<_, BucketCount>(sql::OUTCOMES_BY_BUCKET)
+                        .bind(since)
+                        .bind(bucket_ms.max(1))
+                        .fetch_all(&mut *conn)
+                        .await?;
+                    let liveness = sqlx::query_as::<_, KeyCount>(sql::LIVENESS)
+                        .bind(since)
+                        .fetch_all(&mut *conn)
+                        .await?;
+                    let refusals = sqlx::query_as::<_, KeyCount>(sql::REFUSALS)
+                        .bind(since)
+                        .fetch_all(&mut *conn)
+                        .await?;
+                    let followups = sqlx::query_as::<_, FollowUpCount>(sql::FOLLOWUPS)
+                        .bind(max_calls)
+                        .fetch_all(&mut *conn)
+                        .await?;
+                    Ok(OverviewCounts {
+                        outcomes,
+                        liveness,
+                        refusals,
+                        followups,
+                    })
+                }
+
+                async fn deliveries(
+                    &self,
+                    since: i64,
+                    mismatch_reason: &str,
+                ) -> StoreResult<DeliveryCounts> {
+                    let (verified, sign_mismatch): (i64, i64) = sqlx::query_as(sql::DELIVERIES)
+                        .bind(since)
+                        .bind(mismatch_reason)
+                        .fetch_one(&self.pool)
+                        .await?;
+                    Ok(DeliveryCounts {
+                        verified,
+                        sign_mismatch,
+                    })
+                }
+
+                async fn search(&self, query: &SearchQuery) -> StoreResult<Vec<Verification>> {
+                    let rows = sqlx::query_as::<_, VerificationRow>(sql::SEARCH_VERIFICATIONS)
+                        .bind(query.biz_id.as_deref())
+                        .bind(query.biz_no.as_deref())
+                        .bind(query.status.as_deref())
+                        .bind(query.from)
+                        .bind(query.until)
+                        .bind(query.after.as_ref().map(|(created_at, _)| *created_at))
+                        .bind(query.after.as_ref().map(|(_, biz_id)| biz_id.as_str()))
+                        .bind(query.limit.max(0))
+                        .fetch_all(&self.pool)
+                        .await?;
+                    rows.into_iter()
+                        .map(|row| self.keys.open_record(Verification::try_from(row)?))
+                        .collect()
+                }
+
+                async fn calls(&self, biz_id: &str, limit: i64) -> StoreResult<Vec<CallLogEntry>> {
+                    Ok(sqlx::query_as::<_, CallLogEntry>(sql::LIST_CALLS)
+                        .bind(biz_id)
+                        .bind(limit.max(0))
+                        .fetch_all(&self.pool)
+                        .await?)
                 }
             }
 

@@ -2,11 +2,13 @@
 //! and a SQLite engine.
 //!
 //! Owns: verification records (one per biz_id), the callback journal (every delivery), the
-//! follow-up job rows with their get_result budget, fetched images and the access log.
+//! follow-up job rows with their get_result budget and call log, fetched images, the access
+//! log, and the operator console's sessions and audit trail.
 //!
 //! The parts, by who uses them: [`CallbackStore`] (FaceID's deliveries), [`ApiStore`] (the
 //! merchant API), [`ReplayStore`] (replay), [`FollowUpStore`] (the follow-up worker),
-//! [`MaintenanceStore`] (retention, re-encryption) and [`Database`] (migrations, readiness).
+//! [`MaintenanceStore`] (retention, re-encryption), [`ConsoleStore`] (the operator console)
+//! and [`Database`] (migrations, readiness).
 //! [`ServingStore`] is what the HTTP surface holds; [`Store`] is all of them, as [`connect`]
 //! opens one engine. Where the code lives: `engine.rs` writes every method once for both
 //! engines ([`PgStore`], [`SqliteStore`]), from the statements in [`sql`]; `group.rs` batches
@@ -699,10 +701,22 @@ pub trait FollowUpStore: Send + Sync + 'static {
         update: &JobUpdate,
     ) -> StoreResult<()>;
 
+    /// In one transaction: end `owner`'s turn as [`FollowUpStore::update_job`] does, after a
+    /// call that brought no result to store, and log that call (`error`, with `code`) in the
+    /// call log.
+    async fn end_call(
+        &self,
+        biz_id: &str,
+        owner: &str,
+        now: i64,
+        update: &JobUpdate,
+        code: &str,
+    ) -> StoreResult<()>;
+
     /// In one transaction: merge a fetched result, store its images (even when the merge
     /// is `Unchanged`: a signed notify may already hold the result, the fetch was for the
-    /// images), and end `owner`'s turn on the job as [`FollowUpStore::update_job`] does.
-    /// `now` stamps the rows.
+    /// images), log the call (`result`, with the status answered) in the call log, and end
+    /// `owner`'s turn on the job as [`FollowUpStore::update_job`] does. `now` stamps the rows.
     async fn save_fetched(
         &self,
         owner: &str,
@@ -766,11 +780,166 @@ pub trait MaintenanceStore: Send + Sync + 'static {
     async fn reencrypt(&self, dry_run: bool) -> StoreResult<ReencryptCounts>;
 }
 
-/// What the HTTP surface holds ([`crate::http::AppState`]): the callback routes, the API,
-/// replay's route and `/readyz`.
-pub trait ServingStore: Database + CallbackStore + ApiStore + ReplayStore {}
+/// A console session to store: never the session id nor the token, only a hash of the one
+/// and a fingerprint of the other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSession {
+    /// Hex SHA-256 of the session id the cookie carries.
+    pub id_hash: String,
+    /// [`crate::config::ApiToken::fingerprint`] of the token that signed in.
+    pub token_fp: String,
+    pub created_at: i64,
+    /// Absolute expiry.
+    pub expires_at: i64,
+}
 
-impl<T: Database + CallbackStore + ApiStore + ReplayStore> ServingStore for T {}
+/// A live console session, as [`ConsoleStore::touch_session`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SessionRecord {
+    pub token_fp: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+}
+
+/// One line of the console's audit trail. `detail` is a short code, never request content.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ConsoleEvent {
+    pub at: i64,
+    pub event: String,
+    pub token_fp: Option<String>,
+    pub remote_addr: Option<String>,
+    pub biz_id: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// One get_result call from the call log: `outcome` is `result` (then `detail` is the status
+/// answered) or `error` (then `detail` is the fetcher's error code).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct CallLogEntry {
+    pub call_no: i32,
+    pub called_at: i64,
+    pub outcome: String,
+    pub detail: Option<String>,
+}
+
+/// The console's search: every filter optional, bounded by `limit`, newest first by
+/// (`created_at`, `biz_id`).
+#[derive(Debug, Clone, Default)]
+pub struct SearchQuery {
+    pub biz_id: Option<String>,
+    pub biz_no: Option<String>,
+    pub status: Option<String>,
+    /// Created at or after (epoch ms).
+    pub from: Option<i64>,
+    /// Created before (epoch ms).
+    pub until: Option<i64>,
+    pub limit: i64,
+    /// Keyset cursor: records strictly older than this (`created_at`, `biz_id`).
+    pub after: Option<(i64, String)>,
+}
+
+/// A count in a time bucket (`bucket` is its start, epoch ms).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct BucketCount {
+    pub bucket: i64,
+    pub key: String,
+    pub count: i64,
+}
+
+/// A count by key.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct KeyCount {
+    pub key: String,
+    pub count: i64,
+}
+
+/// Follow-up jobs in one state.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct FollowUpCount {
+    pub state: String,
+    pub jobs: i64,
+    /// get_result calls spent by these jobs together.
+    pub calls_used: i64,
+    /// Jobs with at most one call left.
+    pub last_call: i64,
+}
+
+/// What the console's overview shows for one window.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OverviewCounts {
+    /// Verifications created in the window, by bucket and status.
+    pub outcomes: Vec<BucketCount>,
+    /// Final verifications (status rank 3) created in the window, by liveness (`none` when
+    /// absent).
+    pub liveness: Vec<KeyCount>,
+    /// Refused deliveries received in the window, by reason (most frequent first, at most 20).
+    pub refusals: Vec<KeyCount>,
+    /// Every follow-up job, by state (not windowed: a job's state is now).
+    pub followups: Vec<FollowUpCount>,
+}
+
+/// Deliveries since a moment: how many verified, and how many were refused for a sign that
+/// did not match (what a wrong `megvii.api_secret` looks like).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeliveryCounts {
+    pub verified: i64,
+    pub sign_mismatch: i64,
+}
+
+/// The operator console (`console/`): its sessions and audit trail, the overview's counts,
+/// search, and the get_result call log of a verification. Reads of records and the journal
+/// go through [`ApiStore`], like the API's.
+#[async_trait]
+pub trait ConsoleStore: Send + Sync + 'static {
+    async fn create_session(&self, session: &NewSession) -> StoreResult<()>;
+
+    /// The session whose id hashes to `id_hash`, if it is neither past its absolute expiry
+    /// (`expires_at > now`) nor idle since `idle_cutoff` (`last_seen_at > idle_cutoff`); its
+    /// `last_seen_at` becomes `now`. One conditional statement: an expired session is never
+    /// revived.
+    async fn touch_session(
+        &self,
+        id_hash: &str,
+        now: i64,
+        idle_cutoff: i64,
+    ) -> StoreResult<Option<SessionRecord>>;
+
+    /// Sign-out. Returns whether a session was deleted.
+    async fn delete_session(&self, id_hash: &str) -> StoreResult<bool>;
+
+    /// Deletes the sessions that expired (absolute or idle). Returns how many.
+    async fn purge_sessions(&self, now: i64, idle_cutoff: i64) -> StoreResult<u64>;
+
+    async fn audit(&self, event: &ConsoleEvent) -> StoreResult<()>;
+
+    /// The audit trail, newest first.
+    async fn audit_log(&self, limit: i64) -> StoreResult<Vec<ConsoleEvent>>;
+
+    /// The overview's counts for everything since `since`, verifications bucketed by
+    /// `bucket_ms`; `max_calls` is the budget per job ([`FollowUpCount::last_call`]).
+    async fn overview(
+        &self,
+        since: i64,
+        bucket_ms: i64,
+        max_calls: i32,
+    ) -> StoreResult<OverviewCounts>;
+
+    /// Deliveries since `since`; `mismatch_reason` is the journal's reason for a sign that
+    /// does not match.
+    async fn deliveries(&self, since: i64, mismatch_reason: &str) -> StoreResult<DeliveryCounts>;
+
+    async fn search(&self, query: &SearchQuery) -> StoreResult<Vec<Verification>>;
+
+    /// The get_result calls made for `biz_id`, oldest first, at most `limit`.
+    async fn calls(&self, biz_id: &str, limit: i64) -> StoreResult<Vec<CallLogEntry>>;
+}
+
+/// What the HTTP surface holds ([`crate::http::AppState`]): the callback routes, the API,
+/// replay's route, the console and `/readyz`.
+pub trait ServingStore: Database + CallbackStore + ApiStore + ReplayStore + ConsoleStore {}
+
+impl<T: Database + CallbackStore + ApiStore + ReplayStore + ConsoleStore> ServingStore for T {}
 
 /// Every part: what [`connect`] opens, and what `startup` hands out part by part.
 pub trait Store: ServingStore + FollowUpStore + MaintenanceStore {}

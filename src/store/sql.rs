@@ -381,3 +381,84 @@ pub const REFUSED_DELIVERIES: &str = "SELECT id, kind, received_at, content_type
 pub const MARK_REPLAYED: &str = "UPDATE callbacks \
      SET outcome = 'replayed', verified = TRUE, key_id = $2, biz_id = $3, replayed_at = $4 \
      WHERE id = $1 AND outcome = 'rejected'";
+
+// ---- the get_result call log and the operator console (migration 0006) ----
+
+/// Logs the call that brought a job's current `calls_used` (so the call number is the one
+/// `RESERVE_CALL` counted). Binds: biz_id, now, outcome (`result` / `error`), detail (the
+/// status answered, or the error code).
+pub const INSERT_CALL: &str = "INSERT INTO fetch_calls (biz_id, call_no, called_at, outcome, detail) \
+     SELECT biz_id, calls_used, $2, $3, $4 FROM fetch_jobs WHERE biz_id = $1";
+
+/// A verification's calls, oldest first. Binds: biz_id, limit.
+pub const LIST_CALLS: &str = "SELECT call_no, called_at, outcome, detail FROM fetch_calls \
+     WHERE biz_id = $1 ORDER BY id LIMIT $2";
+
+/// Binds: id_hash, token_fp, created_at, expires_at.
+pub const INSERT_SESSION: &str = "INSERT INTO console_sessions \
+     (id_hash, token_fp, created_at, last_seen_at, expires_at) VALUES ($1, $2, $3, $3, $4)";
+
+/// A live session seen again: only while neither expiry has passed. Binds: id_hash, now,
+/// idle cutoff.
+pub const TOUCH_SESSION: &str = "UPDATE console_sessions SET last_seen_at = $2 \
+     WHERE id_hash = $1 AND expires_at > $2 AND last_seen_at > $3 \
+     RETURNING token_fp, created_at, last_seen_at, expires_at";
+
+/// Binds: id_hash.
+pub const DELETE_SESSION: &str = "DELETE FROM console_sessions WHERE id_hash = $1";
+
+/// Binds: now, idle cutoff.
+pub const PURGE_SESSIONS: &str =
+    "DELETE FROM console_sessions WHERE expires_at <= $1 OR last_seen_at <= $2";
+
+/// Binds: at, event, token_fp, remote_addr, biz_id, detail.
+pub const INSERT_AUDIT: &str = "INSERT INTO console_audit \
+     (at, event, token_fp, remote_addr, biz_id, detail) VALUES ($1, $2, $3, $4, $5, $6)";
+
+/// Newest first. Binds: limit.
+pub const LIST_AUDIT: &str = "SELECT at, event, token_fp, remote_addr, biz_id, detail \
+     FROM console_audit ORDER BY id DESC LIMIT $1";
+
+/// Verifications created since a moment, by time bucket and status (integer division on
+/// both engines). Binds: since, bucket_ms.
+pub const OUTCOMES_BY_BUCKET: &str = "SELECT (created_at / $2) * $2 AS bucket, status AS key, \
+            COUNT(*) AS count \
+     FROM verifications WHERE created_at >= $1 \
+     GROUP BY (created_at / $2) * $2, status ORDER BY 1, 2";
+
+/// Final verifications created since a moment, by liveness. Binds: since.
+pub const LIVENESS: &str = "SELECT COALESCE(liveness, 'none') AS key, COUNT(*) AS count \
+     FROM verifications WHERE created_at >= $1 AND status_rank = 3 \
+     GROUP BY COALESCE(liveness, 'none') ORDER BY 1";
+
+/// Refused deliveries since a moment, by reason. Binds: since.
+pub const REFUSALS: &str = "SELECT COALESCE(reason, 'unknown') AS key, COUNT(*) AS count \
+     FROM callbacks WHERE outcome = 'rejected' AND received_at >= $1 \
+     GROUP BY COALESCE(reason, 'unknown') ORDER BY 2 DESC, 1 LIMIT 20";
+
+/// Follow-up jobs by state. Binds: max_calls.
+pub const FOLLOWUPS: &str = "SELECT state, COUNT(*) AS jobs, \
+            COALESCE(SUM(calls_used), 0) AS calls_used, \
+            COALESCE(SUM(CASE WHEN calls_used >= $1 - 1 THEN 1 ELSE 0 END), 0) AS last_call \
+     FROM fetch_jobs GROUP BY state ORDER BY state";
+
+/// Deliveries since a moment: verified ones, and those refused for a sign mismatch.
+/// Binds: since, the mismatch reason.
+pub const DELIVERIES: &str = "SELECT \
+       COALESCE(SUM(CASE WHEN verified THEN 1 ELSE 0 END), 0), \
+       COALESCE(SUM(CASE WHEN outcome = 'rejected' AND reason = $2 THEN 1 ELSE 0 END), 0) \
+     FROM callbacks WHERE received_at >= $1";
+
+/// The console's search, newest first, keyset-paginated on (created_at, biz_id). Binds:
+/// biz_id, biz_no, status, from, until, after.created_at, after.biz_id, limit.
+pub const SEARCH_VERIFICATIONS: &str = concat!(
+    select_verification!(),
+    "WHERE ($1 IS NULL OR v.biz_id = $1) \
+       AND ($2 IS NULL OR v.biz_no = $2) \
+       AND ($3 IS NULL OR v.status = $3) \
+       AND ($4 IS NULL OR v.created_at >= $4) \
+       AND ($5 IS NULL OR v.created_at < $5) \
+       AND ($6 IS NULL OR v.created_at < $6 OR (v.created_at = $6 AND v.biz_id < $7)) \
+     ORDER BY v.created_at DESC, v.biz_id DESC \
+     LIMIT $8"
+);

@@ -7,6 +7,8 @@ mod common;
 mod helpers;
 
 mod callbacks;
+mod console;
+mod console_browser;
 mod encryption;
 mod hardening;
 mod openapi;

@@ -17,6 +17,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod browser;
 pub mod capture;
 
 use std::path::Path;

@@ -20,44 +20,12 @@ use axum::routing::get;
 use faceid_receiver::clock::{Clock, SystemClock};
 use faceid_sim::{CallbackSpec, SignedCallback, return_get_url};
 
+use crate::common::browser::chromium_or_skip;
 use crate::common::{Engine, TestDatabase};
 use crate::helpers::*;
 
 /// Identity data the simulator puts in results: must never reach the merchant's page.
 const IDENTITY: &[&str] = &["000000190001010000", "测试模拟", "idcard"];
-
-fn chromium() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("CHROMIUM") {
-        return Some(PathBuf::from(path));
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
-        .find(|candidate| candidate.is_file())
-}
-
-/// In CI (`CI` set, as CI services and `.ci/run`'s caller do) or with `REQUIRE_CHROMIUM=1`, a
-/// missing browser is a failure: `.ci/run` installs it, so a skip there means the test never
-/// ran.
-fn chromium_required() -> bool {
-    let set =
-        |name: &str| std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
-    set("CI") || set("REQUIRE_CHROMIUM")
-}
-
-fn chromium_or_skip() -> Option<PathBuf> {
-    let found = chromium();
-    if found.is_none() {
-        assert!(
-            !chromium_required(),
-            "chromium is not installed but CI (or REQUIRE_CHROMIUM=1) is set: the browser \
-             test must run there (apt-get install -y chromium, as .ci/run does)"
-        );
-        eprintln!("!!! chromium is not installed: skipping this browser test");
-        eprintln!("!!! apt-get install -y chromium (what .ci/run does) to run it");
-    }
-    found
-}
 
 /// Runs headless Chromium on `url` with `action` (`--dump-dom`, `--screenshot=…`) and returns
 /// its stdout. A fresh profile each time; bounded.

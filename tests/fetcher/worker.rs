@@ -23,6 +23,7 @@ fetcher_tests!(
     a_signed_final_notify_cancels_a_pending_follow_up,
     a_status_in_an_odd_case_is_final,
     a_get_result_answer_holding_nul_is_stored_after_one_call,
+    every_call_the_worker_makes_is_in_the_call_log_with_its_outcome,
 );
 
 async fn processing_then_ok_is_stored_with_two_calls(engine: Engine) {
@@ -272,6 +273,36 @@ async fn timeouts_are_retried_until_the_budget_is_spent(engine: Engine) {
         (FetchState::Done, 2)
     );
     assert_eq!(record.status, "OK");
+}
+
+async fn every_call_the_worker_makes_is_in_the_call_log_with_its_outcome(engine: Engine) {
+    let Some(h) = harness_with(engine, &[("APP__MEGVII__TIMEOUT", "500ms")], None).await else {
+        return;
+    };
+    // A timeout, a non-final answer, then the final one: three calls, each logged.
+    let id = h.mint(&["slow:1500:OK", "PROCESSING", "OK"]);
+    h.return_get(&id).await;
+    h.settle(&[&id]).await;
+    let record = h.record(&id).await;
+    assert_eq!(
+        (record.fetch.state, record.fetch.calls_used),
+        (FetchState::Done, 3)
+    );
+    let calls = h.store.calls(&id, 10).await.unwrap();
+    let logged: Vec<(i32, &str, Option<&str>)> = calls
+        .iter()
+        .map(|c| (c.call_no, c.outcome.as_str(), c.detail.as_deref()))
+        .collect();
+    assert_eq!(
+        logged,
+        [
+            (1, "error", Some("TIMEOUT")),
+            (2, "result", Some("PROCESSING")),
+            (3, "result", Some("OK")),
+        ]
+    );
+    assert_eq!(h.sim.calls(&id).count, 3, "one row per call FaceID saw");
+    assert!(calls.windows(2).all(|w| w[0].called_at < w[1].called_at));
 }
 
 async fn connection_errors_are_retried_until_the_budget_is_spent(engine: Engine) {

@@ -16,6 +16,7 @@ use faceid_receiver::store::{
 };
 
 mod availability;
+mod console;
 mod durability;
 mod encryption;
 mod group_commit;
