@@ -3,7 +3,7 @@
 //! is unset).
 //!
 //! One file per section (`server`, `database`, `megvii`, `api`, `return`, `fetch`,
-//! `telemetry`, `retention`, `encryption`), each holding the section's settings type, the
+//! `telemetry`, `retention`, `encryption`, `push`), each holding the section's settings type, the
 //! shape its keys are written in (the same type where every key passes through as written, a
 //! `Raw…` type where a value must be parsed) and its rules. A key is declared once, as a
 //! field of that shape: the list of known keys (for the unknown-variable warning, and which
@@ -20,6 +20,7 @@ mod database;
 mod encryption;
 mod fetch;
 mod megvii;
+mod push;
 mod retention;
 mod r#return;
 mod server;
@@ -37,6 +38,7 @@ pub use database::{DatabaseSettings, redact_url};
 pub use encryption::EncryptionSettings;
 pub use fetch::FetchSettings;
 pub use megvii::MegviiSettings;
+pub use push::PushSettings;
 pub use retention::{Cutoffs, RetentionSettings};
 pub use r#return::ReturnSettings;
 pub use server::{FACEID_PORTS, ServerSettings, public_url_warnings};
@@ -72,6 +74,7 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub retention: RetentionSettings,
     pub encryption: EncryptionSettings,
+    pub push: PushSettings,
 }
 
 /// Why settings could not be loaded. `Display` is the one line printed before exiting.
@@ -153,6 +156,7 @@ struct Raw {
     retention: RetentionSettings,
     #[serde(default)]
     encryption: encryption::RawEncryption,
+    push: PushSettings,
 }
 
 impl Raw {
@@ -167,6 +171,7 @@ impl Raw {
         self.fetch.validate(megvii.timeout, at("fetch"))?;
         self.retention.validate(at("retention"))?;
         let encryption = self.encryption.validate(at("encryption"))?;
+        self.push.validate(at("push"))?;
         Ok(Settings {
             environment,
             server,
@@ -178,6 +183,7 @@ impl Raw {
             telemetry: self.telemetry,
             retention: self.retention,
             encryption,
+            push: self.push,
         })
     }
 }
