@@ -13,6 +13,7 @@ mod openapi;
 mod ops;
 mod poison;
 mod privacy;
+mod push;
 mod query_api;
 mod replay;
 mod return_url;
