@@ -89,9 +89,11 @@ impl PushSettings {
         }
     }
 
-    /// How long a dispatcher holds a delivery it is attempting: longer than any attempt.
+    /// How long a dispatcher holds a delivery it is attempting: longer than any attempt
+    /// (the client's timeouts bound it) plus rendering and recording it. A dispatcher that
+    /// dies mid-attempt leaves its deliveries to another one after this.
     pub fn lease(&self) -> Duration {
-        self.connect_timeout + self.timeout + Duration::from_secs(30)
+        self.connect_timeout + self.timeout + Duration::from_secs(5)
     }
 }
 
