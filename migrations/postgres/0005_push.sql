@@ -29,7 +29,7 @@ CREATE TABLE push_events (
     created_at   BIGINT NOT NULL,
     position     BIGINT UNIQUE                      -- publication order, gap-free, set by the dispatcher
 );
--- One callback.refused per bucket (kind, reason, window): bursts coalesce.
+-- One callback.refused per bucket (route, minute): bursts coalesce.
 CREATE UNIQUE INDEX push_events_refused_bucket ON push_events (subject) WHERE type = 'callback.refused';
 CREATE INDEX push_events_unpublished ON push_events (seq) WHERE position IS NULL;
 CREATE INDEX push_events_subject ON push_events (subject, seq);

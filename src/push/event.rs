@@ -99,8 +99,8 @@ pub fn body(kind: EventType, at_ms: i64, data: &RawValue) -> String {
     .expect("a struct of strings and a raw JSON value serializes")
 }
 
-/// At most one `callback.refused` event per refusal kind and reason per window (fixed windows
-/// from the epoch). The decision is one `INSERT … ON CONFLICT DO NOTHING` on the window's
+/// At most one `callback.refused` event per route (notify, return POST, return GET) per
+/// window (fixed windows from the epoch). The decision is one `INSERT … ON CONFLICT DO NOTHING` on the window's
 /// bucket in the store (race-free across replicas); the event reports how many refusals its
 /// window holds when it is sent.
 pub const REFUSED_WINDOW: Duration = Duration::from_millis(crate::store::REFUSED_WINDOW_MS as u64);
@@ -131,7 +131,8 @@ pub struct FollowupEnded<'a> {
 pub struct CallbackRefused<'a> {
     /// `notify`, `return_post` or `return_get`.
     pub kind: &'a str,
-    /// Why it was refused, as the journal says (never the delivery's content).
+    /// Why the first refusal of the window was refused, as the journal says (never the
+    /// delivery's content).
     pub reason: Option<&'a str>,
     /// The journal row of the refusal that opened this event.
     pub journal_id: i64,
@@ -139,8 +140,8 @@ pub struct CallbackRefused<'a> {
     pub received_at: String,
     /// RFC 3339: the start of the one-minute window this event stands for.
     pub window_start: String,
-    /// Refusals of this kind and reason in the window (coalesced into this one event), as
-    /// counted when the event was sent.
+    /// Refusals on this route in the window, whatever their reason (coalesced into this one
+    /// event), as counted when the event was sent.
     pub refused_in_window: i64,
 }
 

@@ -682,11 +682,8 @@ macro_rules! impl_store {
             impl CallbackStore for EngineStore<$pool> {
                 async fn journal_rejected(&self, entry: &NewCallback) -> StoreResult<i64> {
                     let entry = self.keys.seal_entry(entry);
-                    let bucket = $crate::store::refusal_bucket(
-                        entry.kind.as_str(),
-                        entry.reason.as_deref(),
-                        entry.received_at,
-                    );
+                    let bucket =
+                        $crate::store::refusal_bucket(entry.kind.as_str(), entry.received_at);
                     let mut tx = $begin_write(&self.pool).await?;
                     let id = journal(&mut tx, &entry, "rejected").await?;
                     outbox(
@@ -1273,7 +1270,6 @@ macro_rules! impl_store {
                     };
                     let refused_in_window: i64 = sqlx::query_scalar(sql::COUNT_REFUSALS)
                         .bind(&first.kind)
-                        .bind(&first.reason)
                         .bind(window_start)
                         .bind(window_start + $crate::store::REFUSED_WINDOW_MS)
                         .fetch_one(&self.pool)

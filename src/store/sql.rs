@@ -556,10 +556,10 @@ pub const CALLBACK_BY_ID: &str = "SELECT id, kind, biz_id, verified, outcome, re
             content_type, body_sha256, body_len, key_id, replayed_at \
      FROM callbacks WHERE id = $1";
 
-/// Refusals of one kind and reason in one window. Binds: kind, reason, from, until.
+/// Refusals on one route in one window (by the partial index on refused rows). Binds: kind,
+/// from, until.
 pub const COUNT_REFUSALS: &str = "SELECT COUNT(*) FROM callbacks \
-     WHERE kind = $1 AND reason = $2 AND received_at >= $3 AND received_at < $4 \
-       AND verified = FALSE";
+     WHERE outcome = 'rejected' AND kind = $1 AND received_at >= $2 AND received_at < $3";
 
 /// Deliveries per endpoint and state. No binds.
 pub const ENDPOINT_HEALTH: &str = "SELECT p.id, \

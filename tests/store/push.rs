@@ -22,7 +22,7 @@ crate::store_tests! {
         a_stored_final_result_has_one_event_and_a_duplicate_or_a_non_final_none,
         every_source_of_a_final_result_writes_its_event,
         a_follow_up_that_ends_without_a_result_writes_followup_ended_once,
-        refusals_coalesce_into_one_event_per_kind_reason_and_window,
+        refusals_coalesce_into_one_event_per_route_and_window,
         publication_gives_gap_free_positions_and_fans_out_to_subscribers,
         replicas_never_lease_one_delivery_twice_and_each_is_delivered_once,
         attempts_are_recorded_and_410_or_a_long_streak_disables_the_endpoint,
@@ -203,7 +203,7 @@ async fn a_follow_up_that_ends_without_a_result_writes_followup_ended_once(store
     assert_eq!(body["data"]["last_error"], "NO_CALLS_LEFT");
 }
 
-async fn refusals_coalesce_into_one_event_per_kind_reason_and_window(store: Arc<dyn Store>) {
+async fn refusals_coalesce_into_one_event_per_route_and_window(store: Arc<dyn Store>) {
     let window = NOW - NOW % REFUSED_WINDOW_MS;
     for i in 0..5 {
         let entry = rejected(
@@ -214,8 +214,19 @@ async fn refusals_coalesce_into_one_event_per_kind_reason_and_window(store: Arc<
         );
         store.journal_rejected(&entry).await.unwrap();
     }
-    let other = rejected(CallbackKind::Notify, None, "malformed body", window + 10);
-    store.journal_rejected(&other).await.unwrap();
+    // Reasons that quote the sender's body do not open buckets of their own.
+    for column in 0..20 {
+        let reason = format!("data is not valid JSON (line 1, column {column})");
+        let entry = rejected(CallbackKind::Notify, None, &reason, window + 10 + column);
+        store.journal_rejected(&entry).await.unwrap();
+    }
+    let other_route = rejected(
+        CallbackKind::ReturnPost,
+        None,
+        "sign does not match",
+        window,
+    );
+    store.journal_rejected(&other_route).await.unwrap();
     let next_window = rejected(
         CallbackKind::Notify,
         None,
@@ -234,7 +245,7 @@ async fn refusals_coalesce_into_one_event_per_kind_reason_and_window(store: Arc<
     let body: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(body["data"]["kind"], "notify");
     assert_eq!(body["data"]["reason"], "sign does not match");
-    assert_eq!(body["data"]["refused_in_window"], 5);
+    assert_eq!(body["data"]["refused_in_window"], 25);
     assert!(
         !body.to_string().contains("203.0.113"),
         "no address: {body}"
