@@ -48,7 +48,8 @@ pub const ROTATION_OVERLAP: Duration = Duration::from_secs(24 * 3600);
 /// Events per page of `GET /events`, by default and at most.
 pub const DEFAULT_LIMIT: i64 = 100;
 pub const MAX_LIMIT: i64 = 500;
-/// A stream's keep-alive comment interval: well under `server.idle_timeout`.
+/// A stream's keep-alive comment interval, or a third of `server.idle_timeout` when that is
+/// shorter: a quiet stream must never look idle to the connection's watchdog.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 pub fn router() -> Router<AppState> {
@@ -750,7 +751,8 @@ struct StreamState {
 
 /// The same events as a Server-Sent Events stream: each `id:` is the event's position,
 /// `event:` its type, `data:` its body (`{"type","timestamp","data"}`). Resumes after
-/// `Last-Event-ID` (or `after`); a comment every 15 s keeps the connection alive.
+/// `Last-Event-ID` (or `after`); a comment every 15 s (or a third of `server.idle_timeout`)
+/// keeps the connection alive.
 #[utoipa::path(
     get,
     path = "/api/v1/events/stream",
@@ -794,9 +796,11 @@ pub async fn stream_events(
         queued: VecDeque::new(),
         _permit: permit,
     };
+    // Bytes must move well within `server.idle_timeout`, or the connection is cut as idle.
+    let keep_alive = KEEP_ALIVE.min(start.state.settings.server.idle_timeout / 3);
     let stream = futures_util::stream::unfold(start, next_event);
     Ok(Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+        .keep_alive(KeepAlive::new().interval(keep_alive))
         .into_response())
 }
 

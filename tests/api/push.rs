@@ -766,3 +766,50 @@ async fn a_name_resolving_to_loopback_is_refused_when_the_dispatcher_connects() 
         ("forbidden_address", None)
     );
 }
+
+/// A quiet stream outlives `server.idle_timeout` (keep-alive comments move bytes well within
+/// it), and the event published after that still arrives on it.
+#[tokio::test]
+async fn a_quiet_stream_is_kept_alive_past_the_idle_timeout() {
+    let app = spawn_app(
+        Engine::Sqlite,
+        Options {
+            env: vec![("APP__SERVER__IDLE_TIMEOUT", "1s".into())],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut stream = app
+        .client
+        .get(app.url("/api/v1/events/stream"))
+        .bearer_auth(PLAIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut text = String::new();
+    let quiet_until = std::time::Instant::now() + std::time::Duration::from_millis(3_000);
+    while std::time::Instant::now() < quiet_until {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(2), stream.chunk())
+            .await
+            .expect("bytes within the idle timeout")
+            .unwrap()
+            .expect("the stream stays open");
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert!(
+        text.lines().any(|l| l.starts_with(':')),
+        "keep-alive comments: {text:?}"
+    );
+    app.notify_ok(&biz("after-quiet")).await;
+    app.dispatcher("d").run_once().await.unwrap();
+    while !text.contains("id: 1") {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), stream.chunk())
+            .await
+            .expect("the event arrives")
+            .unwrap()
+            .expect("the stream stays open");
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+}
