@@ -813,3 +813,39 @@ async fn a_quiet_stream_is_kept_alive_past_the_idle_timeout() {
         text.push_str(std::str::from_utf8(&chunk).unwrap());
     }
 }
+
+/// Streams are bounded by `push.max_streams`: one more is refused with 429 until one closes.
+#[tokio::test]
+async fn streams_beyond_max_streams_are_refused_until_one_closes() {
+    let app = spawn_app(
+        Engine::Sqlite,
+        Options {
+            env: vec![("APP__PUSH__MAX_STREAMS", "1".into())],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let open = |token: &'static str| {
+        app.client
+            .get(app.url("/api/v1/events/stream"))
+            .bearer_auth(token)
+            .send()
+    };
+    let first = open(PLAIN_TOKEN).await.unwrap();
+    assert_eq!(first.status(), 200);
+    let second = open(TOKEN).await.unwrap();
+    assert_eq!(second.status(), 429);
+    assert!(second.headers().contains_key("retry-after"));
+    drop(first);
+    // The server notices the closed connection at its next write (a keep-alive at the latest).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let again = open(PLAIN_TOKEN).await.unwrap();
+        if again.status() == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the permit came back");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
