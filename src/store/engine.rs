@@ -13,7 +13,9 @@
 //! transaction (`begin_write`); every multi-statement method is one transaction, so it is
 //! all-or-nothing; every method that carries identity data seals it with the engine's
 //! [`Keyring`] before binding it and opens what it reads (and no other method touches it);
-//! row types that hold identity data (`result`) do not implement `Debug`.
+//! row types that hold identity data (`result`) do not implement `Debug`; every write that
+//! changes an outcome appends its outbox event (`outbox`, `completed_event`, `end_turn`) in
+//! its own transaction, never in another, so the two commit or roll back together.
 
 use super::group::GroupCommit;
 use super::{
