@@ -1057,6 +1057,18 @@ macro_rules! impl_store {
                                 .bind(cutoff)
                                 .execute(&mut *tx)
                                 .await?;
+                            // The callback.refused events of that time go with them: what
+                            // strangers caused, with its deliveries and attempts.
+                            for statement in [
+                                sql::PURGE_REFUSED_EVENT_ATTEMPTS,
+                                sql::PURGE_REFUSED_EVENT_DELIVERIES,
+                                sql::PURGE_REFUSED_EVENTS,
+                            ] {
+                                sqlx::query(statement)
+                                    .bind(cutoff)
+                                    .execute(&mut *tx)
+                                    .await?;
+                            }
                         }
                     }
                     if let Some(cutoff) = plan.journal_before {

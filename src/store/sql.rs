@@ -583,3 +583,27 @@ pub const PUSH_GAUGES: &str = "SELECT \
      (SELECT COUNT(*) FROM push_events WHERE position IS NULL) AS unpublished, \
      (SELECT COUNT(*) FROM push_deliveries WHERE state = 'pending') AS pending, \
      (SELECT COUNT(*) FROM push_endpoints WHERE disabled_at IS NOT NULL) AS endpoints_disabled";
+
+/// `callback.refused` events created before a cutoff (`retention.refused_days`): what
+/// strangers caused goes with the refused journal rows. Binds: cutoff.
+macro_rules! refused_events_due {
+    () => {
+        "(SELECT seq FROM push_events WHERE type = 'callback.refused' AND created_at < $1)"
+    };
+}
+
+/// Binds: cutoff.
+pub const PURGE_REFUSED_EVENT_ATTEMPTS: &str = concat!(
+    "DELETE FROM push_attempts WHERE event_seq IN ",
+    refused_events_due!()
+);
+
+/// Binds: cutoff.
+pub const PURGE_REFUSED_EVENT_DELIVERIES: &str = concat!(
+    "DELETE FROM push_deliveries WHERE event_seq IN ",
+    refused_events_due!()
+);
+
+/// Binds: cutoff.
+pub const PURGE_REFUSED_EVENTS: &str =
+    "DELETE FROM push_events WHERE type = 'callback.refused' AND created_at < $1";

@@ -29,6 +29,7 @@ crate::store_tests! {
         endpoints_are_capped_rotated_patched_and_deleted,
         retry_and_replay_restart_deliveries_from_the_first_attempt,
         the_console_reads_health_per_endpoint_and_attempts_per_biz_id,
+        retention_of_refusals_takes_their_events_deliveries_and_attempts,
     ],
     engines: [endpoint_secrets_are_sealed_at_rest],
 }
@@ -801,4 +802,57 @@ async fn endpoint_secrets_are_sealed_at_rest(engine: Engine) {
         Err(StoreError::Decrypt(_))
     ));
     without.close().await;
+}
+
+async fn retention_of_refusals_takes_their_events_deliveries_and_attempts(store: Arc<dyn Store>) {
+    use faceid_receiver::store::PurgePlan;
+    store
+        .create_endpoint(&endpoint("ep_p", &ALL), 10)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .journal_rejected(&rejected(CallbackKind::Notify, None, "bad", NOW))
+        .await
+        .unwrap();
+    let kept = biz("kept");
+    super::notify(&store, &signed_notify(&kept, "OK"), NOW, JobEffect::Keep).await;
+    store.publish_events(NOW, true, 10).await.unwrap();
+    for d in store
+        .lease_deliveries("d", NOW, NOW + 60_000, 10)
+        .await
+        .unwrap()
+    {
+        store
+            .record_attempt("d", &report(&d, NOW, 500, NextStep::RetryAt(NOW + 5_000)))
+            .await
+            .unwrap();
+    }
+    let plan = |dry_run| PurgePlan {
+        refused_before: Some(NOW + DAY),
+        dry_run,
+        now: NOW + DAY,
+        ..Default::default()
+    };
+
+    store.purge(&plan(true)).await.unwrap();
+    assert_eq!(
+        store.events_after(0, 10).await.unwrap().len(),
+        2,
+        "a dry run deletes nothing"
+    );
+    store.purge(&plan(false)).await.unwrap();
+
+    let events = store.events_after(0, 10).await.unwrap();
+    assert_eq!(
+        subjects(&events, VERIFICATION_COMPLETED),
+        std::slice::from_ref(&kept)
+    );
+    assert!(of_kind(&events, CALLBACK_REFUSED).is_empty());
+    let health = store.endpoint_health().await.unwrap();
+    assert_eq!(
+        health[0].pending, 1,
+        "only the outcome's delivery is left: {health:?}"
+    );
+    assert_eq!(store.push_attempts(&kept, 10).await.unwrap().len(), 1);
 }
