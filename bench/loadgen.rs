@@ -542,6 +542,12 @@ async fn pg_batched(
             .bind(Vec::<i32>::new())
             .bind(Vec::<i64>::new())
             .bind(vec!["current"; n])
+            // Final results: each gets its outbox event, as `write_round` binds them.
+            .bind(
+                (0..n)
+                    .map(|_| faceid_receiver::push::event::new_event_id())
+                    .collect::<Vec<_>>(),
+            )
             .fetch_all(&mut *tx)
             .await?;
         let records = sqlx::query(pg_batch::GET_VERIFICATIONS)

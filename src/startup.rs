@@ -7,7 +7,8 @@
 //! global, so several applications can share one test process. When either task ends, the
 //! token is cancelled so the other ends too, and which one ended first is logged. A third
 //! task purges identity data by `retention.*` on the same token (idle when retention is
-//! off); it never ends by itself, so it is simply stopped with the others.
+//! off), and a fourth is the push dispatcher (`push::dispatcher`); neither ends by itself,
+//! so they are simply stopped with the others.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::config::{DEV_TOKEN, Settings};
 use crate::fetcher;
 use crate::http::{self, AppState};
+use crate::push::dispatcher::{self, Dispatcher};
 use crate::store::{self, ApiStore, ConnectOptions, Store};
 
 pub struct Application {
@@ -33,6 +35,8 @@ pub struct Application {
     state: AppState,
     /// `None` when built [`Application::without_worker`].
     worker: Option<fetcher::Context>,
+    /// The push dispatcher; `None` when built [`Application::without_dispatcher`].
+    dispatcher: Option<Dispatcher>,
 }
 
 impl Application {
@@ -74,6 +78,9 @@ impl Application {
             tracing::warn!("development API token in use: Authorization: Bearer {DEV_TOKEN}");
         }
         let worker = fetcher::Context::new(&settings, store.clone(), clock.clone())?;
+        let dispatcher = Dispatcher::new(&settings.push, store.clone(), clock.clone())?;
+        let max_streams = settings.push.max_streams as usize;
+        let push_client = crate::push::PushClient::new(settings.push.client())?;
         let state = AppState {
             store: store.clone(),
             refused_quota: Arc::new(http::journal::RefusedQuota::new(
@@ -83,6 +90,9 @@ impl Application {
             clock,
             wake_fetcher: Arc::new(tokio::sync::Notify::new()),
             metrics: crate::metrics::install(),
+            streams: Arc::new(tokio::sync::Semaphore::new(max_streams)),
+            stop_streams: CancellationToken::new(),
+            push_client,
         };
         Ok(Self {
             store,
@@ -90,6 +100,7 @@ impl Application {
             admin_listener,
             state,
             worker: Some(worker),
+            dispatcher: Some(dispatcher),
         })
     }
 
@@ -97,6 +108,19 @@ impl Application {
     /// [`fetcher::run_once`] themselves).
     pub fn without_worker(mut self) -> Self {
         self.worker = None;
+        self
+    }
+
+    /// Serves without the push dispatcher (tests that drive
+    /// [`Dispatcher::run_once`] themselves).
+    pub fn without_dispatcher(mut self) -> Self {
+        self.dispatcher = None;
+        self
+    }
+
+    /// Replaces the push dispatcher (tests give it a client that resolves names their way).
+    pub fn with_dispatcher(mut self, dispatcher: Dispatcher) -> Self {
+        self.dispatcher = Some(dispatcher);
         self
     }
 
@@ -160,6 +184,21 @@ impl Application {
             self.state.clock.clone(),
             shutdown.clone(),
         ));
+        // The push dispatcher: on its own task, like retention stopped by the token.
+        let push_wake = Arc::new(tokio::sync::Notify::new());
+        let push_shutdown = shutdown.clone();
+        let push = tokio::spawn(async move {
+            match self.dispatcher {
+                Some(d) => dispatcher::run(d, push_wake, push_shutdown).await,
+                None => Ok(()),
+            }
+        });
+        // Event streams end when the server stops (see `AppState::stop_streams`).
+        let (stop_streams, stopping) = (self.state.stop_streams.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            stopping.cancelled().await;
+            stop_streams.cancel();
+        });
         let wake = self.state.wake_fetcher.clone();
         let worker_shutdown = shutdown.clone();
         let mut worker = tokio::spawn(async move {
@@ -176,6 +215,7 @@ impl Application {
         let abort_server = server.abort_handle();
         let abort_worker = worker.abort_handle();
         let abort_retention = retention.abort_handle();
+        let abort_push = push.abort_handle();
         // Whichever task ends first ends the other: a receiver that stopped following up,
         // or stopped serving, must not keep running half-alive.
         let both = async {
@@ -194,9 +234,12 @@ impl Application {
             // Retention stops on the same token, which both branches above have cancelled.
             let retention_result = retention.await;
             report_exit("retention", &retention_result);
+            let push_result = push.await;
+            report_exit("push dispatcher", &push_result);
             flatten(server_result)
                 .and(flatten(worker_result))
                 .and(flatten(retention_result))
+                .and(flatten(push_result))
         };
         // Once stopping, in-flight requests and the worker's pass get `shutdown_timeout`;
         // a client holding a connection open must not keep the process alive forever.
@@ -215,6 +258,7 @@ impl Application {
                 abort_server.abort();
                 abort_worker.abort();
                 abort_retention.abort();
+                abort_push.abort();
                 tracing::error!(?grace, "graceful shutdown did not finish in time; stopping anyway");
                 Err(anyhow::anyhow!(
                     "graceful shutdown did not finish within server.shutdown_timeout ({})",

@@ -3,8 +3,8 @@
 //! is unset).
 //!
 //! One file per section (`server`, `database`, `megvii`, `api`, `return`, `fetch`,
-//! `telemetry`, `retention`, `encryption`, `console`), each holding the section's settings
-//! type, the shape its keys are written in (the same type where every key passes through as written, a
+//! `telemetry`, `retention`, `encryption`, `console`, `push`), each holding the section's
+//! settings type, the shape its keys are written in (the same type where every key passes through as written, a
 //! `Raw…` type where a value must be parsed) and its rules. A key is declared once, as a
 //! field of that shape: the list of known keys (for the unknown-variable warning, and which
 //! of them are comma-separated lists) is derived from `Raw`'s fields, and a test ties it to
@@ -21,6 +21,7 @@ mod database;
 mod encryption;
 mod fetch;
 mod megvii;
+mod push;
 mod retention;
 mod r#return;
 mod server;
@@ -39,6 +40,7 @@ pub use database::{DatabaseSettings, redact_url};
 pub use encryption::EncryptionSettings;
 pub use fetch::FetchSettings;
 pub use megvii::MegviiSettings;
+pub use push::PushSettings;
 pub use retention::{Cutoffs, RetentionSettings};
 pub use r#return::ReturnSettings;
 pub use server::{FACEID_PORTS, ServerSettings, public_url_warnings};
@@ -75,6 +77,7 @@ pub struct Settings {
     pub retention: RetentionSettings,
     pub encryption: EncryptionSettings,
     pub console: ConsoleSettings,
+    pub push: PushSettings,
 }
 
 /// Why settings could not be loaded. `Display` is the one line printed before exiting.
@@ -157,6 +160,7 @@ struct Raw {
     #[serde(default)]
     encryption: encryption::RawEncryption,
     console: ConsoleSettings,
+    push: PushSettings,
 }
 
 impl Raw {
@@ -172,6 +176,7 @@ impl Raw {
         self.retention.validate(at("retention"))?;
         let encryption = self.encryption.validate(at("encryption"))?;
         self.console.validate(at("console"))?;
+        self.push.validate(at("push"))?;
         Ok(Settings {
             environment,
             server,
@@ -184,6 +189,7 @@ impl Raw {
             retention: self.retention,
             encryption,
             console: self.console,
+            push: self.push,
         })
     }
 }

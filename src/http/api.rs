@@ -42,6 +42,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/callbacks", get(list_callbacks))
         .merge(super::followup::router())
         .merge(super::replay::router())
+        .merge(super::push::router())
         .route_layer(axum::middleware::from_fn_with_state(state, require_token))
         .route_layer(axum::middleware::from_fn(refuse_nul))
 }

@@ -31,6 +31,10 @@ pub enum AppError {
     /// 404.
     #[error("{0}")]
     NotFound(&'static str),
+    /// 422: the request is well-formed but names something we refuse (an endpoint URL the
+    /// target policy forbids, an unknown event type).
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
     /// 409 with a reason (e.g. the get_result budget is spent).
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
@@ -77,6 +81,7 @@ impl AppError {
             Self::Forbidden(_) | Self::BadSignature(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -87,7 +92,9 @@ impl AppError {
 
     pub fn code(&self) -> &'static str {
         match self {
-            Self::BadRequest { code, .. } | Self::Conflict { code, .. } => code,
+            Self::BadRequest { code, .. }
+            | Self::Conflict { code, .. }
+            | Self::Unprocessable { code, .. } => code,
             Self::Unauthorized => "unauthorized",
             Self::Forbidden(_) => "forbidden",
             Self::BadSignature(_) => "bad_signature",

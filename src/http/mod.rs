@@ -19,6 +19,7 @@ pub mod journal;
 pub mod limit;
 pub mod openapi;
 pub mod ops;
+pub mod push;
 pub mod replay;
 pub mod serve;
 pub mod views;
@@ -50,6 +51,13 @@ pub struct AppState {
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// How much of each refused delivery the journal keeps today.
     pub refused_quota: Arc<journal::RefusedQuota>,
+    /// Open event streams (`push.max_streams` permits).
+    pub streams: Arc<tokio::sync::Semaphore>,
+    /// Cancelled when the server stops: ends the event streams, which would otherwise keep
+    /// their connections (and the graceful shutdown) open forever.
+    pub stop_streams: tokio_util::sync::CancellationToken,
+    /// Sends `POST /api/v1/endpoints/{id}/test` pushes (the dispatcher has its own).
+    pub push_client: crate::push::PushClient,
 }
 
 /// The method as a metric label or span field: one of the standard methods, or `other` for

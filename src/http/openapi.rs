@@ -16,6 +16,10 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
 use super::followup::{RawRequest, Scheduled};
+use super::push::{
+    EndpointList, EndpointRequest, EndpointView, EndpointWithSecret, EventPage, EventView, Queued,
+    TestResult,
+};
 use super::replay::{ReplayRequest, ReplayView};
 use super::views::{
     CallbackPage, CallbackView, FetchStateName, FetchView, SourceName, VerificationPage,
@@ -30,7 +34,7 @@ pub const BEARER: &str = "bearer";
 #[openapi(
     info(
         title = "faceid-receiver API",
-        description = "Query stored Megvii FaceID verification outcomes and the callback journal, and ask for follow-ups. Every operation needs `Authorization: Bearer <token>` (one of `api.tokens`). This document itself is served without a token at `GET /api/v1/openapi.json`.",
+        description = "Query stored Megvii FaceID verification outcomes and the callback journal, ask for follow-ups, and receive outcomes in your backend (push endpoints, or the event feed and stream). Every operation needs `Authorization: Bearer <token>` (one of `api.tokens`). This document itself is served without a token at `GET /api/v1/openapi.json`.",
         license(name = "MIT OR Apache-2.0"),
     ),
     paths(
@@ -41,6 +45,17 @@ pub const BEARER: &str = "bearer";
         super::followup::image,
         super::followup::raw_result,
         super::replay::replay_refused,
+        super::push::create_endpoint,
+        super::push::list_endpoints,
+        super::push::get_endpoint,
+        super::push::update_endpoint,
+        super::push::delete_endpoint,
+        super::push::rotate_secret,
+        super::push::test_endpoint,
+        super::push::replay_endpoint,
+        super::push::retry_event,
+        super::push::list_events,
+        super::push::stream_events,
     ),
     components(schemas(
         VerificationView,
@@ -56,11 +71,20 @@ pub const BEARER: &str = "bearer";
         CallbackPage,
         FetchStateName,
         SourceName,
+        EndpointRequest,
+        EndpointView,
+        EndpointWithSecret,
+        EndpointList,
+        TestResult,
+        Queued,
+        EventView,
+        EventPage,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     tags((name = "verifications", description = "Stored outcomes and follow-ups"),
-         (name = "callbacks", description = "The journal of every callback delivery")),
+         (name = "callbacks", description = "The journal of every callback delivery"),
+         (name = "push", description = "Outcomes pushed to your endpoints (signed per Standard Webhooks), and the same events to pull")),
 )]
 pub struct ApiDoc;
 

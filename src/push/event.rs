@@ -8,9 +8,11 @@
 //! lives; this module renders the other two types' `data` and wraps every one, so the
 //! envelope is the same everywhere.
 //!
-//! Invariants: pure apart from the random event id; an event's `data` is rendered once, when
-//! the event is written (in the transaction of the change it reports), and every attempt
-//! sends the same bytes.
+//! Invariants: pure apart from the random event id. The outbox row holds no `data`: it is
+//! rendered (by [`super::render`]) when the event is sent or read, from the record as stored
+//! then, so the row written on the accept path stays small. Every attempt of a delivery has
+//! the same `webhook-id` and `timestamp`; its `data` is the record's current view (a final
+//! result never goes back, but images fetched later or a retention purge show).
 
 use std::time::Duration;
 
@@ -25,7 +27,7 @@ pub enum EventType {
     /// The follow-up ended without a result: `exhausted`, `expired`, `not_found`, `failed`.
     FollowupEnded,
     /// A callback delivery was refused (bad sign, malformed): alerting on a misconfigured
-    /// secret. Bursts are coalesced ([`DEFAULT_REFUSED_WINDOW`]).
+    /// secret. Bursts are coalesced ([`REFUSED_WINDOW`]).
     CallbackRefused,
 }
 
@@ -97,10 +99,11 @@ pub fn body(kind: EventType, at_ms: i64, data: &RawValue) -> String {
     .expect("a struct of strings and a raw JSON value serializes")
 }
 
-/// `push.refused_window`'s default: at most one `callback.refused` event per refusal kind
-/// and code per window. The decision is one conditional upsert in the store (race-free across
-/// replicas), which also counts the refusals the window swallowed.
-pub const DEFAULT_REFUSED_WINDOW: Duration = Duration::from_secs(60);
+/// At most one `callback.refused` event per route (notify, return POST, return GET) per
+/// window (fixed windows from the epoch). The decision is one `INSERT … ON CONFLICT DO NOTHING` on the window's
+/// bucket in the store (race-free across replicas); the event reports how many refusals its
+/// window holds when it is sent.
+pub const REFUSED_WINDOW: Duration = Duration::from_millis(crate::store::REFUSED_WINDOW_MS as u64);
 
 /// `data` of `followup.ended`: the follow-up gave up without a result. Holds no identity
 /// data (biz_no is the merchant's own order number, shown to every token).
@@ -128,16 +131,18 @@ pub struct FollowupEnded<'a> {
 pub struct CallbackRefused<'a> {
     /// `notify`, `return_post` or `return_get`.
     pub kind: &'a str,
-    /// The stable error code the delivery was answered with (`bad_signature`, …).
-    pub code: &'a str,
-    pub reason: &'a str,
+    /// Why the first refusal of the window was refused, as the journal says (never the
+    /// delivery's content).
+    pub reason: Option<&'a str>,
     /// The journal row of the refusal that opened this event.
     pub journal_id: i64,
     /// RFC 3339.
     pub received_at: String,
-    /// Refusals with the same kind and code since the previous such event, which the window
-    /// coalesced (not pushed one by one).
-    pub refused_since_previous: i64,
+    /// RFC 3339: the start of the one-minute window this event stands for.
+    pub window_start: String,
+    /// Refusals on this route in the window, whatever their reason (coalesced into this one
+    /// event), as counted when the event was sent.
+    pub refused_in_window: i64,
 }
 
 /// `data` of `callback.refused`.
@@ -209,11 +214,11 @@ mod tests {
         });
         let refused = callback_refused_data(&CallbackRefused {
             kind: "notify",
-            code: "bad_signature",
-            reason: "sign does not match",
+            reason: Some("sign does not match"),
             journal_id: 42,
             received_at: crate::clock::rfc3339(1_704_067_200_000),
-            refused_since_previous: 17,
+            window_start: crate::clock::rfc3339(1_704_067_200_000),
+            refused_in_window: 17,
         });
 
         assert_eq!(
@@ -222,7 +227,7 @@ mod tests {
         );
         assert_eq!(
             refused.get(),
-            r#"{"kind":"notify","code":"bad_signature","reason":"sign does not match","journal_id":42,"received_at":"2024-01-01T00:00:00.000Z","refused_since_previous":17}"#
+            r#"{"kind":"notify","reason":"sign does not match","journal_id":42,"received_at":"2024-01-01T00:00:00.000Z","window_start":"2024-01-01T00:00:00.000Z","refused_in_window":17}"#
         );
     }
 }

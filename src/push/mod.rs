@@ -1,8 +1,8 @@
 //! Pushing outcomes to the merchant's systems (issue 13): signed webhooks, per the Standard
 //! Webhooks specification, from a transactional outbox.
 //!
-//! This part holds what needs no storage; the outbox tables, the dispatcher loop inside
-//! `serve` and the HTTP routes are wired on top of it (see the design note they follow):
+//! The outbox tables live in the store (`store/push.rs`, written in the transactions of the
+//! changes they report), the routes in `http/push.rs`; here:
 //! - [`signature`]: endpoint secrets (`whsec_…`), signing (with the previous secret beside
 //!   the new one after a rotation) and verification;
 //! - [`schedule`]: when a failed delivery is tried again (jittered, deterministic), and when
@@ -11,14 +11,18 @@
 //!   after DNS resolution, at connect time;
 //! - [`client`]: one signed POST, SSRF-safe, bounded in time and in what it reads, reported
 //!   as a typed [`client::Attempt`];
-//! - [`event`]: event types, ids, the body envelope, and the coalescing of refusal bursts.
+//! - [`event`]: event types, ids, the body envelope, and the coalescing of refusal bursts;
+//! - [`render`]: an event's body from the record it names (masked unless `include_pii`);
+//! - [`dispatcher`]: the task inside `serve` that publishes events and attempts deliveries.
 //!
 //! Invariants across the module: endpoint secrets and endpoint URLs' paths and queries never
 //! reach a log, an error or a `Debug` output; time is always passed in (epoch ms) from the
 //! injected [`crate::clock::Clock`].
 
 pub mod client;
+pub mod dispatcher;
 pub mod event;
+pub mod render;
 pub mod schedule;
 pub mod target;
 

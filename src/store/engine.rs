@@ -13,7 +13,9 @@
 //! transaction (`begin_write`); every multi-statement method is one transaction, so it is
 //! all-or-nothing; every method that carries identity data seals it with the engine's
 //! [`Keyring`] before binding it and opens what it reads (and no other method touches it);
-//! row types that hold identity data (`result`) do not implement `Debug`.
+//! row types that hold identity data (`result`) do not implement `Debug`; every write that
+//! changes an outcome appends its outbox event (`outbox`, `completed_event`, `end_turn`) in
+//! its own transaction, never in another, so the two commit or roll back together.
 
 use super::group::GroupCommit;
 use super::{
@@ -226,6 +228,26 @@ pub(super) fn merge_outcome(revision: Option<i32>) -> MergeOutcome {
     }
 }
 
+/// Whether a merge reports `verification.completed`: it stored a final result (status rank
+/// 3). A duplicate or a stale result stored nothing, and reports nothing.
+pub(super) fn completes(outcome: MergeOutcome, status_rank: i32) -> bool {
+    outcome != MergeOutcome::Unchanged && status_rank >= 3
+}
+
+/// Whether a job update ends the follow-up without a result (`followup.ended`).
+pub(super) fn ends_followup(update: &JobUpdate) -> bool {
+    matches!(
+        update,
+        JobUpdate::Finish {
+            state: FetchState::Exhausted
+                | FetchState::Expired
+                | FetchState::NotFound
+                | FetchState::Failed,
+            ..
+        }
+    )
+}
+
 /// The journal outcome of a verified delivery.
 pub(super) fn journal_outcome(merge: MergeOutcome) -> &'static str {
     match merge {
@@ -294,6 +316,7 @@ impl<P> EngineStore<P> {
 /// - `migrator`: the engine's embedded migrations;
 /// - `lease_due_jobs`: the engine's lease statement ([`super::sql::lease_due_jobs!`] with its
 ///   row-locking clause);
+/// - `lease_deliveries`: the same for push deliveries ([`super::sql::lease_deliveries!`]);
 /// - `begin_write`: `async fn(&$pool) -> Result<Transaction<'static, DB>, sqlx::Error>`, how
 ///   a write transaction begins (PostgreSQL: a plain `BEGIN`; SQLite: `BEGIN IMMEDIATE`, so
 ///   that a transaction that reads first never fails upgrading its lock);
@@ -313,6 +336,7 @@ macro_rules! impl_store {
         engine: $engine:literal,
         migrator: $migrator:expr,
         lease_due_jobs: $lease_due_jobs:expr,
+        lease_deliveries: $lease_deliveries:expr,
         begin_write: $begin_write:path,
         accept_batch: $accept_batch:path,
         group_commit_writers: $writers:expr $(,)?
@@ -328,6 +352,9 @@ macro_rules! impl_store {
                 RefusedRow, VerificationRow,
             };
             use $crate::store::group::{Accepted, GroupCommit, Member};
+            use $crate::store::push::{
+                self as push_rows, EndpointRow, EventRow, GaugesRow, HealthRow, LeaseDeliveryRow,
+            };
             use $crate::store::{
                 AccessEntry, ApiStore, BucketCount, CallLogEntry, CallbackQuery, CallbackRecord,
                 CallbackStore, ConnectOptions, ConsoleEvent, ConsoleStore, Database,
@@ -336,6 +363,11 @@ macro_rules! impl_store {
                 NewCallback, NewImage, NewJob, NewSession, OverviewCounts, PENDING, PurgeCounts,
                 PurgePlan, ReencryptCounts, RefusedDelivery, ReplayStore, SearchQuery,
                 SessionRecord, Source, StoreResult, Verification, encrypted, sql,
+            };
+            use $crate::store::{
+                AttemptRecord, AttemptReport, Endpoint, EndpointHealth, EndpointPatch,
+                EndpointStore, Event, EventStore, LeasedDelivery, NewEndpoint, NextStep,
+                PushGauges, PushStore, RefusalSummary,
             };
 
             impl EngineStore<$pool> {
@@ -407,6 +439,46 @@ macro_rules! impl_store {
                     .await
             }
 
+            /// Appends one event to the outbox (a `callback.refused` of a bucket that has its
+            /// event already is coalesced: no row).
+            async fn outbox(
+                conn: &mut $conn,
+                kind: &str,
+                subject: &str,
+                journal_id: Option<i64>,
+                now: i64,
+            ) -> Result<(), sqlx::Error> {
+                sqlx::query(sql::INSERT_EVENT)
+                    .bind($crate::push::event::new_event_id())
+                    .bind(kind)
+                    .bind(subject)
+                    .bind(journal_id)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            }
+
+            /// `verification.completed` when a merge stored a final result.
+            async fn completed_event(
+                conn: &mut $conn,
+                outcome: MergeOutcome,
+                result: &IncomingResult,
+                now: i64,
+            ) -> Result<(), sqlx::Error> {
+                if shared::completes(outcome, result.status_rank) {
+                    outbox(
+                        conn,
+                        $crate::store::VERIFICATION_COMPLETED,
+                        &result.biz_id,
+                        None,
+                        now,
+                    )
+                    .await?;
+                }
+                Ok(())
+            }
+
             /// Runs one of the job upserts that take (biz_id, next_at, window_ends_at,
             /// return_image, now).
             async fn upsert_job(
@@ -427,7 +499,8 @@ macro_rules! impl_store {
                 Ok(())
             }
 
-            /// Ends `owner`'s turn; matches no row (a no-op) when the lease was lost.
+            /// Ends `owner`'s turn; matches no row (a no-op) when the lease was lost. A turn
+            /// that ends the follow-up without a result writes `followup.ended`.
             async fn end_turn(
                 conn: &mut $conn,
                 biz_id: &str,
@@ -436,7 +509,7 @@ macro_rules! impl_store {
                 now: i64,
             ) -> Result<(), sqlx::Error> {
                 let (state, next_at, last_error) = shared::job_turn_binds(update);
-                sqlx::query(sql::END_JOB_TURN)
+                let done = sqlx::query(sql::END_JOB_TURN)
                     .bind(biz_id)
                     .bind(owner)
                     .bind(state)
@@ -445,6 +518,9 @@ macro_rules! impl_store {
                     .bind(now)
                     .execute(&mut *conn)
                     .await?;
+                if done.rows_affected() == 1 && shared::ends_followup(update) {
+                    outbox(conn, $crate::store::FOLLOWUP_ENDED, biz_id, None, now).await?;
+                }
                 Ok(())
             }
 
@@ -532,6 +608,7 @@ macro_rules! impl_store {
                 let outcome = merge(conn, result, now).await?;
                 journal(conn, entry, shared::journal_outcome(outcome)).await?;
                 apply_job_effect(conn, &result.biz_id, job, now).await?;
+                completed_event(conn, outcome, result, now).await?;
                 let record = written_verification(conn, &result.biz_id).await?;
                 Ok((outcome, record))
             }
@@ -627,8 +704,20 @@ macro_rules! impl_store {
             impl CallbackStore for EngineStore<$pool> {
                 async fn journal_rejected(&self, entry: &NewCallback) -> StoreResult<i64> {
                     let entry = self.keys.seal_entry(entry);
-                    let mut conn = self.pool.acquire().await?;
-                    Ok(journal(&mut conn, &entry, "rejected").await?)
+                    let bucket =
+                        $crate::store::refusal_bucket(entry.kind.as_str(), entry.received_at);
+                    let mut tx = $begin_write(&self.pool).await?;
+                    let id = journal(&mut tx, &entry, "rejected").await?;
+                    outbox(
+                        &mut tx,
+                        $crate::store::CALLBACK_REFUSED,
+                        &bucket,
+                        Some(id),
+                        entry.received_at,
+                    )
+                    .await?;
+                    tx.commit().await?;
+                    Ok(id)
                 }
 
                 async fn accept_signed(
@@ -864,8 +953,14 @@ macro_rules! impl_store {
                     now: i64,
                     update: &JobUpdate,
                 ) -> StoreResult<()> {
-                    let mut conn = self.pool.acquire().await?;
-                    Ok(end_turn(&mut conn, biz_id, owner, update, now).await?)
+                    if !shared::ends_followup(update) {
+                        let mut conn = self.pool.acquire().await?;
+                        return Ok(end_turn(&mut conn, biz_id, owner, update, now).await?);
+                    }
+                    let mut tx = $begin_write(&self.pool).await?;
+                    end_turn(&mut tx, biz_id, owner, update, now).await?;
+                    tx.commit().await?;
+                    Ok(())
                 }
 
                 async fn save_fetched(
@@ -886,6 +981,7 @@ macro_rules! impl_store {
                     store_images(&mut tx, &result.biz_id, &images, now).await?;
                     log_call(&mut tx, &result.biz_id, now, "result", &result.status).await?;
                     end_turn(&mut tx, &result.biz_id, owner, update, now).await?;
+                    completed_event(&mut tx, outcome, &result, now).await?;
                     tx.commit().await?;
                     Ok(outcome)
                 }
@@ -1090,6 +1186,7 @@ macro_rules! impl_store {
                     let outcome = merge(&mut tx, &result, now).await?;
                     store_images(&mut tx, &result.biz_id, &images, now).await?;
                     apply_job_effect(&mut tx, &result.biz_id, job, now).await?;
+                    completed_event(&mut tx, outcome, &result, now).await?;
                     let record = written_verification(&mut tx, &result.biz_id).await?;
                     tx.commit().await?;
                     Ok(Some((outcome, self.keys.open_record(record)?)))
@@ -1136,6 +1233,18 @@ macro_rules! impl_store {
                                 .bind(cutoff)
                                 .execute(&mut *tx)
                                 .await?;
+                            // The callback.refused events of that time go with them: what
+                            // strangers caused, with its deliveries and attempts.
+                            for statement in [
+                                sql::PURGE_REFUSED_EVENT_ATTEMPTS,
+                                sql::PURGE_REFUSED_EVENT_DELIVERIES,
+                                sql::PURGE_REFUSED_EVENTS,
+                            ] {
+                                sqlx::query(statement)
+                                    .bind(cutoff)
+                                    .execute(&mut *tx)
+                                    .await?;
+                            }
                         }
                     }
                     if let Some(cutoff) = plan.journal_before {
@@ -1159,6 +1268,414 @@ macro_rules! impl_store {
 
                 async fn reencrypt(&self, dry_run: bool) -> StoreResult<ReencryptCounts> {
                     encrypted::reencrypt(self, &self.keys, dry_run).await
+                }
+            }
+
+            #[async_trait]
+            impl PushStore for EngineStore<$pool> {
+                async fn publish_events(
+                    &self,
+                    now: i64,
+                    fan_out: bool,
+                    limit: i64,
+                ) -> StoreResult<u64> {
+                    let mut tx = $begin_write(&self.pool).await?;
+                    // The counter first: its row lock (held until commit) makes publishers
+                    // take turns, so no position is seen before a smaller one.
+                    let last: i64 = sqlx::query_scalar(sql::LOCK_PUBLICATION)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let events = sqlx::query_as::<_, EventRow>(sql::UNPUBLISHED_EVENTS)
+                        .bind(limit.max(0))
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    if events.is_empty() {
+                        return Ok(0);
+                    }
+                    let mut position = last;
+                    for event in events.into_iter().map(Event::from) {
+                        position += 1;
+                        sqlx::query(sql::SET_POSITION)
+                            .bind(event.seq)
+                            .bind(position)
+                            .execute(&mut *tx)
+                            .await?;
+                        if fan_out {
+                            sqlx::query(sql::FAN_OUT)
+                                .bind(event.seq)
+                                .bind(&event.kind)
+                                .bind(now)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                    }
+                    sqlx::query(sql::SET_LAST_POSITION)
+                        .bind(position)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok((position - last) as u64)
+                }
+
+                async fn lease_deliveries(
+                    &self,
+                    owner: &str,
+                    now: i64,
+                    lease_until: i64,
+                    limit: i64,
+                ) -> StoreResult<Vec<LeasedDelivery>> {
+                    let mut tx = $begin_write(&self.pool).await?;
+                    let rows = sqlx::query_as::<_, LeaseDeliveryRow>($lease_deliveries)
+                        .bind(owner)
+                        .bind(now)
+                        .bind(lease_until)
+                        .bind(limit.max(0))
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    let mut leased: Vec<LeasedDelivery> =
+                        rows.into_iter().map(LeasedDelivery::from).collect();
+                    leased.sort_by_key(|d| (d.event.seq, d.id));
+                    Ok(leased)
+                }
+
+                async fn dispatch_endpoint(&self, id: &str) -> StoreResult<Option<Endpoint>> {
+                    EndpointStore::endpoint(self, id).await
+                }
+
+                async fn record_attempt(
+                    &self,
+                    owner: &str,
+                    report: &AttemptReport,
+                ) -> StoreResult<bool> {
+                    let (state, attempts, next_at) = push_rows::delivery_after(report);
+                    let mut tx = $begin_write(&self.pool).await?;
+                    sqlx::query(sql::END_DELIVERY_TURN)
+                        .bind(report.delivery_id)
+                        .bind(owner)
+                        .bind(state)
+                        .bind(attempts)
+                        .bind(next_at)
+                        .bind(&report.code)
+                        .bind(report.at)
+                        .execute(&mut *tx)
+                        .await?;
+                    if report.next == NextStep::Skip {
+                        tx.commit().await?;
+                        return Ok(false);
+                    }
+                    sqlx::query(sql::INSERT_ATTEMPT)
+                        .bind(report.event_seq)
+                        .bind(&report.endpoint_id)
+                        .bind(report.attempt)
+                        .bind(report.at)
+                        .bind(report.status)
+                        .bind(report.latency_ms)
+                        .bind(report.next.outcome())
+                        .bind(&report.code)
+                        .bind(&report.answer)
+                        .execute(&mut *tx)
+                        .await?;
+                    let disabled = match report.next {
+                        NextStep::Delivered => {
+                            sqlx::query(sql::ENDPOINT_HEALTHY)
+                                .bind(&report.endpoint_id)
+                                .execute(&mut *tx)
+                                .await?;
+                            false
+                        }
+                        NextStep::Gone => {
+                            sqlx::query(sql::DISABLE_ENDPOINT)
+                                .bind(&report.endpoint_id)
+                                .bind(report.at)
+                                .bind(push_rows::GONE_REASON)
+                                .bind(None::<i64>)
+                                .execute(&mut *tx)
+                                .await?
+                                .rows_affected()
+                                == 1
+                        }
+                        _ => {
+                            sqlx::query(sql::ENDPOINT_FAILING)
+                                .bind(&report.endpoint_id)
+                                .bind(report.at)
+                                .execute(&mut *tx)
+                                .await?;
+                            sqlx::query(sql::DISABLE_ENDPOINT)
+                                .bind(&report.endpoint_id)
+                                .bind(report.at)
+                                .bind(push_rows::streak_reason(report.disable_after_ms))
+                                .bind(Some(report.at.saturating_sub(report.disable_after_ms)))
+                                .execute(&mut *tx)
+                                .await?
+                                .rows_affected()
+                                == 1
+                        }
+                    };
+                    tx.commit().await?;
+                    Ok(disabled)
+                }
+
+                async fn push_gauges(&self) -> StoreResult<PushGauges> {
+                    Ok(sqlx::query_as::<_, GaugesRow>(sql::PUSH_GAUGES)
+                        .fetch_one(&self.pool)
+                        .await?
+                        .into())
+                }
+            }
+
+            #[async_trait]
+            impl EventStore for EngineStore<$pool> {
+                async fn events_after(&self, after: i64, limit: i64) -> StoreResult<Vec<Event>> {
+                    let rows = sqlx::query_as::<_, EventRow>(sql::EVENTS_AFTER)
+                        .bind(after)
+                        .bind(limit.max(0))
+                        .fetch_all(&self.pool)
+                        .await?;
+                    Ok(rows.into_iter().map(Event::from).collect())
+                }
+
+                async fn event(&self, id: &str) -> StoreResult<Option<Event>> {
+                    Ok(sqlx::query_as::<_, EventRow>(sql::EVENT_BY_ID)
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await?
+                        .map(Event::from))
+                }
+
+                async fn refusal(&self, event: &Event) -> StoreResult<Option<RefusalSummary>> {
+                    let (Some(journal_id), Some(window_start)) = (
+                        event.journal_id,
+                        $crate::store::bucket_window(&event.subject),
+                    ) else {
+                        return Ok(None);
+                    };
+                    let Some(first) = sqlx::query_as::<_, CallbackRow>(sql::CALLBACK_BY_ID)
+                        .bind(journal_id)
+                        .fetch_optional(&self.pool)
+                        .await?
+                        .map(CallbackRecord::from)
+                    else {
+                        return Ok(None);
+                    };
+                    let refused_in_window: i64 = sqlx::query_scalar(sql::COUNT_REFUSALS)
+                        .bind(&first.kind)
+                        .bind(window_start)
+                        .bind(window_start + $crate::store::REFUSED_WINDOW_MS)
+                        .fetch_one(&self.pool)
+                        .await?;
+                    Ok(Some(RefusalSummary {
+                        first,
+                        window_start,
+                        refused_in_window,
+                    }))
+                }
+            }
+
+            #[async_trait]
+            impl EndpointStore for EngineStore<$pool> {
+                async fn create_endpoint(
+                    &self,
+                    endpoint: &NewEndpoint,
+                    max: i64,
+                ) -> StoreResult<Option<Endpoint>> {
+                    let secret = self
+                        .keys
+                        .seal_text(&endpoint.secret, &push_rows::secret_context(&endpoint.id));
+                    let mut tx = $begin_write(&self.pool).await?;
+                    let count: i64 = sqlx::query_scalar(sql::COUNT_ENDPOINTS)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    if count >= max {
+                        return Ok(None);
+                    }
+                    sqlx::query(sql::INSERT_ENDPOINT)
+                        .bind(&endpoint.id)
+                        .bind(&endpoint.url)
+                        .bind(push_rows::join_events(&endpoint.events))
+                        .bind(endpoint.include_pii)
+                        .bind(&endpoint.description)
+                        .bind(secret)
+                        .bind(endpoint.now)
+                        .execute(&mut *tx)
+                        .await?;
+                    let row = sqlx::query_as::<_, EndpointRow>(sql::GET_ENDPOINT)
+                        .bind(&endpoint.id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(Some(row.open(&self.keys)?))
+                }
+
+                async fn endpoints(&self, limit: i64) -> StoreResult<Vec<Endpoint>> {
+                    let rows = sqlx::query_as::<_, EndpointRow>(sql::LIST_ENDPOINTS)
+                        .bind(limit.max(0))
+                        .fetch_all(&self.pool)
+                        .await?;
+                    rows.into_iter().map(|row| row.open(&self.keys)).collect()
+                }
+
+                async fn endpoint(&self, id: &str) -> StoreResult<Option<Endpoint>> {
+                    sqlx::query_as::<_, EndpointRow>(sql::GET_ENDPOINT)
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await?
+                        .map(|row| row.open(&self.keys))
+                        .transpose()
+                }
+
+                async fn update_endpoint(
+                    &self,
+                    id: &str,
+                    patch: &EndpointPatch,
+                    now: i64,
+                ) -> StoreResult<Option<Endpoint>> {
+                    let mut tx = $begin_write(&self.pool).await?;
+                    let done = sqlx::query(sql::UPDATE_ENDPOINT)
+                        .bind(id)
+                        .bind(&patch.url)
+                        .bind(patch.events.as_deref().map(push_rows::join_events))
+                        .bind(patch.include_pii)
+                        .bind(patch.description.clone().flatten())
+                        .bind(now)
+                        .bind(patch.description.is_some())
+                        .execute(&mut *tx)
+                        .await?;
+                    if done.rows_affected() == 0 {
+                        return Ok(None);
+                    }
+                    match patch.enabled {
+                        Some(true) => {
+                            sqlx::query(sql::ENABLE_ENDPOINT)
+                                .bind(id)
+                                .bind(now)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        Some(false) => {
+                            sqlx::query(sql::DISABLE_ENDPOINT)
+                                .bind(id)
+                                .bind(now)
+                                .bind("disabled through the API")
+                                .bind(None::<i64>)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        None => {}
+                    }
+                    let row = sqlx::query_as::<_, EndpointRow>(sql::GET_ENDPOINT)
+                        .bind(id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(Some(row.open(&self.keys)?))
+                }
+
+                async fn delete_endpoint(&self, id: &str) -> StoreResult<bool> {
+                    let mut tx = $begin_write(&self.pool).await?;
+                    sqlx::query(sql::DELETE_ENDPOINT_DELIVERIES)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    let done = sqlx::query(sql::DELETE_ENDPOINT)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(done.rows_affected() == 1)
+                }
+
+                async fn rotate_secret(
+                    &self,
+                    id: &str,
+                    secret: &str,
+                    previous_expires_at: i64,
+                    now: i64,
+                ) -> StoreResult<Option<Endpoint>> {
+                    let context = push_rows::secret_context(id);
+                    let mut tx = $begin_write(&self.pool).await?;
+                    let Some(row) = sqlx::query_as::<_, EndpointRow>(sql::GET_ENDPOINT)
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                    else {
+                        return Ok(None);
+                    };
+                    let previous = row.open(&self.keys)?.secret;
+                    sqlx::query(sql::ROTATE_SECRET)
+                        .bind(id)
+                        .bind(self.keys.seal_text(secret, &context))
+                        .bind(self.keys.seal_text(&previous, &context))
+                        .bind(previous_expires_at)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    let row = sqlx::query_as::<_, EndpointRow>(sql::GET_ENDPOINT)
+                        .bind(id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(Some(row.open(&self.keys)?))
+                }
+
+                async fn retry_event(&self, id: &str, now: i64) -> StoreResult<Option<u64>> {
+                    let Some(event) = EventStore::event(self, id).await? else {
+                        return Ok(None);
+                    };
+                    let done = sqlx::query(sql::RETRY_EVENT)
+                        .bind(event.seq)
+                        .bind(now)
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(Some(done.rows_affected()))
+                }
+
+                async fn replay_endpoint(
+                    &self,
+                    id: &str,
+                    since: i64,
+                    now: i64,
+                    limit: i64,
+                ) -> StoreResult<Option<u64>> {
+                    let mut tx = $begin_write(&self.pool).await?;
+                    let exists = sqlx::query_as::<_, EndpointRow>(sql::GET_ENDPOINT)
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .is_some();
+                    if !exists {
+                        return Ok(None);
+                    }
+                    let done = sqlx::query(sql::REPLAY_ENDPOINT)
+                        .bind(id)
+                        .bind(since)
+                        .bind(now)
+                        .bind(limit.max(0))
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(Some(done.rows_affected()))
+                }
+
+                async fn endpoint_health(&self) -> StoreResult<Vec<EndpointHealth>> {
+                    let rows = sqlx::query_as::<_, HealthRow>(sql::ENDPOINT_HEALTH)
+                        .fetch_all(&self.pool)
+                        .await?;
+                    Ok(rows.into_iter().map(EndpointHealth::from).collect())
+                }
+
+                async fn push_attempts(
+                    &self,
+                    biz_id: &str,
+                    limit: i64,
+                ) -> StoreResult<Vec<AttemptRecord>> {
+                    Ok(
+                        sqlx::query_as::<_, AttemptRecord>(sql::ATTEMPTS_FOR_SUBJECT)
+                            .bind(biz_id)
+                            .bind(limit.max(0))
+                            .fetch_all(&self.pool)
+                            .await?,
+                    )
                 }
             }
 

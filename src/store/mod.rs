@@ -3,12 +3,14 @@
 //!
 //! Owns: verification records (one per biz_id), the callback journal (every delivery), the
 //! follow-up job rows with their get_result budget and call log, fetched images, the access
-//! log, and the operator console's sessions and audit trail.
+//! log, the operator console's sessions and audit trail, and pushing's tables (endpoints,
+//! the outbox of events, deliveries, attempts: `push.rs`).
 //!
 //! The parts, by who uses them: [`CallbackStore`] (FaceID's deliveries), [`ApiStore`] (the
 //! merchant API), [`ReplayStore`] (replay), [`FollowUpStore`] (the follow-up worker),
-//! [`MaintenanceStore`] (retention, re-encryption), [`ConsoleStore`] (the operator console)
-//! and [`Database`] (migrations, readiness).
+//! [`MaintenanceStore`] (retention, re-encryption), [`ConsoleStore`] (the operator console),
+//! [`Database`] (migrations, readiness), [`PushStore`] (the push dispatcher), [`EndpointStore`] (the admin API's endpoints) and
+//! [`EventStore`] (reading the outbox: the pull API, the stream, the dispatcher).
 //! [`ServingStore`] is what the HTTP surface holds; [`Store`] is all of them, as [`connect`]
 //! opens one engine. Where the code lives: `engine.rs` writes every method once for both
 //! engines ([`PgStore`], [`SqliteStore`]), from the statements in [`sql`]; `group.rs` batches
@@ -24,6 +26,10 @@
 //! - `calls_used` only ever grows, by one conditional statement per call, and never past the
 //!   caller's `max_calls` (and never past 3, by a CHECK constraint);
 //! - times are epoch milliseconds supplied by the caller's clock, never the database's;
+//! - a committed outcome always has its outbox event, written in the same transaction (a
+//!   final result merged: `verification.completed`; a follow-up ended without one:
+//!   `followup.ended`; a refusal journaled: `callback.refused`, one per bucket), and a
+//!   rolled-back one never does;
 //! - identity data (raw results, journal bodies, images) is sealed with the configured
 //!   [`Keyring`] before any statement binds it and opened after any row is read, so with a
 //!   key nothing identifying reaches the database in clear (see `encrypted.rs`).
@@ -32,6 +38,7 @@ mod encrypted;
 mod engine;
 mod group;
 mod postgres;
+mod push;
 /// The statements themselves; public so that `bench/loadgen.rs` benchmarks the very same
 /// SQL against the database directly (pgbench script, SQLite baselines).
 #[doc(hidden)]
@@ -51,6 +58,11 @@ use async_trait::async_trait;
 
 pub use encrypted::{BadKey, Keyring, ReencryptCounts};
 pub use postgres::PgStore;
+pub use push::{
+    AttemptRecord, AttemptReport, CALLBACK_REFUSED, Endpoint, EndpointHealth, EndpointPatch, Event,
+    FOLLOWUP_ENDED, LeasedDelivery, NewEndpoint, NextStep, PushGauges, REFUSED_WINDOW_MS,
+    RefusalSummary, VERIFICATION_COMPLETED, bucket_window, refusal_bucket,
+};
 pub use sqlite::SqliteStore;
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -935,16 +947,130 @@ pub trait ConsoleStore: Send + Sync + 'static {
     async fn calls(&self, biz_id: &str, limit: i64) -> StoreResult<Vec<CallLogEntry>>;
 }
 
-/// What the HTTP surface holds ([`crate::http::AppState`]): the callback routes, the API,
-/// replay's route, the console and `/readyz`.
-pub trait ServingStore: Database + CallbackStore + ApiStore + ReplayStore + ConsoleStore {}
+/// The push dispatcher (`push::dispatcher`): publication, leases, attempts.
+#[async_trait]
+pub trait PushStore: Send + Sync + 'static {
+    /// In one transaction, for up to `limit` unpublished events (oldest first): gives each
+    /// the next position (publishers take turns on one counter, so positions become visible
+    /// in order, without gaps) and, with `fan_out`, a pending delivery due at `now` for every
+    /// enabled endpoint subscribed to its type. Returns how many were published.
+    async fn publish_events(&self, now: i64, fan_out: bool, limit: i64) -> StoreResult<u64>;
 
-impl<T: Database + CallbackStore + ApiStore + ReplayStore + ConsoleStore> ServingStore for T {}
+    /// Leases up to `limit` due pending deliveries of enabled endpoints whose lease is free or
+    /// lapsed, for `owner` until `lease_until`. Replicas on PostgreSQL skip each other's rows.
+    async fn lease_deliveries(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<LeasedDelivery>>;
+
+    /// An endpoint with its secrets, for signing.
+    async fn dispatch_endpoint(&self, id: &str) -> StoreResult<Option<Endpoint>>;
+
+    /// In one transaction: records the attempt (unless [`NextStep::Skip`]), ends `owner`'s
+    /// turn on the delivery as `report.next` says (a no-op when the lease was lost), and
+    /// updates the endpoint's health: a success ends its failing streak, a failure starts
+    /// one, a 410 disables it, and a streak older than `disable_after_ms` disables it.
+    /// Returns whether this disabled the endpoint.
+    async fn record_attempt(&self, owner: &str, report: &AttemptReport) -> StoreResult<bool>;
+
+    async fn push_gauges(&self) -> StoreResult<PushGauges>;
+}
+
+/// Reading the outbox: the pull API, the event stream, the dispatcher (rendering `data`).
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Published events with a position above `after`, in publication order.
+    async fn events_after(&self, after: i64, limit: i64) -> StoreResult<Vec<Event>>;
+
+    async fn event(&self, id: &str) -> StoreResult<Option<Event>>;
+
+    /// What a `callback.refused` event reports; `None` when the journal row is gone (retention).
+    async fn refusal(&self, event: &Event) -> StoreResult<Option<RefusalSummary>>;
+}
+
+/// The admin API's endpoints (`http/push.rs`), and what the operator console shows of them.
+#[async_trait]
+pub trait EndpointStore: Send + Sync + 'static {
+    /// Registers an endpoint, unless `max` are registered already (`None`).
+    async fn create_endpoint(
+        &self,
+        endpoint: &NewEndpoint,
+        max: i64,
+    ) -> StoreResult<Option<Endpoint>>;
+
+    /// Every endpoint (at most `limit`), oldest first.
+    async fn endpoints(&self, limit: i64) -> StoreResult<Vec<Endpoint>>;
+
+    async fn endpoint(&self, id: &str) -> StoreResult<Option<Endpoint>>;
+
+    /// Applies `patch` at `now`; `None` when there is no such endpoint.
+    async fn update_endpoint(
+        &self,
+        id: &str,
+        patch: &EndpointPatch,
+        now: i64,
+    ) -> StoreResult<Option<Endpoint>>;
+
+    /// Removes the endpoint and its deliveries (its attempts stay, as history).
+    async fn delete_endpoint(&self, id: &str) -> StoreResult<bool>;
+
+    /// The current secret becomes the previous one (signing beside `secret` until
+    /// `previous_expires_at`) and `secret` the current one.
+    async fn rotate_secret(
+        &self,
+        id: &str,
+        secret: &str,
+        previous_expires_at: i64,
+        now: i64,
+    ) -> StoreResult<Option<Endpoint>>;
+
+    /// Starts every delivery of the event again, from the first attempt, due at `now`.
+    /// `None` when there is no such event; otherwise how many deliveries restart.
+    async fn retry_event(&self, id: &str, now: i64) -> StoreResult<Option<u64>>;
+
+    /// Queues every published event of the endpoint's types created at or after `since` for
+    /// it again (at most `limit`), from the first attempt. `None` when there is no such
+    /// endpoint.
+    async fn replay_endpoint(
+        &self,
+        id: &str,
+        since: i64,
+        now: i64,
+        limit: i64,
+    ) -> StoreResult<Option<u64>>;
+
+    /// Deliveries per endpoint by state (the console's panel).
+    async fn endpoint_health(&self) -> StoreResult<Vec<EndpointHealth>>;
+
+    /// Push attempts about `biz_id`, oldest first (the console's timeline).
+    async fn push_attempts(&self, biz_id: &str, limit: i64) -> StoreResult<Vec<AttemptRecord>>;
+}
+
+/// What the HTTP surface holds ([`crate::http::AppState`]): the callback routes, the API,
+/// replay's route, the push API, the console and `/readyz`.
+pub trait ServingStore:
+    Database + CallbackStore + ApiStore + ReplayStore + EndpointStore + EventStore + ConsoleStore
+{
+}
+
+impl<
+    T: Database + CallbackStore + ApiStore + ReplayStore + EndpointStore + EventStore + ConsoleStore,
+> ServingStore for T
+{
+}
 
 /// Every part: what [`connect`] opens, and what `startup` hands out part by part.
-pub trait Store: ServingStore + FollowUpStore + MaintenanceStore {}
+pub trait Store: ServingStore + FollowUpStore + MaintenanceStore + DispatchStore {}
 
-impl<T: ServingStore + FollowUpStore + MaintenanceStore> Store for T {}
+impl<T: ServingStore + FollowUpStore + MaintenanceStore + DispatchStore> Store for T {}
+
+/// What the push dispatcher holds: its own part, the outbox, and the records it renders.
+pub trait DispatchStore: PushStore + EventStore + ApiStore {}
+
+impl<T: PushStore + EventStore + ApiStore> DispatchStore for T {}
 
 /// Opens the store named by `url` (`sqlite://…` or `postgres://…`), waiting at most
 /// `connect_timeout` for a first connection so that a wrong URL fails fast.

@@ -35,6 +35,7 @@ use super::{
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 const LEASE_DUE_JOBS: &str = super::sql::lease_due_jobs!("FOR UPDATE SKIP LOCKED");
+const LEASE_DELIVERIES: &str = super::sql::lease_deliveries!("FOR UPDATE OF d SKIP LOCKED");
 
 /// Concurrent group-commit transactions: while one waits for its commit to flush and another
 /// for a round trip, a third collects the next batch. Batches are sorted by biz_id, so they
@@ -69,6 +70,9 @@ async fn begin_write(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sq
 /// Returns `(biz_id, revision)` for each member whose merge wrote (no row: the record was
 /// kept, and its journal row says `duplicate`, as `engine::journal_outcome` does).
 ///
+/// The outbox's insert (`completed`) is one more part of the same statement: no round trip,
+/// and it commits or rolls back with the merge it reports.
+///
 /// Order of effects: PostgreSQL's executor runs the outer query (reading `merged`) first and
 /// the unreferenced data-modifying parts to completion after it, so the record rows are locked
 /// before any job row. (The documentation leaves that order open; were it ever different, a
@@ -81,7 +85,10 @@ async fn begin_write(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sq
 /// Binds arrays: results (biz_id, biz_no, status, status_rank, liveness, confidence, source,
 /// signed, result, now), journal (kind, biz_id, verified, reason, received_at, remote_addr,
 /// content_type, body_sha256, body_len, body), cancel (biz_id, now), ensure (biz_id, next_at,
-/// window_ends_at, return_image, now), then the journal's key_id ($28).
+/// window_ends_at, return_image, now), then the journal's key_id ($28) and the outbox's
+/// event ids ($29: an id for each member whose result is final, NULL for the others; a
+/// `verification.completed` row is written for those whose merge wrote, exactly as
+/// `engine::completes` decides one member at a time).
 pub const ACCEPT_ROUND: &str = concat!(
     "WITH merged AS (",
     super::sql::insert_verification!(),
@@ -118,7 +125,13 @@ pub const ACCEPT_ROUND: &str = concat!(
           AS e(biz_id, next_at, window_ends_at, return_image, now) ",
     super::sql::pending_job_on_conflict!(),
     super::sql::ensure_job_condition!(),
-    ") SELECT biz_id, revision FROM merged"
+    "), \
+     completed AS (INSERT INTO push_events (id, type, subject, created_at) \
+       SELECT p.id, 'verification.completed', p.biz_id, p.now \
+       FROM unnest($1::text[], $29::text[], $10::int8[]) AS p(biz_id, id, now) \
+            JOIN merged w ON w.biz_id = p.biz_id \
+       WHERE p.id IS NOT NULL) \
+     SELECT biz_id, revision FROM merged"
 );
 
 /// The records of one round, as [`super::sql::GET_VERIFICATION`] reads one. Binds: biz_ids.
@@ -219,6 +232,12 @@ async fn write_round(
         .bind(jobs.ensure_return_image)
         .bind(jobs.ensure_at)
         .bind(entry_text(|e| e.key_id.as_deref()))
+        .bind(
+            results
+                .iter()
+                .map(|r| (r.status_rank >= 3).then(crate::push::event::new_event_id))
+                .collect::<Vec<_>>(),
+        )
         .fetch_all(&mut *conn)
         .await?;
     let revisions: HashMap<String, i32> = written.into_iter().collect();
@@ -289,6 +308,7 @@ impl_store! {
     engine: "postgres",
     migrator: MIGRATOR,
     lease_due_jobs: LEASE_DUE_JOBS,
+    lease_deliveries: LEASE_DELIVERIES,
     begin_write: begin_write,
     accept_batch: accept_batch,
     group_commit_writers: GROUP_COMMIT_WRITERS,

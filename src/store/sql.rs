@@ -462,3 +462,228 @@ pub const SEARCH_VERIFICATIONS: &str = concat!(
      ORDER BY v.created_at DESC, v.biz_id DESC \
      LIMIT $8"
 );
+// ---- push (issue 13): the outbox, endpoints, deliveries, attempts ----
+
+/// Appends one event to the outbox, in the transaction of the change it reports. A
+/// `callback.refused` whose bucket already has its event is coalesced into it (no row).
+/// Binds: id, type, subject, journal_id, created_at.
+pub const INSERT_EVENT: &str = "INSERT INTO push_events (id, type, subject, journal_id, created_at) \
+     VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (subject) WHERE type = 'callback.refused' DO NOTHING";
+
+/// An event's columns, in [`super::push::Event`]'s order.
+macro_rules! select_event {
+    () => {
+        "SELECT seq, id, type AS kind, subject, journal_id, created_at, position FROM push_events "
+    };
+}
+
+/// Published events after a position, in publication order. Binds: after, limit.
+pub const EVENTS_AFTER: &str = concat!(
+    select_event!(),
+    "WHERE position > $1 ORDER BY position LIMIT $2"
+);
+
+/// One event by its id. Binds: id.
+pub const EVENT_BY_ID: &str = concat!(select_event!(), "WHERE id = $1");
+
+/// Takes the publication counter (and, on PostgreSQL, its row lock until commit: publishers
+/// take turns, so positions become visible in the order they were given).
+pub const LOCK_PUBLICATION: &str =
+    "UPDATE push_state SET last_position = last_position WHERE id = 1 RETURNING last_position";
+
+/// The oldest unpublished events. Binds: limit.
+pub const UNPUBLISHED_EVENTS: &str = concat!(
+    select_event!(),
+    "WHERE position IS NULL ORDER BY seq LIMIT $1"
+);
+
+/// Binds: seq, position.
+pub const SET_POSITION: &str = "UPDATE push_events SET position = $2 WHERE seq = $1";
+
+/// Binds: last position.
+pub const SET_LAST_POSITION: &str = "UPDATE push_state SET last_position = $1 WHERE id = 1";
+
+/// Fans one event out to every enabled endpoint subscribed to its type. Binds: seq, type, now.
+pub const FAN_OUT: &str = "INSERT INTO push_deliveries \
+     (event_seq, endpoint_id, state, attempts, next_attempt_at, created_at, updated_at) \
+     SELECT $1, id, 'pending', 0, $3, $3, $3 FROM push_endpoints \
+     WHERE disabled_at IS NULL AND (',' || events || ',') LIKE ('%,' || $2 || ',%') \
+     ON CONFLICT (event_seq, endpoint_id) DO NOTHING";
+
+/// Leases due deliveries of enabled endpoints, oldest-due first, with their event. `$lock`
+/// is the engine's row-locking clause (as for follow-up jobs). Binds: owner, now,
+/// lease_until, limit.
+macro_rules! lease_deliveries {
+    ($lock:literal) => {
+        concat!(
+            "UPDATE push_deliveries SET lease_owner = $1, lease_until = $3, updated_at = $2 \
+             WHERE id IN ( \
+                 SELECT d.id FROM push_deliveries d \
+                 WHERE d.state = 'pending' AND d.next_attempt_at <= $2 \
+                   AND (d.lease_until IS NULL OR d.lease_until < $2) \
+                   AND d.endpoint_id IN (SELECT id FROM push_endpoints WHERE disabled_at IS NULL) \
+                 ORDER BY d.next_attempt_at, d.id \
+                 LIMIT $4 ",
+            $lock,
+            ") RETURNING id, endpoint_id, attempts, event_seq, \
+               (SELECT e.id FROM push_events e WHERE e.seq = push_deliveries.event_seq) AS event_id, \
+               (SELECT e.type FROM push_events e WHERE e.seq = push_deliveries.event_seq) AS event_type, \
+               (SELECT e.subject FROM push_events e WHERE e.seq = push_deliveries.event_seq) AS subject, \
+               (SELECT e.journal_id FROM push_events e WHERE e.seq = push_deliveries.event_seq) AS journal_id, \
+               (SELECT e.created_at FROM push_events e WHERE e.seq = push_deliveries.event_seq) AS event_created_at, \
+               (SELECT e.position FROM push_events e WHERE e.seq = push_deliveries.event_seq) AS position"
+        )
+    };
+}
+pub(super) use lease_deliveries;
+
+/// Ends a turn on a delivery: only its lease holder may. Binds: id, owner, state, attempts,
+/// next_attempt_at, last_code, now.
+pub const END_DELIVERY_TURN: &str = "UPDATE push_deliveries \
+     SET state = $3, attempts = $4, next_attempt_at = $5, last_code = $6, \
+         lease_owner = NULL, lease_until = NULL, updated_at = $7 \
+     WHERE id = $1 AND lease_owner = $2";
+
+/// Binds: event_seq, endpoint_id, attempt, at, status, latency_ms, outcome, code, answer.
+pub const INSERT_ATTEMPT: &str = "INSERT INTO push_attempts \
+     (event_seq, endpoint_id, attempt, at, status, latency_ms, outcome, code, answer) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
+/// A success ends the endpoint's failing streak. Binds: id.
+pub const ENDPOINT_HEALTHY: &str =
+    "UPDATE push_endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL";
+
+/// A failure starts a streak (or continues it). Binds: id, now.
+pub const ENDPOINT_FAILING: &str = "UPDATE push_endpoints SET failing_since = COALESCE(failing_since, $2) \
+     WHERE id = $1";
+
+/// Disables an enabled endpoint, saying why; with `$4` set, only when it has been failing
+/// since at or before `$4`. Binds: id, now, reason, failing-since cutoff (NULL: now).
+pub const DISABLE_ENDPOINT: &str = "UPDATE push_endpoints \
+     SET disabled_at = $2, disabled_reason = $3, updated_at = $2 \
+     WHERE id = $1 AND disabled_at IS NULL AND ($4 IS NULL OR failing_since <= $4)";
+
+/// An endpoint's columns.
+macro_rules! select_endpoint {
+    () => {
+        "SELECT id, url, events, include_pii, description, secret, previous_secret, \
+                previous_expires_at, disabled_at, disabled_reason, failing_since, created_at, \
+                updated_at \
+         FROM push_endpoints "
+    };
+}
+
+/// Binds: id.
+pub const GET_ENDPOINT: &str = concat!(select_endpoint!(), "WHERE id = $1");
+
+/// Every endpoint, oldest first. Binds: limit.
+pub const LIST_ENDPOINTS: &str = concat!(select_endpoint!(), "ORDER BY created_at, id LIMIT $1");
+
+pub const COUNT_ENDPOINTS: &str = "SELECT COUNT(*) FROM push_endpoints";
+
+/// Binds: id, url, events, include_pii, description, secret, now.
+pub const INSERT_ENDPOINT: &str = "INSERT INTO push_endpoints \
+     (id, url, events, include_pii, description, secret, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $7)";
+
+/// Binds: id, url, events, include_pii, description, now (each NULL keeps the column, except
+/// description, whose `$7` says whether to set it).
+pub const UPDATE_ENDPOINT: &str = "UPDATE push_endpoints SET \
+         url = COALESCE($2, url), events = COALESCE($3, events), \
+         include_pii = COALESCE($4, include_pii), \
+         description = CASE WHEN $7 THEN $5 ELSE description END, updated_at = $6 \
+     WHERE id = $1";
+
+/// Re-enables an endpoint: no reason, no failing streak. Binds: id, now.
+pub const ENABLE_ENDPOINT: &str = "UPDATE push_endpoints \
+     SET disabled_at = NULL, disabled_reason = NULL, failing_since = NULL, updated_at = $2 \
+     WHERE id = $1";
+
+/// Binds: id, new secret, previous secret, previous_expires_at, now.
+pub const ROTATE_SECRET: &str = "UPDATE push_endpoints \
+     SET secret = $2, previous_secret = $3, previous_expires_at = $4, updated_at = $5 \
+     WHERE id = $1";
+
+/// Binds: id.
+pub const DELETE_ENDPOINT_DELIVERIES: &str = "DELETE FROM push_deliveries WHERE endpoint_id = $1";
+
+/// Binds: id.
+pub const DELETE_ENDPOINT: &str = "DELETE FROM push_endpoints WHERE id = $1";
+
+/// Starts every delivery of an event again, from the first attempt. Binds: seq, now.
+pub const RETRY_EVENT: &str = "UPDATE push_deliveries \
+     SET state = 'pending', attempts = 0, next_attempt_at = $2, lease_owner = NULL, \
+         lease_until = NULL, updated_at = $2 \
+     WHERE event_seq = $1";
+
+/// Sends an endpoint every published event of its types created at or after `since` again
+/// (or for the first time), from the first attempt, at most `limit` of them. Binds:
+/// endpoint_id, since, now, limit.
+pub const REPLAY_ENDPOINT: &str = "INSERT INTO push_deliveries \
+     (event_seq, endpoint_id, state, attempts, next_attempt_at, created_at, updated_at) \
+     SELECT e.seq, p.id, 'pending', 0, $3, $3, $3 \
+     FROM push_events e JOIN push_endpoints p ON p.id = $1 \
+     WHERE e.position IS NOT NULL AND e.created_at >= $2 \
+       AND (',' || p.events || ',') LIKE ('%,' || e.type || ',%') \
+     ORDER BY e.position LIMIT $4 \
+     ON CONFLICT (event_seq, endpoint_id) DO UPDATE SET state = 'pending', attempts = 0, \
+         next_attempt_at = excluded.next_attempt_at, lease_owner = NULL, lease_until = NULL, \
+         updated_at = excluded.updated_at";
+
+/// The journal row of a refusal. Binds: id.
+pub const CALLBACK_BY_ID: &str = "SELECT id, kind, biz_id, verified, outcome, reason, received_at, remote_addr, \
+            content_type, body_sha256, body_len, key_id, replayed_at \
+     FROM callbacks WHERE id = $1";
+
+/// Refusals on one route in one window (by the partial index on refused rows). Binds: kind,
+/// from, until.
+pub const COUNT_REFUSALS: &str = "SELECT COUNT(*) FROM callbacks \
+     WHERE outcome = 'rejected' AND kind = $1 AND received_at >= $2 AND received_at < $3";
+
+/// Deliveries per endpoint and state. No binds.
+pub const ENDPOINT_HEALTH: &str = "SELECT p.id, \
+         COALESCE(SUM(CASE WHEN d.state = 'pending' THEN 1 ELSE 0 END), 0) AS pending, \
+         COALESCE(SUM(CASE WHEN d.state = 'pending' AND d.attempts > 0 THEN 1 ELSE 0 END), 0) AS failing, \
+         COALESCE(SUM(CASE WHEN d.state = 'failed' THEN 1 ELSE 0 END), 0) AS failed, \
+         COALESCE(SUM(CASE WHEN d.state = 'delivered' THEN 1 ELSE 0 END), 0) AS delivered, \
+         p.disabled_at, p.disabled_reason, p.failing_since \
+     FROM push_endpoints p LEFT JOIN push_deliveries d ON d.endpoint_id = p.id \
+     GROUP BY p.id, p.disabled_at, p.disabled_reason, p.failing_since, p.created_at \
+     ORDER BY p.created_at, p.id";
+
+/// Attempts to push events about one subject (a biz_id), oldest first. Binds: subject, limit.
+pub const ATTEMPTS_FOR_SUBJECT: &str = "SELECT e.id AS event_id, e.type AS event_type, a.endpoint_id, a.attempt, a.at, \
+            a.status, a.latency_ms, a.outcome, a.code \
+     FROM push_events e JOIN push_attempts a ON a.event_seq = e.seq \
+     WHERE e.subject = $1 ORDER BY a.id LIMIT $2";
+
+/// The dispatcher's gauges. No binds.
+pub const PUSH_GAUGES: &str = "SELECT \
+     (SELECT COUNT(*) FROM push_events WHERE position IS NULL) AS unpublished, \
+     (SELECT COUNT(*) FROM push_deliveries WHERE state = 'pending') AS pending, \
+     (SELECT COUNT(*) FROM push_endpoints WHERE disabled_at IS NOT NULL) AS endpoints_disabled";
+
+/// `callback.refused` events created before a cutoff (`retention.refused_days`): what
+/// strangers caused goes with the refused journal rows. Binds: cutoff.
+macro_rules! refused_events_due {
+    () => {
+        "(SELECT seq FROM push_events WHERE type = 'callback.refused' AND created_at < $1)"
+    };
+}
+
+/// Binds: cutoff.
+pub const PURGE_REFUSED_EVENT_ATTEMPTS: &str = concat!(
+    "DELETE FROM push_attempts WHERE event_seq IN ",
+    refused_events_due!()
+);
+
+/// Binds: cutoff.
+pub const PURGE_REFUSED_EVENT_DELIVERIES: &str = concat!(
+    "DELETE FROM push_deliveries WHERE event_seq IN ",
+    refused_events_due!()
+);
+
+/// Binds: cutoff.
+pub const PURGE_REFUSED_EVENTS: &str =
+    "DELETE FROM push_events WHERE type = 'callback.refused' AND created_at < $1";

@@ -26,6 +26,7 @@ pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 
 /// No row locks in SQLite: the `BEGIN IMMEDIATE` around the statement is exclusive.
 const LEASE_DUE_JOBS: &str = super::sql::lease_due_jobs!("");
+const LEASE_DELIVERIES: &str = super::sql::lease_deliveries!("");
 
 /// How long a writer waits for another connection's write lock before SQLITE_BUSY.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -82,6 +83,7 @@ impl_store! {
     engine: "sqlite",
     migrator: MIGRATOR,
     lease_due_jobs: LEASE_DUE_JOBS,
+    lease_deliveries: LEASE_DELIVERIES,
     begin_write: begin_write,
     // Member after member in the batch's one transaction: SQLite's cost per callback is the
     // commit's fsync, which the batch already shares; its statements are in-process calls,

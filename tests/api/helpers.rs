@@ -36,6 +36,8 @@ pub struct TestApp {
     shutdown: CancellationToken,
     /// Shared with an instance [`TestApp::restart`]ed on the same database.
     pub db: Arc<common::TestDatabase>,
+    /// `[push]` as loaded, for tests that run a push dispatcher of their own.
+    pub push: faceid_receiver::config::PushSettings,
 }
 
 impl Drop for TestApp {
@@ -49,6 +51,9 @@ pub struct Options {
     pub secret: &'static str,
     /// Extra `APP__*` variables, applied last.
     pub env: Vec<(&'static str, String)>,
+    /// Run the push dispatcher inside the app (off by default: push tests drive one pass by
+    /// pass, on the manual clock).
+    pub push_dispatcher: bool,
 }
 
 impl Default for Options {
@@ -57,6 +62,7 @@ impl Default for Options {
             redirect_url: Some("https://shop.example.com/verified?from=faceid"),
             secret: SECRET,
             env: Vec::new(),
+            push_dispatcher: false,
         }
     }
 }
@@ -97,12 +103,18 @@ async fn spawn_on(db: Arc<common::TestDatabase>, options: Options) -> TestApp {
         .expect("connect");
     store.migrate().await.expect("migrate");
     let clock = ManualClock::new(NOW_MS);
+    let push = settings.push.clone();
     // HTTP only: the follow-up worker has its own suite (tests/fetcher), which drives it pass
     // by pass; here it would race the assertions on pending jobs.
     let app = Application::build_with(settings, store.clone(), Arc::new(clock.clone()))
         .await
         .expect("build app")
         .without_worker();
+    let app = if options.push_dispatcher {
+        app
+    } else {
+        app.without_dispatcher()
+    };
     let base = format!("http://{}", app.local_addr());
     let shutdown = CancellationToken::new();
     tokio::spawn(app.run_until_stopped(shutdown.clone()));
@@ -117,6 +129,7 @@ async fn spawn_on(db: Arc<common::TestDatabase>, options: Options) -> TestApp {
         clock,
         shutdown,
         db,
+        push,
     }
 }
 

@@ -15,6 +15,7 @@ mod openapi;
 mod ops;
 mod poison;
 mod privacy;
+mod push;
 mod query_api;
 mod replay;
 mod return_url;

@@ -47,6 +47,17 @@ async fn the_document_covers_every_api_route_with_bearer_auth() {
         ("/api/v1/callbacks", "get"),
         ("/api/v1/raw-results", "post"),
         ("/api/v1/callbacks/replay", "post"),
+        ("/api/v1/endpoints", "post"),
+        ("/api/v1/endpoints", "get"),
+        ("/api/v1/endpoints/{id}", "get"),
+        ("/api/v1/endpoints/{id}", "patch"),
+        ("/api/v1/endpoints/{id}", "delete"),
+        ("/api/v1/endpoints/{id}/rotate-secret", "post"),
+        ("/api/v1/endpoints/{id}/test", "post"),
+        ("/api/v1/endpoints/{id}/replay", "post"),
+        ("/api/v1/events/{id}/retry", "post"),
+        ("/api/v1/events", "get"),
+        ("/api/v1/events/stream", "get"),
     ] {
         let op = &doc["paths"][path][method];
         assert!(op.is_object(), "{method} {path} is documented");

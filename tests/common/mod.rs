@@ -362,3 +362,20 @@ pub async fn stored_journal_body(url: &str, id: i64) -> Vec<u8> {
     };
     body.unwrap_or_else(|e| panic!("journal row {id}: {e}"))
 }
+
+/// The one text value `sql` (a query of one row and one column) reads, as stored: how tests
+/// look at what reached the database.
+pub async fn raw_text(url: &str, sql: &'static str) -> String {
+    let value = if url.starts_with("sqlite") {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        let value = sqlx::query_scalar(sql).fetch_one(&pool).await;
+        pool.close().await;
+        value
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        let value = sqlx::query_scalar(sql).fetch_one(&pool).await;
+        pool.close().await;
+        value
+    };
+    value.unwrap_or_else(|e| panic!("{sql}: {e}"))
+}

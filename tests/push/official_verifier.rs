@@ -19,7 +19,7 @@ use faceid_receiver::push::{EndpointSecret, SigningKeys, Verifier, WebhookHeader
 use serde_json::{Value, json};
 
 /// The version scripts/standardwebhooks.sh pins.
-const PINNED: &str = "1.1.0";
+pub(crate) const PINNED: &str = "1.1.0";
 /// What the script exits with when it cannot install the library here.
 const CANNOT_INSTALL: i32 = 77;
 
@@ -30,7 +30,7 @@ fn required() -> bool {
 
 /// Runs the official library over `cases`; `None` when it cannot be installed here (and that
 /// is allowed).
-fn official(cases: &Value) -> Option<Value> {
+pub(crate) fn official(cases: &Value) -> Option<Value> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/standardwebhooks.sh");
     let mut child = Command::new("bash")
         .arg(script)
@@ -64,7 +64,12 @@ fn official(cases: &Value) -> Option<Value> {
     }
 }
 
-fn verify_case(name: &str, secret: &str, headers: &WebhookHeaders, body: &[u8]) -> Value {
+pub(crate) fn verify_case(
+    name: &str,
+    secret: &str,
+    headers: &WebhookHeaders,
+    body: &[u8],
+) -> Value {
     let headers: serde_json::Map<String, Value> = headers
         .pairs()
         .into_iter()

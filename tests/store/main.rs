@@ -21,6 +21,7 @@ mod durability;
 mod encryption;
 mod group_commit;
 mod privacy;
+mod push;
 mod replay;
 
 /// 2026-11-23T00:00:00Z.
