@@ -180,7 +180,7 @@ impl Listed for CallbackRecord {
         self.biz_id.as_deref()
     }
     fn render(self, pii: bool) -> CallbackView {
-        CallbackView::render(self, pii)
+        super::views::render_callback(self, pii)
     }
 }
 

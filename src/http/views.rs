@@ -116,54 +116,16 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
-/// One journaled callback delivery, accepted or not.
-#[derive(Serialize, ToSchema)]
-pub struct CallbackView {
-    pub id: i64,
-    pub kind: String,
-    pub biz_id: Option<String>,
-    pub verified: bool,
-    pub outcome: String,
-    pub reason: Option<String>,
-    pub received_at: String,
-    /// The TCP peer, and the client a trusted proxy named (`203.0.113.7 via 10.0.0.2`);
-    /// cut to its network (`203.0.113.***`) without the `pii` scope.
-    pub remote_addr: Option<String>,
-    pub content_type: Option<String>,
-    pub body_sha256: String,
-    pub body_len: i64,
-    /// Which configured API secret verified the sign: `current`, or `previous-N` (the N-th of
-    /// `megvii.previous_secrets`); null when not verified.
-    pub key_id: Option<String>,
-    /// When `replay` stored this refused delivery (RFC 3339; its outcome is then `replayed`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub replayed_at: Option<String>,
-}
+/// One journaled callback delivery, accepted or not: the store's record, which declares its
+/// wire shape once ([`CallbackRecord`], `CallbackView` in OpenAPI).
+pub type CallbackView = CallbackRecord;
 
-impl CallbackView {
-    /// The view of `c`, with the address cut to its network unless `pii`.
-    pub fn render(c: CallbackRecord, pii: bool) -> Self {
-        let remote_addr = if pii {
-            c.remote_addr
-        } else {
-            c.remote_addr.as_deref().map(pii::mask_address)
-        };
-        Self {
-            id: c.id,
-            kind: c.kind,
-            biz_id: c.biz_id,
-            verified: c.verified,
-            outcome: c.outcome,
-            reason: c.reason,
-            received_at: rfc3339(c.received_at),
-            remote_addr,
-            content_type: c.content_type,
-            body_sha256: c.body_sha256,
-            body_len: c.body_len,
-            key_id: c.key_id,
-            replayed_at: c.replayed_at.map(rfc3339),
-        }
+/// `c` as a reader sees it: the address cut to its network unless `pii`.
+pub fn render_callback(mut c: CallbackRecord, pii: bool) -> CallbackView {
+    if !pii {
+        c.remote_addr = c.remote_addr.as_deref().map(pii::mask_address);
     }
+    c
 }
 
 /// A page of verifications, newest first (`Page<VerificationView>`).

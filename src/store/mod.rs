@@ -386,8 +386,12 @@ pub struct NewCallback {
     pub key_id: Option<String>,
 }
 
-/// One journal row as the API shows it (the body itself is not exposed here).
-#[derive(Debug, Clone, PartialEq)]
+/// One journal row, as stored and as the API shows it (`CallbackView` in OpenAPI; the body
+/// itself is not exposed here). One declaration serves both: times are epoch milliseconds
+/// here and RFC 3339 on the wire, and the API cuts `remote_addr` to its network before
+/// serializing for a reader without `pii` (`http::views::render_callback`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = CallbackView, description = "One journaled callback delivery, accepted or not.")]
 pub struct CallbackRecord {
     pub id: i64,
     pub kind: String,
@@ -395,15 +399,41 @@ pub struct CallbackRecord {
     pub verified: bool,
     pub outcome: String,
     pub reason: Option<String>,
+    #[serde(serialize_with = "wire::rfc3339")]
+    #[schema(value_type = String)]
     pub received_at: i64,
+    /// The TCP peer, and the client a trusted proxy named (`203.0.113.7 via 10.0.0.2`);
+    /// cut to its network (`203.0.113.***`) without the `pii` scope.
     pub remote_addr: Option<String>,
     pub content_type: Option<String>,
     pub body_sha256: String,
     pub body_len: i64,
-    /// Which configured API secret verified it (`current`, `previous-N`).
+    /// Which configured API secret verified the sign: `current`, or `previous-N` (the N-th of
+    /// `megvii.previous_secrets`); null when not verified.
     pub key_id: Option<String>,
-    /// When `replay` stored this refused delivery (its outcome is then `replayed`).
+    /// When `replay` stored this refused delivery (RFC 3339; its outcome is then `replayed`).
+    #[serde(
+        serialize_with = "wire::rfc3339_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>)]
     pub replayed_at: Option<i64>,
+}
+
+/// How the records the API serializes as they are write their epoch-millisecond times.
+mod wire {
+    use serde::Serializer;
+
+    pub fn rfc3339<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::clock::rfc3339(*ms))
+    }
+
+    pub fn rfc3339_opt<S: Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+        match ms {
+            Some(ms) => rfc3339(ms, s),
+            None => s.serialize_none(),
+        }
+    }
 }
 
 /// A refused delivery whose body was kept, as replay reads it.
