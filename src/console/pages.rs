@@ -4,7 +4,7 @@
 //! every POST checks the session's CSRF token first.
 //!
 //! Invariants: identity data is rendered only through the API's views
-//! ([`VerificationView::render`], [`CallbackView::render`]), masked unless the operator has
+//! ([`VerificationView::render`], [`render_callback`]), masked unless the operator has
 //! `pii` and asked by the reveal POST, which is access-logged (`pii_access`, like an API
 //! read) before the page is answered; "fetch now" is the API's own
 //! [`followup::schedule_manual`] (same budget and window); replay is [`crate::replay`] under
@@ -27,7 +27,7 @@ use crate::http::AppState;
 use crate::http::callbacks::Peer;
 use crate::http::error::AppError;
 use crate::http::followup;
-use crate::http::views::{CallbackView, VerificationView};
+use crate::http::views::{VerificationView, render_callback};
 use crate::replay::{self, ReplayOptions};
 use crate::store::{AccessEntry, CallbackQuery, KeyCount, SearchQuery, StoreError};
 
@@ -579,7 +579,7 @@ async fn detail_page(
     let mut events: Vec<Event> = Vec::new();
     for c in journal {
         let at = c.received_at;
-        let view = CallbackView::render(c, revealed);
+        let view = render_callback(c, revealed);
         let bad = view.outcome == "rejected";
         let mut detail = vec![format!("{} bytes", view.body_len)];
         if let Some(reason) = &view.reason {
