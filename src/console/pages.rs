@@ -4,8 +4,8 @@
 //! every POST checks the session's CSRF token first.
 //!
 //! Invariants: identity data is rendered only through the API's views
-//! ([`VerificationView::render`], [`render_callback`]), masked unless the operator has `pii`
-//! and asked by the reveal POST, which is access-logged (`pii_access`, like an API
+//! ([`VerificationView::render`], [`render_callback`]), masked unless the operator has
+//! `pii` and asked by the reveal POST, which is access-logged (`pii_access`, like an API
 //! read) before the page is answered; "fetch now" is the API's own
 //! [`followup::schedule_manual`] (same budget and window); replay is [`crate::replay`] under
 //! the `admin` scope, as the API route requires; nothing a client sends is echoed into a page

@@ -12,6 +12,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::header;
@@ -20,6 +21,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
 use faceid_receiver::clock::Clock;
+use faceid_receiver::store::Store;
 
 use crate::common::Engine;
 use crate::common::browser::chromedriver_or_skip;
@@ -259,11 +261,49 @@ async fn drive(engine: Engine) {
         Engine::Postgres => "postgres",
     };
     let driver = start_driver(chromium, &driver_path).await;
+    let site = Arc::new(Site {
+        base: app.base.clone(),
+        store: app.store.clone(),
+        biz_id,
+        name,
+    });
+    in_browser(browser(&driver, 1280).await, |c| desktop(site.clone(), c)).await;
+    in_browser(browser(&driver, 375).await, |c| phone(site, c)).await;
+}
 
+/// What the flows need of the app, owned (each flow runs as a task of its own).
+struct Site {
+    base: String,
+    store: Arc<dyn Store>,
+    biz_id: String,
+    name: &'static str,
+}
+
+impl Site {
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+}
+
+/// Runs `flow` with `client`, then ends the browser session whatever happened, so that a
+/// failing step leaves no Chromium behind; a panic in the flow is the test's.
+async fn in_browser<F, Fut>(client: Client, flow: F)
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let outcome = tokio::spawn(flow(client.clone())).await;
+    let _ = client.close().await;
+    if let Err(error) = outcome {
+        std::panic::resume_unwind(error.into_panic());
+    }
+}
+
+async fn desktop(site: Arc<Site>, client: Client) {
+    let (app, biz_id, name) = (&*site, site.biz_id.clone(), site.name);
     // The control: a page with the console's CSP and an inline script and style. The log
     // must name the violations, or "no violation" below would prove nothing.
     let control = control_page().await;
-    let client = browser(&driver, 1280).await;
     client.goto(&control).await.unwrap();
     let messages = log_messages(&client).await;
     assert!(
@@ -410,10 +450,10 @@ async fn drive(engine: Engine) {
             .path()
             .ends_with("/console/sign-in")
     );
-    client.close().await.unwrap();
+}
 
-    // Phone width: the same pages, no horizontal scrolling.
-    let phone = browser(&driver, 375).await;
+async fn phone(site: Arc<Site>, phone: Client) {
+    let (app, biz_id, name) = (&*site, site.biz_id.clone(), site.name);
     phone.goto(&app.url("/console/sign-in")).await.unwrap();
     phone
         .find(Locator::Css("#token"))
@@ -445,7 +485,6 @@ async fn drive(engine: Engine) {
         assert_no_violation(&phone, shot).await;
         screenshot(&phone, &format!("console-{name}-{shot}")).await;
     }
-    phone.close().await.unwrap();
 }
 
 fn encode_query(text: &str) -> String {
