@@ -94,7 +94,13 @@ async fn callbacks_answer_promptly_while_the_upstream_misbehaves(engine: Engine)
     while in_flight() == 0 {
         assert!(
             started.elapsed() < Duration::from_secs(30),
-            "the worker never called the upstream"
+            "the worker never called the upstream; calls per stuck id: {:?}; serve's last log \
+             lines:\n{}",
+            stuck
+                .iter()
+                .map(|id| sim.calls(id).count)
+                .collect::<Vec<_>>(),
+            serve.last_log()
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
