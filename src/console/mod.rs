@@ -15,10 +15,10 @@
 //! attempts) and runs retry and disable/enable under the API's rules.
 //!
 //! Invariants: nothing here writes except through [`crate::store::ConsoleStore`] and the
-//! very code paths the API uses (manual fetch, replay, the access log), under the same
-//! rules; identity data is masked by the API's views unless the session's token has `pii`
-//! *and* the operator asks, by a POST that is access-logged like an API read; no console
-//! answer may be cached or framed.
+//! very code paths the API uses (manual fetch, replay, the access log, push retry and
+//! endpoint enable/disable), under the same rules; identity data is masked by the API's
+//! views unless the session's token has `pii` *and* the operator asks, by a POST that is
+//! access-logged like an API read; no console answer may be cached or framed.
 
 pub mod charts;
 pub mod pages;

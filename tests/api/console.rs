@@ -668,6 +668,9 @@ pub async fn receiver(statuses: &[u16]) -> (String, std::sync::Arc<std::sync::Mu
     (url, seen)
 }
 
+/// Form fields, owned.
+type Pairs = Vec<(String, String)>;
+
 /// Registers an endpoint at `url` (for `verification.completed`) straight in the store.
 pub async fn register_endpoint(app: &TestApp, id: &str, url: &str, secret: &str) {
     app.store
@@ -804,7 +807,6 @@ async fn push_deliveries_show_by_endpoint_and_attempt_and_actions_follow_the_api
             ("endpoint_id".to_owned(), "ep_console".to_owned()),
         ]
     };
-    let as_pairs = |v: &Vec<(String, String)>| -> Vec<(String, String)> { v.clone() };
     let send = |cookie: String, path: &'static str, pairs: Vec<(String, String)>| {
         let app = &app;
         async move {
@@ -815,7 +817,7 @@ async fn push_deliveries_show_by_endpoint_and_attempt_and_actions_follow_the_api
             post(app, &cookie, path, &borrowed).await
         }
     };
-    let actions: [(&'static str, Vec<(String, String)>, Vec<(String, String)>); 3] = [
+    let actions: [(&'static str, Pairs, Pairs); 3] = [
         (
             "/console/push/retry",
             retry(&plain_token),
@@ -833,17 +835,17 @@ async fn push_deliveries_show_by_endpoint_and_attempt_and_actions_follow_the_api
         ),
     ];
     for (path, plain_pairs, admin_pairs) in &actions {
-        let response = send(plain.clone(), path, as_pairs(plain_pairs)).await;
+        let response = send(plain.clone(), path, plain_pairs.clone()).await;
         assert_eq!(response.status(), 403, "{path} without admin");
         assert!(html(response).await.contains("admin scope"));
         for presented in ["", "x", plain_token.as_str()] {
-            let mut pairs = as_pairs(admin_pairs);
+            let mut pairs = admin_pairs.clone();
             pairs[0].1 = presented.to_owned();
             let response = send(admin.clone(), path, pairs).await;
             assert_eq!(response.status(), 403, "{path} with CSRF {presented:?}");
             assert!(html(response).await.contains("Form refused"));
         }
-        let mut pairs = as_pairs(admin_pairs);
+        let mut pairs = admin_pairs.clone();
         pairs.remove(0);
         let response = send(admin.clone(), path, pairs).await;
         assert_eq!(response.status(), 403, "{path} without CSRF");
@@ -871,12 +873,7 @@ async fn push_deliveries_show_by_endpoint_and_attempt_and_actions_follow_the_api
     );
 
     // With admin and the token: retry restarts the delivery, due now; the endpoint takes it.
-    let response = send(
-        admin.clone(),
-        "/console/push/retry",
-        as_pairs(&actions[0].2),
-    )
-    .await;
+    let response = send(admin.clone(), "/console/push/retry", actions[0].2.clone()).await;
     assert_eq!(response.status(), 303);
     let location = response.headers()[LOCATION].to_str().unwrap().to_owned();
     assert!(location.ends_with("&notice=retry"), "{location}");
@@ -900,7 +897,7 @@ async fn push_deliveries_show_by_endpoint_and_attempt_and_actions_follow_the_api
     let response = send(
         admin.clone(),
         "/console/push/endpoint/disable",
-        as_pairs(&actions[1].2),
+        actions[1].2.clone(),
     )
     .await;
     assert_eq!(response.status(), 303);
@@ -921,7 +918,7 @@ async fn push_deliveries_show_by_endpoint_and_attempt_and_actions_follow_the_api
     let response = send(
         admin.clone(),
         "/console/push/endpoint/enable",
-        as_pairs(&actions[2].2),
+        actions[2].2.clone(),
     )
     .await;
     assert_eq!(response.status(), 303);
@@ -935,7 +932,7 @@ async fn push_deliveries_show_by_endpoint_and_attempt_and_actions_follow_the_api
             .is_none()
     );
     // An unknown event or endpoint: 404, as from the API.
-    let mut pairs = as_pairs(&actions[0].2);
+    let mut pairs = actions[0].2.clone();
     pairs[1].1 = "evt_nope".to_owned();
     assert_eq!(
         send(admin.clone(), "/console/push/retry", pairs)
@@ -943,7 +940,7 @@ async fn push_deliveries_show_by_endpoint_and_attempt_and_actions_follow_the_api
             .status(),
         404
     );
-    let mut pairs = as_pairs(&actions[1].2);
+    let mut pairs = actions[1].2.clone();
     pairs[1].1 = "ep_nope".to_owned();
     assert_eq!(
         send(admin.clone(), "/console/push/endpoint/disable", pairs)
