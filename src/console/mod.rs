@@ -11,13 +11,14 @@
 //! keeps a server-side session in the database (so every replica serves it), with the CSRF
 //! token every form carries; [`pages`] renders the overview, search and a verification's
 //! timeline and runs the actions (fetch now, reveal identity data, replay); [`charts`]
-//! builds the SVG geometry; [`push`] is the seam where push deliveries (issue I) will show.
+//! builds the SVG geometry; [`push`] shows push deliveries (by endpoint, and a verification's
+//! attempts) and runs retry and disable/enable under the API's rules.
 //!
 //! Invariants: nothing here writes except through [`crate::store::ConsoleStore`] and the
-//! very code paths the API uses (manual fetch, replay, the access log), under the same
-//! rules; identity data is masked by the API's views unless the session's token has `pii`
-//! *and* the operator asks, by a POST that is access-logged like an API read; no console
-//! answer may be cached or framed.
+//! very code paths the API uses (manual fetch, replay, the access log, push retry and
+//! endpoint enable/disable), under the same rules; identity data is masked by the API's
+//! views unless the session's token has `pii` *and* the operator asks, by a POST that is
+//! access-logged like an API read; no console answer may be cached or framed.
 
 pub mod charts;
 pub mod pages;
@@ -76,6 +77,9 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/replay", get(pages::replay_form))
         .route("/replay/preview", post(pages::replay_preview))
         .route("/replay/run", post(pages::replay_run))
+        .route("/push/retry", post(push::retry))
+        .route("/push/endpoint/disable", post(push::disable))
+        .route("/push/endpoint/enable", post(push::enable))
         .route("/assets/console.css", get(css))
         .route("/assets/icon.svg", get(icon))
         .fallback(not_found)

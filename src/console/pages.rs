@@ -1,6 +1,7 @@
 //! The console's pages and actions: the overview, the search, a verification's timeline,
 //! and what an operator may do from there — fetch now, reveal identity data, replay refused
-//! deliveries (preview first). Every page needs a session ([`super::session::operator`]);
+//! deliveries (preview first); the push parts (panel, attempts, retry, disable/enable) are
+//! in [`super::push`]. Every page needs a session ([`super::session::operator`]);
 //! every POST checks the session's CSRF token first.
 //!
 //! Invariants: identity data is rendered only through the API's views
@@ -19,7 +20,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::charts::{self, StackedBars};
-use super::push::{self, PushAttempts, PushPanel};
+use super::push::{self, PushEvent, PushPanel};
 use super::session::{Operator, operator};
 use crate::clock::{parse_time, rfc3339};
 use crate::config::ADMIN_SCOPE;
@@ -345,7 +346,7 @@ pub async fn overview(
         spike,
         followups,
         max_calls,
-        push: push::overview_panel(&state).await,
+        push: push::overview_panel(&state).await?,
     };
     Ok(render(StatusCode::OK, &page))
 }
@@ -548,7 +549,8 @@ pub struct DetailPage {
     pub can_reveal: bool,
     pub calls_left: i32,
     pub events: Vec<Event>,
-    pub push: PushAttempts,
+    /// The push events about this verification (an admin may retry them).
+    pub push_events: Vec<PushEvent>,
     pub notice: Option<&'static str>,
 }
 
@@ -610,6 +612,9 @@ async fn detail_page(
             detail: call.detail.unwrap_or_default(),
         });
     }
+    let push = push::attempts(state, biz_id).await?;
+    events.extend(push.timeline);
+    // Stable: at one instant, deliveries before calls before pushes.
     events.sort_by_key(|e| e.at);
     let view = VerificationView::render(record, revealed);
     let result = view
@@ -625,7 +630,7 @@ async fn detail_page(
         can_reveal: operator.has_pii() && !revealed,
         calls_left,
         events,
-        push: push::attempts(state, biz_id).await,
+        push_events: push.events,
         notice,
         record: view,
     })
@@ -642,6 +647,7 @@ pub async fn detail(
     // Only fixed texts: nothing from the query is echoed.
     let notice = match params.notice.as_deref() {
         Some("fetch") => Some("A get_result call was scheduled now; reload in a moment to see it."),
+        Some("retry") => Some("The push was queued again; reload in a moment to see the attempt."),
         _ => None,
     };
     let page = detail_page(&state, &operator, &biz_id, false, notice).await?;

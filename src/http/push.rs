@@ -410,11 +410,7 @@ pub async fn update_endpoint(
         description: checked.description,
         enabled: checked.enabled,
     };
-    let endpoint = state
-        .store
-        .update_endpoint(&id, &patch, state.clock.now_ms())
-        .await?
-        .ok_or_else(not_found)?;
+    let endpoint = patch_endpoint(&state, &id, &patch).await?;
     Ok(Json(EndpointView::from(&endpoint)))
 }
 
@@ -616,12 +612,38 @@ pub async fn retry_event(
     ApiPath(id): ApiPath<String>,
 ) -> Result<(StatusCode, Json<Queued>)> {
     require_admin(&caller)?;
-    let queued = state
-        .store
-        .retry_event(&id, state.clock.now_ms())
-        .await?
-        .ok_or(AppError::NotFound("no event with this id"))?;
+    let queued = retry(&state, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(Queued { queued })))
+}
+
+/// Starts every delivery of event `id` again (the rule behind `POST /events/{id}/retry`,
+/// also the console's "retry push"; the caller has checked the `admin` scope): how many
+/// deliveries restart, or 404.
+pub async fn retry(state: &AppState, id: &str) -> Result<u64> {
+    state
+        .store
+        .retry_event(id, state.clock.now_ms())
+        .await?
+        .ok_or(AppError::NotFound("no event with this id"))
+}
+
+/// Disables (`false`) or enables (`true`) endpoint `id`, as `PATCH /endpoints/{id}` with
+/// only `enabled` does (also the console's disable/enable; the caller has checked the
+/// `admin` scope): the endpoint as changed, or 404.
+pub async fn set_enabled(state: &AppState, id: &str, enabled: bool) -> Result<Endpoint> {
+    let patch = EndpointPatch {
+        enabled: Some(enabled),
+        ..EndpointPatch::default()
+    };
+    patch_endpoint(state, id, &patch).await
+}
+
+async fn patch_endpoint(state: &AppState, id: &str, patch: &EndpointPatch) -> Result<Endpoint> {
+    state
+        .store
+        .update_endpoint(id, patch, state.clock.now_ms())
+        .await?
+        .ok_or_else(not_found)
 }
 
 /// One event as the pull API shows it.

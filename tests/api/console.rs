@@ -39,6 +39,8 @@ pub fn console_options(extra: Vec<(&'static str, String)>) -> Options {
             ),
         ),
         ("APP__CONSOLE__SIGN_IN_PER_MINUTE", "0".to_owned()),
+        // Push tests register an endpoint on a loopback receiver.
+        ("APP__PUSH__ALLOW_PRIVATE_TARGETS", "true".to_owned()),
     ];
     env.extend(extra);
     Options {
@@ -80,6 +82,7 @@ console_tests!(
     fetch_now_follows_the_api_budget,
     replay_needs_admin_and_previews_before_it_stores,
     a_token_taken_out_of_the_configuration_ends_its_sessions,
+    push_deliveries_show_by_endpoint_and_attempt_and_actions_follow_the_api_rules,
 );
 
 // ---- helpers ----
@@ -237,7 +240,7 @@ async fn only_a_token_with_the_console_scope_signs_in_and_the_cookie_is_strict(a
 
     let page = html(get(&app, &pair, "/console").await).await;
     assert!(page.contains("<h1>Overview"), "{page}");
-    assert!(page.contains("Push deliveries are not configured"));
+    assert!(page.contains("No push endpoint is registered"), "{page}");
 }
 
 async fn every_console_answer_carries_the_security_headers(app: TestApp) {
@@ -632,4 +635,358 @@ async fn the_console_is_not_served_unless_enabled() {
         assert_eq!(app.get(path).await.status(), 404, "{path}");
     }
     assert_eq!(sign_in(&app, TOKEN).await.status(), 404);
+}
+
+/// A loopback endpoint (on 127.0.0.1) that answers the given statuses in turn (then 200) and counts what it
+/// got. Its URL's path and query stand for the merchant's secrets: never in a page.
+pub async fn receiver(statuses: &[u16]) -> (String, std::sync::Arc<std::sync::Mutex<usize>>) {
+    let answers = std::sync::Arc::new(std::sync::Mutex::new(
+        statuses
+            .iter()
+            .copied()
+            .collect::<std::collections::VecDeque<u16>>(),
+    ));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(0usize));
+    let counter = seen.clone();
+    let app = axum::Router::new().route(
+        "/hook/path-secret-7q",
+        axum::routing::post(move || {
+            let (answers, counter) = (answers.clone(), counter.clone());
+            async move {
+                *counter.lock().unwrap() += 1;
+                let status = answers.lock().unwrap().pop_front().unwrap_or(200);
+                axum::http::StatusCode::from_u16(status).unwrap()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/hook/path-secret-7q?merchant-token=query-secret-9z",
+        listener.local_addr().unwrap()
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+/// Form fields, owned.
+type Pairs = Vec<(String, String)>;
+
+/// Registers an endpoint at `url` (for `verification.completed`) straight in the store.
+pub async fn register_endpoint(app: &TestApp, id: &str, url: &str, secret: &str) {
+    app.store
+        .create_endpoint(
+            &faceid_receiver::store::NewEndpoint {
+                id: id.to_owned(),
+                url: url.to_owned(),
+                events: vec!["verification.completed".to_owned()],
+                include_pii: false,
+                description: None,
+                secret: secret.to_owned(),
+                now: faceid_receiver::clock::Clock::now_ms(&app.clock),
+            },
+            50,
+        )
+        .await
+        .unwrap()
+        .expect("registered");
+}
+
+/// The cells of the table row with this id, tags stripped.
+fn row_cells(html: &str, id: &str) -> Vec<String> {
+    let at = html
+        .find(&format!("<tr id=\"{id}\">"))
+        .unwrap_or_else(|| panic!("row {id} in {html}"));
+    let row = &html[at..at + html[at..].find("</tr>").unwrap()];
+    row.split("<td")
+        .skip(1)
+        .map(|cell| {
+            let cell = &cell[cell.find('>').unwrap() + 1..];
+            let cell = &cell[..cell.find("</td>").unwrap_or(cell.len())];
+            let mut text = String::new();
+            let mut in_tag = false;
+            for c in cell.chars() {
+                match c {
+                    '<' => in_tag = true,
+                    '>' => in_tag = false,
+                    c if !in_tag => text.push(c),
+                    _ => {}
+                }
+            }
+            text.split_whitespace().collect::<Vec<_>>().join(" ")
+        })
+        .collect()
+}
+
+async fn push_deliveries_show_by_endpoint_and_attempt_and_actions_follow_the_api_rules(
+    app: TestApp,
+) {
+    use faceid_receiver::push::dispatcher::Dispatcher;
+    use std::sync::Arc;
+
+    let admin = session(&app, CONSOLE_ADMIN).await;
+    let plain = session(&app, CONSOLE_PLAIN).await;
+    let empty = html(get(&app, &admin, "/console").await).await;
+    assert!(empty.contains("No push endpoint is registered"), "{empty}");
+
+    // An endpoint that fails the first attempts (the simulator's result and the seed), then
+    // takes the retry.
+    let (url, seen) = receiver(&[503, 503]).await;
+    let secret = "whsec_Y29uc29sZS1wdXNoLXNlY3JldC1ub3QtdG8tc2hvdw==";
+    register_endpoint(&app, "ep_console", &url, secret).await;
+    let origin = url[..url.find("/hook").unwrap()].to_owned();
+    let biz_id = store_results(&app).await;
+    let dispatcher = Dispatcher::new(&app.push, app.store.clone(), Arc::new(app.clock.clone()))
+        .unwrap()
+        .with_owner("console-test");
+    dispatcher.run_once().await.unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        2,
+        "the endpoint was tried for both results"
+    );
+    let attempts = app.store.push_attempts(&biz_id, 10).await.unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].code, "HTTP 503");
+    let event_id = attempts[0].event_id.clone();
+
+    // The overview: the endpoint by its origin, two pending deliveries, both failing.
+    let overview = html(get(&app, &admin, "/console").await).await;
+    let cells = row_cells(&overview, "endpoint-ep_console");
+    assert_eq!(
+        cells[..6],
+        [
+            origin.as_str(),
+            "2",
+            "2",
+            "0",
+            "0",
+            "enabled, failing since 2026-11-23 00:00 UTC"
+        ],
+        "{cells:?}"
+    );
+    assert_eq!(cells[6], "Disable", "an admin is offered the action");
+    let plain_overview = html(get(&app, &plain, "/console").await).await;
+    assert_eq!(
+        row_cells(&plain_overview, "endpoint-ep_console").len(),
+        6,
+        "no action without admin"
+    );
+    assert!(!plain_overview.contains("/console/push/endpoint/disable"));
+
+    // The verification's timeline: the attempt, with its endpoint's origin and outcome.
+    let page = html(get(&app, &admin, &detail(&biz_id)).await).await;
+    assert!(
+        page.contains(&format!(
+            "Push verification.completed to {origin} (attempt 1)"
+        )),
+        "{page}"
+    );
+    assert!(page.contains("HTTP 503"), "{page}");
+    assert!(page.contains(&event_id));
+    assert!(page.contains("Retry push"), "an admin may retry");
+    let plain_page = html(get(&app, &plain, &detail(&biz_id)).await).await;
+    assert!(plain_page.contains("(attempt 1)"));
+    assert!(
+        !plain_page.contains("/console/push/retry"),
+        "no retry without admin"
+    );
+
+    // The actions: refused without admin, refused without this session's CSRF token.
+    let plain_token = csrf(&plain_overview);
+    let admin_token = csrf(&overview);
+    let retry = |token: &str| {
+        vec![
+            ("csrf".to_owned(), token.to_owned()),
+            ("event_id".to_owned(), event_id.clone()),
+            ("biz_id".to_owned(), biz_id.clone()),
+        ]
+    };
+    let on_endpoint = |token: &str| {
+        vec![
+            ("csrf".to_owned(), token.to_owned()),
+            ("endpoint_id".to_owned(), "ep_console".to_owned()),
+        ]
+    };
+    let send = |cookie: String, path: &'static str, pairs: Vec<(String, String)>| {
+        let app = &app;
+        async move {
+            let borrowed: Vec<(&str, &str)> = pairs
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            post(app, &cookie, path, &borrowed).await
+        }
+    };
+    let actions: [(&'static str, Pairs, Pairs); 3] = [
+        (
+            "/console/push/retry",
+            retry(&plain_token),
+            retry(&admin_token),
+        ),
+        (
+            "/console/push/endpoint/disable",
+            on_endpoint(&plain_token),
+            on_endpoint(&admin_token),
+        ),
+        (
+            "/console/push/endpoint/enable",
+            on_endpoint(&plain_token),
+            on_endpoint(&admin_token),
+        ),
+    ];
+    for (path, plain_pairs, admin_pairs) in &actions {
+        let response = send(plain.clone(), path, plain_pairs.clone()).await;
+        assert_eq!(response.status(), 403, "{path} without admin");
+        assert!(html(response).await.contains("admin scope"));
+        for presented in ["", "x", plain_token.as_str()] {
+            let mut pairs = admin_pairs.clone();
+            pairs[0].1 = presented.to_owned();
+            let response = send(admin.clone(), path, pairs).await;
+            assert_eq!(response.status(), 403, "{path} with CSRF {presented:?}");
+            assert!(html(response).await.contains("Form refused"));
+        }
+        let mut pairs = admin_pairs.clone();
+        pairs.remove(0);
+        let response = send(admin.clone(), path, pairs).await;
+        assert_eq!(response.status(), 403, "{path} without CSRF");
+    }
+    // Nothing happened: the endpoint is enabled, the delivery still waits for its retry.
+    assert!(
+        app.store
+            .endpoint("ep_console")
+            .await
+            .unwrap()
+            .unwrap()
+            .disabled_at
+            .is_none()
+    );
+    let health = app.store.endpoint_health().await.unwrap();
+    assert_eq!((health[0].pending, health[0].failing), (2, 2));
+    assert!(
+        !app.store
+            .audit_log(100)
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.event.starts_with("push_") || e.event.starts_with("endpoint_")),
+        "no action audited as done"
+    );
+
+    // With admin and the token: retry restarts the delivery, due now; the endpoint takes it.
+    let response = send(admin.clone(), "/console/push/retry", actions[0].2.clone()).await;
+    assert_eq!(response.status(), 303);
+    let location = response.headers()[LOCATION].to_str().unwrap().to_owned();
+    assert!(location.ends_with("&notice=retry"), "{location}");
+    assert!(
+        html(get(&app, &admin, &location).await)
+            .await
+            .contains("queued again")
+    );
+    let health = app.store.endpoint_health().await.unwrap();
+    assert_eq!(
+        (health[0].pending, health[0].failing),
+        (2, 1),
+        "started again from the first attempt"
+    );
+    dispatcher.run_once().await.unwrap();
+    assert_eq!(*seen.lock().unwrap(), 3, "only the retried event was due");
+    let page = html(get(&app, &admin, &detail(&biz_id)).await).await;
+    assert!(page.contains("(attempt 1)</strong>: delivered"), "{page}");
+
+    // Disable, then enable: as the API's PATCH does.
+    let response = send(
+        admin.clone(),
+        "/console/push/endpoint/disable",
+        actions[1].2.clone(),
+    )
+    .await;
+    assert_eq!(response.status(), 303);
+    let disabled = app.store.endpoint("ep_console").await.unwrap().unwrap();
+    assert!(disabled.disabled_at.is_some());
+    let overview = html(get(&app, &admin, "/console").await).await;
+    let cells = row_cells(&overview, "endpoint-ep_console");
+    assert_eq!(
+        cells[..5],
+        [origin.as_str(), "1", "1", "0", "1"],
+        "{cells:?}"
+    );
+    assert!(
+        cells[5].starts_with("disabled since 2026-11-23 00:00 UTC: disabled through the API"),
+        "{cells:?}"
+    );
+    assert_eq!(cells[6], "Enable");
+    let response = send(
+        admin.clone(),
+        "/console/push/endpoint/enable",
+        actions[2].2.clone(),
+    )
+    .await;
+    assert_eq!(response.status(), 303);
+    assert!(
+        app.store
+            .endpoint("ep_console")
+            .await
+            .unwrap()
+            .unwrap()
+            .disabled_at
+            .is_none()
+    );
+    // An unknown event or endpoint: 404, as from the API.
+    let mut pairs = actions[0].2.clone();
+    pairs[1].1 = "evt_nope".to_owned();
+    assert_eq!(
+        send(admin.clone(), "/console/push/retry", pairs)
+            .await
+            .status(),
+        404
+    );
+    let mut pairs = actions[1].2.clone();
+    pairs[1].1 = "ep_nope".to_owned();
+    assert_eq!(
+        send(admin.clone(), "/console/push/endpoint/disable", pairs)
+            .await
+            .status(),
+        404
+    );
+
+    let events: Vec<(String, Option<String>)> = app
+        .store
+        .audit_log(3)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.event, e.detail))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("endpoint_enable".to_owned(), Some("ep_console".to_owned())),
+            ("endpoint_disable".to_owned(), Some("ep_console".to_owned())),
+            (
+                "push_retry".to_owned(),
+                Some(format!("{event_id} queued=1"))
+            ),
+        ]
+    );
+
+    // No page shows an identity value (neither token has pii), the endpoint's secret, or its
+    // URL's path or query.
+    for cookie in [&admin, &plain] {
+        for path in [
+            "/console".to_owned(),
+            "/console?window=7d".to_owned(),
+            detail(&biz_id),
+        ] {
+            let page = html(get(&app, cookie, &path).await).await;
+            for needle in IDENTITY.iter().chain(&[
+                secret,
+                "whsec_",
+                "path-secret-7q",
+                "query-secret-9z",
+                "merchant-token",
+            ]) {
+                assert!(!page.contains(needle), "{needle} in {path}");
+            }
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! The operator console driven by a real browser: Debian's headless Chromium through its
 //! chromedriver (WebDriver, fantoccini), on both engines. Sign-in → overview → search →
-//! a verification's timeline → "fetch now" → a replay preview, by clicking and typing as an
+//! a verification's timeline → "fetch now" → a replay preview, and disabling a push endpoint
+//! from the overview's push panel, by clicking and typing as an
 //! operator would (the console has no script to drive); the same at 375 px wide, with no
 //! horizontal scrolling. Screenshots of every step are kept under `target/test-artifacts/`
 //! (`docs/console-overview.png` in the README is the SQLite run's overview).
@@ -25,7 +26,7 @@ use faceid_receiver::store::Store;
 
 use crate::common::Engine;
 use crate::common::browser::chromedriver_or_skip;
-use crate::console::{CONSOLE_ADMIN, console_options};
+use crate::console::{CONSOLE_ADMIN, console_options, receiver, register_endpoint};
 use crate::helpers::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -256,6 +257,24 @@ async fn drive(engine: Engine) {
         return;
     };
     let biz_id = seed(&app).await;
+    // A push endpoint on a loopback receiver, which takes the seeded results.
+    let (url, seen) = receiver(&[]).await;
+    register_endpoint(
+        &app,
+        "ep_browser",
+        &url,
+        "whsec_YnJvd3Nlci10ZXN0LXNlY3JldC0wMTIzNDU2Nzg5",
+    )
+    .await;
+    let dispatcher = faceid_receiver::push::dispatcher::Dispatcher::new(
+        &app.push,
+        app.store.clone(),
+        Arc::new(app.clock.clone()),
+    )
+    .unwrap();
+    dispatcher.run_once().await.unwrap();
+    assert!(*seen.lock().unwrap() > 0, "the endpoint took the results");
+    let endpoint_origin = url[..url.find("/hook").unwrap()].to_owned();
     let name = match engine {
         Engine::Sqlite => "sqlite",
         Engine::Postgres => "postgres",
@@ -266,6 +285,7 @@ async fn drive(engine: Engine) {
         store: app.store.clone(),
         biz_id,
         name,
+        endpoint_origin,
     });
     in_browser(browser(&driver, 1280).await, |c| desktop(site.clone(), c)).await;
     in_browser(browser(&driver, 375).await, |c| phone(site, c)).await;
@@ -277,6 +297,8 @@ struct Site {
     store: Arc<dyn Store>,
     biz_id: String,
     name: &'static str,
+    /// The push endpoint's scheme and host (its path and query never show).
+    endpoint_origin: String,
 }
 
 impl Site {
@@ -342,7 +364,8 @@ async fn desktop(site: Arc<Site>, client: Client) {
         overview.contains("megvii.api_secret may be wrong"),
         "{overview}"
     );
-    assert!(overview.contains("Push deliveries are not configured"));
+    assert!(overview.contains(&app.endpoint_origin), "{overview}");
+    assert!(!overview.contains("/hook"), "no endpoint path in the page");
     let bars = client
         .find_all(Locator::Css("svg.chart rect"))
         .await
@@ -350,6 +373,33 @@ async fn desktop(site: Arc<Site>, client: Client) {
     assert!(bars.len() >= 12, "bars drawn: {}", bars.len());
     assert_no_violation(&client, "overview").await;
     screenshot(&client, &format!("console-{name}-overview")).await;
+
+    // The push panel, and an action on it: disable the endpoint.
+    client.goto(&app.url("/console#push-title")).await.unwrap();
+    let row = text(&client, "#endpoint-ep_browser").await;
+    assert!(
+        row.contains(&app.endpoint_origin) && row.contains("enabled"),
+        "{row}"
+    );
+    screenshot(&client, &format!("console-{name}-push")).await;
+    click_to_next_page(
+        &client,
+        Locator::XPath("//tr[@id='endpoint-ep_browser']//button[normalize-space()='Disable']"),
+    )
+    .await;
+    let state = text(&client, "#endpoint-ep_browser").await;
+    assert!(state.contains("disabled since"), "{state}");
+    assert!(
+        app.store
+            .endpoint("ep_browser")
+            .await
+            .unwrap()
+            .unwrap()
+            .disabled_at
+            .is_some()
+    );
+    assert_no_violation(&client, "push endpoint disabled").await;
+    screenshot(&client, &format!("console-{name}-push-disabled")).await;
 
     // The week.
     click_to_next_page(&client, Locator::LinkText("7 days")).await;
