@@ -18,7 +18,7 @@ use super::error::ErrorBody;
 use super::followup::{RawRequest, Scheduled};
 use super::push::{
     EndpointList, EndpointRequest, EndpointView, EndpointWithSecret, EventPage, EventView, Queued,
-    TestResult,
+    StreamEvent, TestResult,
 };
 use super::replay::{ReplayRequest, ReplayView};
 use super::views::{
@@ -79,6 +79,7 @@ pub const BEARER: &str = "bearer";
         Queued,
         EventView,
         EventPage,
+        StreamEvent,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

@@ -761,6 +761,20 @@ pub async fn list_events(
     Ok(Json(EventPage { items, next_cursor }))
 }
 
+/// One event of `GET /api/v1/events/stream` as a Server-Sent Events client reads it (the
+/// documentation's shape only: axum's `Sse` writes the fields; keep-alive comments are not
+/// events).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct StreamEvent {
+    /// The event's position: send it back as `Last-Event-ID` (or `after`) to resume.
+    id: String,
+    /// The event's type (`verification.completed`, `followup.ended`, `callback.refused`).
+    event: String,
+    /// The push body, JSON text: `{"type","timestamp","data"}`.
+    data: String,
+}
+
 /// Where a stream is: the last position sent, and what is fetched but not yet sent.
 struct StreamState {
     state: AppState,
@@ -784,7 +798,7 @@ struct StreamState {
         ("Last-Event-ID" = Option<String>, Header, description = "Resume after this position (what the last `id:` said)"),
     ),
     responses(
-        (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
+        (status = 200, description = "The event stream, one `StreamEvent` per event", content_type = "text/event-stream", body = StreamEvent),
         (status = 400, description = "Invalid Last-Event-ID or after", body = ErrorBody),
         (status = 429, description = "`push.max_streams` streams are open already", body = ErrorBody),
         ApiErrors,
