@@ -935,6 +935,7 @@ macro_rules! impl_store {
                     biz_id: &str,
                     owner: &str,
                     now: i64,
+                    hold_until: i64,
                     max_calls: i32,
                 ) -> StoreResult<Option<i32>> {
                     Ok(sqlx::query_scalar(sql::RESERVE_CALL)
@@ -942,6 +943,7 @@ macro_rules! impl_store {
                         .bind(owner)
                         .bind(now)
                         .bind(max_calls)
+                        .bind(hold_until)
                         .fetch_optional(&self.pool)
                         .await?)
                 }

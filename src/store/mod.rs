@@ -694,13 +694,16 @@ pub trait FollowUpStore: Send + Sync + 'static {
     ) -> StoreResult<Vec<LeasedJob>>;
 
     /// Spends one call of the budget, in one conditional statement: succeeds only while
-    /// `owner` holds a live lease, the job is pending, `calls_used < max_calls` and `now` is
-    /// before the window's end. Returns the new `calls_used`, or `None` when refused.
+    /// `owner` holds a lease that lasts beyond both `now` and `hold_until` (when the call
+    /// must have ended by), the job is pending, `calls_used < max_calls` and `now` is before
+    /// the window's end. Returns the new `calls_used`, or `None` when refused (nothing
+    /// counted).
     async fn reserve_call(
         &self,
         biz_id: &str,
         owner: &str,
         now: i64,
+        hold_until: i64,
         max_calls: i32,
     ) -> StoreResult<Option<i32>>;
 

@@ -52,17 +52,21 @@ impl FollowUpStore for StallAfterReserve {
         biz_id: &str,
         owner: &str,
         now: i64,
+        hold_until: i64,
         max_calls: i32,
     ) -> StoreResult<Option<i32>> {
         let reserved = self
             .inner
-            .reserve_call(biz_id, owner, now, max_calls)
+            .reserve_call(biz_id, owner, now, hold_until, max_calls)
             .await?;
-        if owner == self.owner && reserved.is_some() {
-            if let Some((tell, resume)) = self.stalled.lock().await.take() {
-                let _ = tell.send(());
-                let _ = resume.await;
-            }
+        let stall = if owner == self.owner && reserved.is_some() {
+            self.stalled.lock().await.take()
+        } else {
+            None
+        };
+        if let Some((tell, resume)) = stall {
+            let _ = tell.send(());
+            let _ = resume.await;
         }
         Ok(reserved)
     }

@@ -299,7 +299,7 @@ async fn every_get_result_call_is_logged_with_its_outcome(store: Arc<dyn Store>)
     let leased = store.lease_due_jobs("w", at, at + MIN, 10).await.unwrap();
     assert_eq!(leased.len(), 1);
     assert_eq!(
-        store.reserve_call(&biz_id, "w", at, 3).await.unwrap(),
+        store.reserve_call(&biz_id, "w", at, at, 3).await.unwrap(),
         Some(1)
     );
     let retry = JobUpdate::Retry {
@@ -314,7 +314,7 @@ async fn every_get_result_call_is_logged_with_its_outcome(store: Arc<dyn Store>)
     let at = at + MIN;
     store.lease_due_jobs("w", at, at + MIN, 10).await.unwrap();
     assert_eq!(
-        store.reserve_call(&biz_id, "w", at, 3).await.unwrap(),
+        store.reserve_call(&biz_id, "w", at, at, 3).await.unwrap(),
         Some(2)
     );
     let done = JobUpdate::Finish {
