@@ -1264,6 +1264,19 @@ macro_rules! impl_store {
                                 .await?;
                         }
                     }
+                    if let Some(cutoff) = plan.console_audit_before {
+                        let audit: i64 = sqlx::query_scalar(sql::COUNT_AUDIT_DUE)
+                            .bind(cutoff)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                        counts.console_audit = audit as u64;
+                        if !plan.dry_run {
+                            sqlx::query(sql::PURGE_AUDIT)
+                                .bind(cutoff)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                    }
                     tx.commit().await?;
                     Ok(counts)
                 }

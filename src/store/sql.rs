@@ -408,6 +408,12 @@ pub const TOUCH_SESSION: &str = "UPDATE console_sessions SET last_seen_at = $2 \
 /// Binds: id_hash.
 pub const DELETE_SESSION: &str = "DELETE FROM console_sessions WHERE id_hash = $1";
 
+/// Console audit rows written before a cutoff (`retention.console_audit_days`). Binds: cutoff.
+pub const COUNT_AUDIT_DUE: &str = "SELECT COUNT(*) FROM console_audit WHERE at < $1";
+
+/// Binds: cutoff.
+pub const PURGE_AUDIT: &str = "DELETE FROM console_audit WHERE at < $1";
+
 /// Binds: now, idle cutoff.
 pub const PURGE_SESSIONS: &str =
     "DELETE FROM console_sessions WHERE expires_at <= $1 OR last_seen_at <= $2";
