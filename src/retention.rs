@@ -3,7 +3,8 @@
 //! Owns when and what is purged: raw results and images of verifications created more than
 //! `retention.result_days` ago, journal bodies received more than `retention.journal_days`
 //! ago, and refused deliveries (journal rows, whole) received more than
-//! `retention.refused_days` ago (0 = keep forever). The verification and accepted journal
+//! `retention.refused_days` ago, and the console's audit rows written more than
+//! `retention.console_audit_days` ago (0 = keep forever). The verification and accepted journal
 //! rows themselves stay (status, liveness, confidence, timestamps; journal metadata and
 //! `body_sha256`), so the service still answers "what happened" after it has forgotten
 //! "who"; refused rows go entirely, since they are what strangers sent, bounded in time.
@@ -38,6 +39,7 @@ pub async fn purge_once(
             results_before: cutoffs.results,
             journal_before: cutoffs.journal,
             refused_before: cutoffs.refused,
+            console_audit_before: cutoffs.console_audit,
             dry_run,
             now,
         })
@@ -69,6 +71,7 @@ pub async fn run(
                 images = counts.images,
                 journal_bodies = counts.journal_bodies,
                 refused = counts.refused,
+                console_audit = counts.console_audit,
                 "retention purge"
             ),
             Err(e) => tracing::warn!(

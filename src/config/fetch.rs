@@ -2,8 +2,9 @@
 //!
 //! Rules: 1 to 3 calls per biz_id (FaceID serves a result at most 3 times); `return_image` 0
 //! to 6; at least one call per second; a flow timeout and a lease of at least 1 s, and a lease
-//! that outlives a call plus its wait for a turn under the ceiling (otherwise another replica
-//! could start a second call on the same biz_id while the first is in flight).
+//! that outlives a call, its margins and its wait for a turn under the ceiling (the worker
+//! never calls under a shorter one: another replica could start a second call on the same
+//! biz_id while the first is in flight).
 //!
 //! The files' shape is this type itself: every key passes through as written.
 
@@ -62,18 +63,21 @@ impl FetchSettings {
                 return Err(at.invalid(field, "must be at least 1s"));
             }
         }
-        // A lease shorter than a call (plus the wait for the call's turn under the ceiling, a
-        // pass's worth of calls) would let another replica start a second call on the same
-        // biz_id while the first is still in flight.
+        // The worker counts a call only while its lease outlives the call by two margins
+        // (`fetcher::CALL_MARGIN`), after the job's turn under the ceiling (up to a pass's
+        // worth of calls): a shorter lease would leave the last jobs of a pass, or every job,
+        // never called.
         let turn_wait = Duration::from_secs(crate::fetcher::DEFAULT_BATCH as u64)
             / self.max_calls_per_second.max(1);
-        if self.lease <= megvii_timeout + turn_wait {
+        let needed = megvii_timeout + 2 * crate::fetcher::CALL_MARGIN + turn_wait;
+        if self.lease <= needed {
             return Err(at.invalid(
                 "lease",
                 format!(
-                    "must be longer than megvii.timeout plus {} calls at fetch.max_calls_per_second ({})",
+                    "must be longer than megvii.timeout plus {} and {} calls at fetch.max_calls_per_second ({})",
+                    humantime::format_duration(2 * crate::fetcher::CALL_MARGIN),
                     crate::fetcher::DEFAULT_BATCH,
-                    humantime::format_duration(megvii_timeout + turn_wait)
+                    humantime::format_duration(needed)
                 ),
             ));
         }
@@ -112,13 +116,14 @@ mod tests {
                 "{var}={value}: {error}"
             );
         }
-        // A 20 s lease cannot cover a 15 s call after 8 turns at one call a second.
+        // A 25 s lease cannot cover a 15 s call and its 2 s of margins after 8 turns at one
+        // call a second.
         let error = load_error(&[
             ("APP__FETCH__MAX_CALLS_PER_SECOND", "1"),
-            ("APP__FETCH__LEASE", "20s"),
+            ("APP__FETCH__LEASE", "25s"),
         ]);
         assert!(
-            error.contains("fetch.lease") && error.contains("23s"),
+            error.contains("fetch.lease") && error.contains("25s"),
             "{error}"
         );
         let off = load(&[

@@ -537,13 +537,14 @@ mod tests {
     #[test]
     fn identity_retention_and_encryption_are_off_by_default_and_set_from_the_environment() {
         let defaults = load(&[]).unwrap().settings;
-        // Only what strangers send is purged by default.
+        // Only what strangers send, and the console's audit trail, is purged by default.
         assert_eq!(
             defaults.retention.cutoffs(40 * 86_400_000),
             Cutoffs {
                 results: None,
                 journal: None,
-                refused: Some(10 * 86_400_000)
+                refused: Some(10 * 86_400_000),
+                console_audit: Some(-50 * 86_400_000),
             }
         );
         assert_eq!(defaults.retention.refused_bytes_per_day, 32 * 1024 * 1024);
@@ -557,6 +558,7 @@ mod tests {
             ("APP__RETENTION__RESULT_DAYS", "30"),
             ("APP__RETENTION__JOURNAL_DAYS", "7"),
             ("APP__RETENTION__REFUSED_DAYS", "0"),
+            ("APP__RETENTION__CONSOLE_AUDIT_DAYS", "0"),
             ("APP__RETENTION__INTERVAL", "10m"),
             ("APP__ENCRYPTION__KEY", key),
             ("APP__ENCRYPTION__PREVIOUS_KEYS", &format!("{old},{key}")),
@@ -569,7 +571,8 @@ mod tests {
             Cutoffs {
                 results: Some(-20 * 86_400_000),
                 journal: Some(3 * 86_400_000),
-                refused: None
+                refused: None,
+                console_audit: None,
             }
         );
         assert_eq!(s.retention.interval, Duration::from_secs(600));

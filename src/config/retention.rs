@@ -18,6 +18,8 @@ pub struct RetentionSettings {
     pub journal_days: u32,
     /// Refused deliveries (journal rows with outcome `rejected`) older than this are deleted.
     pub refused_days: u32,
+    /// Console audit rows (sign-ins, refusals, actions) older than this are deleted.
+    pub console_audit_days: u32,
     /// Bytes of refused bodies (and unsigned return GET queries) journaled whole per UTC day;
     /// past it, and for any body over [`crate::http::journal::WHOLE_BODY_MAX`], only the first
     /// KiB is kept (with the full length and sha256).
@@ -34,12 +36,16 @@ pub struct Cutoffs {
     pub results: Option<i64>,
     pub journal: Option<i64>,
     pub refused: Option<i64>,
+    pub console_audit: Option<i64>,
 }
 
 impl RetentionSettings {
     /// Whether anything is ever purged.
     pub fn enabled(&self) -> bool {
-        self.result_days > 0 || self.journal_days > 0 || self.refused_days > 0
+        self.result_days > 0
+            || self.journal_days > 0
+            || self.refused_days > 0
+            || self.console_audit_days > 0
     }
 
     /// The cutoffs at `now` (epoch ms).
@@ -50,6 +56,7 @@ impl RetentionSettings {
             results: cutoff(self.result_days),
             journal: cutoff(self.journal_days),
             refused: cutoff(self.refused_days),
+            console_audit: cutoff(self.console_audit_days),
         }
     }
 

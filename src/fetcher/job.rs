@@ -2,17 +2,36 @@
 //! call and record — without ever sleeping, so tests drive it with a manual clock.
 //!
 //! Per job, in this order (the order is the budget's safety):
-//! 1. the window has closed → `expired`, no call;
-//! 2. the lease would not outlive a call → leave the job for a later lease (a call must end
-//!    before anyone else can lease the job, or two calls could overlap);
-//! 3. [`reserve_call`](crate::store::FollowUpStore::reserve_call) counts the call durably; refused →
-//!    `exhausted` when our snapshot shows the budget spent, otherwise the lease was lost (or
-//!    the job was cancelled): skip;
-//! 4. call get_result, then store what it said in one transaction
+//! 1. the window has closed → `expired`, no call; the budget is spent (our lease's
+//!    snapshot: nobody else can count a call while we hold the lease) → `exhausted`, no
+//!    call; the lease would not outlive a call even now → leave the job for a later lease;
+//! 2. wait for the job's turn: the jobs of the pass due before it have left or given up
+//!    ([`Turns`]);
+//! 3. read the clock again and [`reserve_call`](crate::store::FollowUpStore::reserve_call):
+//!    the call is counted durably only if our lease lasts beyond `now + call timeout + one
+//!    period of the ceiling + 2 ×` [`CALL_MARGIN`] — so however long the turn took, a call
+//!    is never counted under a lease it could outlive. Refused → nothing counted, no call
+//!    (the lease was lost or is too short, or the job was cancelled): skip;
+//! 4. take a permit of the ceiling (at most one period: the jobs before us have left);
+//! 5. read the clock once more: the call leaves at once, only while the lease still lasts
+//!    beyond `now + call timeout +` [`CALL_MARGIN`]. If the counting round trip, the permit
+//!    and any stall of the process took more than a period and a margin, the counted call is
+//!    not made — lost, as in a crash between counting and calling, never added — and the
+//!    lease is left to lapse;
+//! 6. call get_result, then store what it said in one transaction
 //!    ([`save_fetched`](crate::store::FollowUpStore::save_fetched) for a result,
 //!    [`end_call`](crate::store::FollowUpStore::end_call) for an error), which also logs the
 //!    call in the call log and ends our lease.
-
+//!
+//! Why no two calls of a key overlap: another replica can lease the job only once our lease
+//! has ended, and its call leaves later still. Ours leaves before `lease_until − call timeout
+//! − margin` by the clock (step 5), and the HTTP client ends it `call timeout` after it
+//! starts; the one margin left covers a process that is late between step 5's clock reading
+//! and the request leaving, and a timeout that fires (and closes the connection) late. What
+//! no margin covers: a process stalled for longer than that *after* step 5 (a paused VM, a
+//! `SIGSTOP`, a swap storm), or replicas' clocks that disagree by more than it — a lease
+//! cannot fence a request already on the wire. FaceID would then see two calls at once, each
+//! still counted: the budget holds, the no-overlap rule does not.
 //!
 //! What an answer means for the job, and when the next call comes, is
 //! [`super::plan::after_answer`]'s to say; this module stores the answer and logs. In short:
@@ -23,10 +42,13 @@
 //!
 //! Calls leave at most `fetch.max_calls_per_second` per second (a token bucket shared by
 //! every pass of this worker), oldest-due first: a pass works on its jobs concurrently, but
-//! they take the bucket's permits one after another in due order ([`Turns`]), and each call
-//! leaves right after its permit — so the ceiling holds for the requests FaceID sees, not
-//! only for when we decided to make them. Because a job may wait for its turn between
-//! counting its call and making it, step 2 asks the lease to outlive that wait too.
+//! each waits until the jobs due before it have left ([`Turns`]), then counts its call, then
+//! takes the bucket's permit and leaves right after it — so the ceiling holds for the
+//! requests FaceID sees, not only for when we decided to make them (a permit whose call is
+//! given up at step 5 is simply not used). The turn comes *before* the counting, so a long
+//! wait for it never leaves a counted call under a lease it would outlive; only one period
+//! of the ceiling (the permit) lies between counting and calling, and step 3 asks for it.
+//! The cost: a pass's counting statements run one after another.
 //!
 //! `last_error` is always a short code from a fixed vocabulary (`TIMEOUT`, `HTTP 502`,
 //! FaceID's documented code without its detail, see [`UpstreamError::code`]): never text
@@ -40,7 +62,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::plan::{self, Answer, Turn};
-use super::{Context, Target, duration_ms, log_key};
+use super::{CALL_MARGIN, Context, Target, duration_ms, log_key};
 use crate::megvii::{Fetched, UpstreamError};
 use crate::protocol::ErrorClass;
 use crate::store::{
@@ -133,6 +155,7 @@ struct CallTurn<'a> {
 }
 
 impl CallTurn<'_> {
+    /// Waits until the jobs before this one have left or given up.
     async fn wait(&self) {
         let mut done = self.turns.done.subscribe();
         // The sender lives as long as the pass: `wait_for` cannot fail here.
@@ -145,8 +168,9 @@ impl CallTurn<'_> {
         }
     }
 
-    /// Waits for this job's turn and a permit of the ceiling: the call may leave now.
-    async fn call(&self) {
+    /// Takes a permit of the ceiling once this job's turn has come (see [`Self::wait`]): the
+    /// call may leave now, and the next job's turn begins.
+    async fn depart(&self) {
         if !self.taken.load(Ordering::SeqCst) {
             self.wait().await;
             self.turns.limiter.until_ready().await;
@@ -165,6 +189,7 @@ impl CallTurn<'_> {
 
 async fn work(ctx: &Context, job: &LeasedJob, turn: &CallTurn<'_>) -> StoreResult<()> {
     let max_calls = ctx.fetch.max_calls;
+    let margin = duration_ms(CALL_MARGIN);
     let now = ctx.clock.now_ms();
     if now >= job.window_ends_at {
         tracing::info!(
@@ -173,29 +198,52 @@ async fn work(ctx: &Context, job: &LeasedJob, turn: &CallTurn<'_>) -> StoreResul
         );
         return finish(ctx, job, now, FetchState::Expired, WINDOW_CLOSED).await;
     }
-    // The call must end before anyone else can lease the job, after waiting for its turn.
-    let longest_wait = ctx.batch.saturating_mul(ctx.limiter_period_ms());
-    if job.lease_until.saturating_sub(now) <= ctx.call_timeout_ms.saturating_add(longest_wait) {
+    if job.calls_used >= max_calls {
+        tracing::info!(
+            calls_used = job.calls_used,
+            "budget spent without a final answer"
+        );
+        return finish(ctx, job, now, FetchState::Exhausted, NO_CALLS_LEFT).await;
+    }
+    // The lease must outlive, from the counting: the permit's wait, the call, two margins.
+    let needed = ctx
+        .call_timeout_ms
+        .saturating_add(ctx.limiter_period_ms())
+        .saturating_add(2 * margin);
+    if job.lease_until.saturating_sub(now) <= needed {
         tracing::debug!("lease too short to cover a call; left for a later lease");
         return Ok(());
     }
+
+    turn.wait().await;
+    // Counted only if the lease outlives the call from now, however long the turn took.
+    let now = ctx.clock.now_ms();
     let Some(calls_used) = ctx
         .store
-        .reserve_call(&job.biz_id, &ctx.owner, now, max_calls)
+        .reserve_call(
+            &job.biz_id,
+            &ctx.owner,
+            now,
+            now.saturating_add(needed),
+            max_calls,
+        )
         .await?
     else {
-        if job.calls_used >= max_calls {
-            tracing::info!(
-                calls_used = job.calls_used,
-                "budget spent without a final answer"
-            );
-            return finish(ctx, job, now, FetchState::Exhausted, NO_CALLS_LEFT).await;
-        }
-        tracing::debug!("call not reserved: lease lost or job no longer pending");
+        tracing::debug!("call not reserved: lease lost or too short, or job no longer pending");
         return Ok(());
     };
-
-    turn.call().await;
+    turn.depart().await;
+    // The call leaves now, only while the lease still covers it.
+    let leaves_at = ctx.clock.now_ms();
+    if job.lease_until.saturating_sub(leaves_at) <= ctx.call_timeout_ms.saturating_add(margin) {
+        tracing::warn!(
+            calls_used,
+            late_ms = leaves_at.saturating_sub(now),
+            "call counted but not made: the lease would not outlive it (the worker was late); \
+             the lease lapses and the job comes back"
+        );
+        return Ok(());
+    }
     let answer = match Target::of(&job.biz_id) {
         Target::Lite(biz_id) => ctx.client.get_result(biz_id, job.return_image).await,
         Target::Raw(token) => ctx.client.get_raw_result(token, job.return_image).await,

@@ -9,8 +9,11 @@
 //! - at most `fetch.max_calls` calls per key, ever: each call is counted by
 //!   [`FollowUpStore::reserve_call`] *before* it is made, so a crash between counting and
 //!   calling loses a call but never adds one;
-//! - at most one call in flight per key: only the holder of a live lease may reserve, and a
-//!   call is started only when the lease outlives the call's total timeout;
+//! - at most one call in flight per key: only the holder of a lease may reserve, only when
+//!   the lease outlives the call's total timeout, one period of the call ceiling and
+//!   [`CALL_MARGIN`] twice, and the call leaves right after, only while the lease still
+//!   outlives it by one [`CALL_MARGIN`] (see [`job`] for what the margin covers and what it
+//!   cannot);
 //! - no call at or after the window's end (`window_ends_at`, already net of the safety
 //!   margin);
 //! - time comes only from the injected clock; [`job::run_once`] never sleeps, the loop
@@ -45,6 +48,12 @@ pub const RAW_PREFIX: &str = "raw:";
 pub const MAX_TOKEN_LEN: usize = 128;
 /// Jobs leased and worked on concurrently per pass.
 pub const DEFAULT_BATCH: i64 = 8;
+/// What a lease must hold beyond a call's total timeout when the call leaves: room for the
+/// process to be late between reading the clock and the request leaving, and for the
+/// timeout to fire (and the connection to close) late. A call is counted only when the lease
+/// outlives the call, the permit's wait and two margins, so counting and the permit may run
+/// a margin late before a counted call is given up (see [`job`]).
+pub const CALL_MARGIN: Duration = Duration::from_secs(1);
 
 /// What a job key asks get_result for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

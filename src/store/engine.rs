@@ -935,6 +935,7 @@ macro_rules! impl_store {
                     biz_id: &str,
                     owner: &str,
                     now: i64,
+                    hold_until: i64,
                     max_calls: i32,
                 ) -> StoreResult<Option<i32>> {
                     Ok(sqlx::query_scalar(sql::RESERVE_CALL)
@@ -942,6 +943,7 @@ macro_rules! impl_store {
                         .bind(owner)
                         .bind(now)
                         .bind(max_calls)
+                        .bind(hold_until)
                         .fetch_optional(&self.pool)
                         .await?)
                 }
@@ -1258,6 +1260,19 @@ macro_rules! impl_store {
                             sqlx::query(sql::PURGE_JOURNAL)
                                 .bind(cutoff)
                                 .bind(Vec::<u8>::new())
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                    }
+                    if let Some(cutoff) = plan.console_audit_before {
+                        let audit: i64 = sqlx::query_scalar(sql::COUNT_AUDIT_DUE)
+                            .bind(cutoff)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                        counts.console_audit = audit as u64;
+                        if !plan.dry_run {
+                            sqlx::query(sql::PURGE_AUDIT)
+                                .bind(cutoff)
                                 .execute(&mut *tx)
                                 .await?;
                         }

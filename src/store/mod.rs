@@ -570,6 +570,8 @@ pub struct PurgePlan {
     pub journal_before: Option<i64>,
     /// Refused journal rows (outcome `rejected`) received before this time, deleted whole.
     pub refused_before: Option<i64>,
+    /// Console audit rows written before this time, deleted.
+    pub console_audit_before: Option<i64>,
     /// Count only; change nothing.
     pub dry_run: bool,
     /// Stamped into `purged_at`.
@@ -586,6 +588,8 @@ pub struct PurgeCounts {
     pub journal_bodies: u64,
     /// Refused journal rows deleted.
     pub refused: u64,
+    /// Console audit rows deleted.
+    pub console_audit: u64,
 }
 
 // ---- the store's parts, by caller (see the module header) ----
@@ -694,13 +698,16 @@ pub trait FollowUpStore: Send + Sync + 'static {
     ) -> StoreResult<Vec<LeasedJob>>;
 
     /// Spends one call of the budget, in one conditional statement: succeeds only while
-    /// `owner` holds a live lease, the job is pending, `calls_used < max_calls` and `now` is
-    /// before the window's end. Returns the new `calls_used`, or `None` when refused.
+    /// `owner` holds a lease that lasts beyond both `now` and `hold_until` (when the call
+    /// must have ended by), the job is pending, `calls_used < max_calls` and `now` is before
+    /// the window's end. Returns the new `calls_used`, or `None` when refused (nothing
+    /// counted).
     async fn reserve_call(
         &self,
         biz_id: &str,
         owner: &str,
         now: i64,
+        hold_until: i64,
         max_calls: i32,
     ) -> StoreResult<Option<i32>>;
 
@@ -778,8 +785,8 @@ pub trait MaintenanceStore: Send + Sync + 'static {
     /// `purged_at`) and deletes the images of verifications created before
     /// `results_before`; deletes refused journal rows received before `refused_before`;
     /// empties the bodies of (the remaining) journal rows received before `journal_before`
-    /// (keeping their metadata and `body_sha256`). Status, liveness, confidence and times
-    /// are kept. Already purged data is not counted again. With `dry_run`, only counts.
+    /// (keeping their metadata and `body_sha256`); deletes console audit rows written before
+    /// `console_audit_before`. Status, liveness, confidence and times are kept. Already purged data is not counted again. With `dry_run`, only counts.
     async fn purge(&self, plan: &PurgePlan) -> StoreResult<PurgeCounts>;
 
     /// Rewrites every stored result, image and journal body that is not in the current form

@@ -235,12 +235,13 @@ macro_rules! lease_due_jobs {
 }
 pub(super) use lease_due_jobs;
 
-/// Spends one call, in one statement: only for the live lease holder of a pending job under
-/// budget and inside its window. Concurrent callers serialize on the row, and each re-checks
-/// `calls_used < $4` after the previous one committed. Binds: biz_id, owner, now, max_calls.
+/// Spends one call, in one statement: only for the holder of a lease that lasts beyond `$5`
+/// (the moment the call must have ended by), on a pending job under budget and inside its
+/// window. Concurrent callers serialize on the row, and each re-checks `calls_used < $4`
+/// after the previous one committed. Binds: biz_id, owner, now, max_calls, hold_until.
 pub const RESERVE_CALL: &str = "UPDATE fetch_jobs SET calls_used = calls_used + 1, updated_at = $3 \
-     WHERE biz_id = $1 AND lease_owner = $2 AND lease_until > $3 AND state = 'pending' \
-       AND calls_used < $4 AND window_ends_at > $3 \
+     WHERE biz_id = $1 AND lease_owner = $2 AND lease_until > $3 AND lease_until > $5 \
+       AND state = 'pending' AND calls_used < $4 AND window_ends_at > $3 \
      RETURNING calls_used";
 
 /// Ends a turn: only the lease holder may, and the lease is cleared. `state` NULL keeps the
@@ -406,6 +407,12 @@ pub const TOUCH_SESSION: &str = "UPDATE console_sessions SET last_seen_at = $2 \
 
 /// Binds: id_hash.
 pub const DELETE_SESSION: &str = "DELETE FROM console_sessions WHERE id_hash = $1";
+
+/// Console audit rows written before a cutoff (`retention.console_audit_days`). Binds: cutoff.
+pub const COUNT_AUDIT_DUE: &str = "SELECT COUNT(*) FROM console_audit WHERE at < $1";
+
+/// Binds: cutoff.
+pub const PURGE_AUDIT: &str = "DELETE FROM console_audit WHERE at < $1";
 
 /// Binds: now, idle cutoff.
 pub const PURGE_SESSIONS: &str =

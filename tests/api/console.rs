@@ -487,7 +487,7 @@ async fn fetch_now_follows_the_api_budget(app: TestApp) {
     for _ in 0..3 {
         assert!(
             app.store
-                .reserve_call(biz_id, "w", now, 3)
+                .reserve_call(biz_id, "w", now, now, 3)
                 .await
                 .unwrap()
                 .is_some()

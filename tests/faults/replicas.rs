@@ -7,7 +7,8 @@
 //! records it as abandoned when the dead replica's connection closes), and for every biz_id:
 //! at most 3 get_result calls reached the upstream, no two call intervals overlapped,
 //! abandoned calls included (a killed replica's call can't overlap its successor's because the
-//! successor waits for the lease to lapse, and `fetch.lease > megvii.timeout`), every call was
+//! successor waits for the lease to lapse, and a call leaves only while the lease outlives
+//! `megvii.timeout` and a margin, see `fetcher/job.rs`), every call was
 //! counted before it was made (`calls reached upstream <= calls_used <= 3`), and every result
 //! that was reachable is stored: a follow-up ends `done` with the upstream's final status, or
 //! — when the script never ends or a kill lost the answer — only after spending the whole
@@ -55,7 +56,7 @@ async fn postgres_three_replicas_killed_during_follow_ups_keep_the_budget() {
     let env: Vec<(&str, &str)> = vec![
         ("APP__MEGVII__BASE_URL", &base_url),
         ("APP__MEGVII__TIMEOUT", "1s"),
-        ("APP__FETCH__LEASE", "2s"),
+        ("APP__FETCH__LEASE", "4s"),
         ("APP__FETCH__INITIAL_DELAY", "0s"),
         ("APP__FETCH__RETRY_DELAY", "200ms"),
         // No slow lane and nothing held back (a flow timeout beyond the one-day window), no

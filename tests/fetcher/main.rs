@@ -9,6 +9,7 @@ mod helpers;
 
 mod api;
 mod flood;
+mod lease;
 mod replicas;
 mod schedule;
 mod worker;

@@ -39,7 +39,7 @@ const FAST: &[(&str, &str)] = &[
     ("APP__FETCH__NOT_STARTED_DELAY", "50ms"),
     ("APP__FETCH__FLOW_TIMEOUT", "48h"),
     ("APP__FETCH__POLL_INTERVAL", "20ms"),
-    ("APP__FETCH__LEASE", "3s"),
+    ("APP__FETCH__LEASE", "4s"),
     ("APP__MEGVII__TIMEOUT", "1s"),
 ];
 

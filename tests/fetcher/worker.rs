@@ -447,7 +447,10 @@ async fn a_crash_between_counting_and_calling_loses_the_call_and_resumes_after_t
         .unwrap();
     assert_eq!(leased.len(), 1);
     assert_eq!(
-        h.store.reserve_call(&id, "crashed", now, 3).await.unwrap(),
+        h.store
+            .reserve_call(&id, "crashed", now, now, 3)
+            .await
+            .unwrap(),
         Some(1)
     );
 
@@ -466,7 +469,7 @@ async fn a_crash_between_counting_and_calling_loses_the_call_and_resumes_after_t
     // The dead replica's late bookkeeping changes nothing.
     assert_eq!(
         h.store
-            .reserve_call(&id, "crashed", h.clock.now_ms(), 3)
+            .reserve_call(&id, "crashed", h.clock.now_ms(), h.clock.now_ms(), 3)
             .await
             .unwrap(),
         None
@@ -492,7 +495,7 @@ async fn a_crash_after_the_last_reservation_ends_exhausted_without_a_call(engine
         );
         assert!(
             h.store
-                .reserve_call(&id, "crashed", now, 3)
+                .reserve_call(&id, "crashed", now, now, 3)
                 .await
                 .unwrap()
                 .is_some()
@@ -500,7 +503,10 @@ async fn a_crash_after_the_last_reservation_ends_exhausted_without_a_call(engine
     }
     let now = h.clock.now_ms();
     assert_eq!(
-        h.store.reserve_call(&id, "crashed", now, 3).await.unwrap(),
+        h.store
+            .reserve_call(&id, "crashed", now, now, 3)
+            .await
+            .unwrap(),
         None,
         "never a fourth"
     );
@@ -640,7 +646,7 @@ mod request_fetch {
         for _ in 0..2 {
             assert!(
                 h.store
-                    .reserve_call(key, "w", NOW_MS, 3)
+                    .reserve_call(key, "w", NOW_MS, NOW_MS, 3)
                     .await
                     .unwrap()
                     .is_some()

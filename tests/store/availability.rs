@@ -36,7 +36,7 @@ async fn assert_store_unavailable(store: &Arc<dyn Store>) {
     );
     assert_unavailable(
         "reserve_call",
-        store.reserve_call(&id, "w1", NOW, MAX_CALLS).await,
+        store.reserve_call(&id, "w1", NOW, NOW, MAX_CALLS).await,
     );
     assert_unavailable("get", store.get(&id).await);
 }

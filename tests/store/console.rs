@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use faceid_receiver::store::{
-    CallbackKind, ConsoleEvent, FetchState, JobEffect, JobUpdate, NewSession, SearchQuery, Store,
+    CallbackKind, ConsoleEvent, FetchState, JobEffect, JobUpdate, NewSession, PurgeCounts,
+    PurgePlan, SearchQuery, Store,
 };
 
 use super::{DAY, NOW, biz, fetched, new_job, notify, rejected, return_get, signed_notify};
@@ -13,6 +14,7 @@ use super::{DAY, NOW, biz, fetched, new_job, notify, rejected, return_get, signe
 crate::store_tests!(
     a_session_lives_until_idle_or_absolute_expiry_and_sign_out_deletes_it,
     the_audit_trail_keeps_events_newest_first,
+    retention_deletes_old_audit_rows_and_counts_them,
     the_overview_counts_outcomes_liveness_refusals_and_follow_ups,
     search_filters_by_biz_id_biz_no_status_and_dates_and_pages,
     every_get_result_call_is_logged_with_its_outcome,
@@ -127,6 +129,71 @@ async fn the_audit_trail_keeps_events_newest_first(store: Arc<dyn Store>) {
     assert_eq!(log[1].detail.as_deref(), Some("unknown_token"));
     assert_eq!(log[1].token_fp, None);
     assert_eq!(store.audit_log(1).await.unwrap().len(), 1);
+}
+
+async fn retention_deletes_old_audit_rows_and_counts_them(store: Arc<dyn Store>) {
+    // Two rows older than the cutoff, one at it, one after it.
+    let cutoff = NOW + 90 * DAY;
+    for (at, event) in [
+        (NOW, "sign_in_refused"),
+        (cutoff - 1, "sign_in"),
+        (cutoff, "reveal"),
+        (cutoff + DAY, "sign_out"),
+    ] {
+        store
+            .audit(&ConsoleEvent {
+                at,
+                event: event.into(),
+                token_fp: None,
+                remote_addr: Some("203.0.113.***".into()),
+                biz_id: None,
+                detail: None,
+            })
+            .await
+            .unwrap();
+    }
+    let plan = |dry_run| PurgePlan {
+        console_audit_before: Some(cutoff),
+        dry_run,
+        now: cutoff + DAY,
+        ..Default::default()
+    };
+    let expected = PurgeCounts {
+        console_audit: 2,
+        ..PurgeCounts::default()
+    };
+    assert_eq!(store.purge(&plan(true)).await.unwrap(), expected);
+    assert_eq!(
+        store.audit_log(10).await.unwrap().len(),
+        4,
+        "a dry run deletes nothing"
+    );
+    assert_eq!(store.purge(&plan(false)).await.unwrap(), expected);
+    let kept: Vec<String> = store
+        .audit_log(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(
+        kept,
+        ["sign_out", "reveal"],
+        "rows at or after the cutoff stay"
+    );
+    assert_eq!(
+        store.purge(&plan(false)).await.unwrap(),
+        PurgeCounts::default(),
+        "nothing counted twice"
+    );
+    // Without the cutoff (0 days), nothing goes.
+    let keep = PurgePlan {
+        console_audit_before: None,
+        now: cutoff + 365 * DAY,
+        ..Default::default()
+    };
+    assert_eq!(store.purge(&keep).await.unwrap(), PurgeCounts::default());
+    assert_eq!(store.audit_log(10).await.unwrap().len(), 2);
 }
 
 async fn the_overview_counts_outcomes_liveness_refusals_and_follow_ups(store: Arc<dyn Store>) {
@@ -299,7 +366,7 @@ async fn every_get_result_call_is_logged_with_its_outcome(store: Arc<dyn Store>)
     let leased = store.lease_due_jobs("w", at, at + MIN, 10).await.unwrap();
     assert_eq!(leased.len(), 1);
     assert_eq!(
-        store.reserve_call(&biz_id, "w", at, 3).await.unwrap(),
+        store.reserve_call(&biz_id, "w", at, at, 3).await.unwrap(),
         Some(1)
     );
     let retry = JobUpdate::Retry {
@@ -314,7 +381,7 @@ async fn every_get_result_call_is_logged_with_its_outcome(store: Arc<dyn Store>)
     let at = at + MIN;
     store.lease_due_jobs("w", at, at + MIN, 10).await.unwrap();
     assert_eq!(
-        store.reserve_call(&biz_id, "w", at, 3).await.unwrap(),
+        store.reserve_call(&biz_id, "w", at, at, 3).await.unwrap(),
         Some(2)
     );
     let done = JobUpdate::Finish {

@@ -488,7 +488,7 @@ async fn a_return_get_creates_a_pending_record_and_job_and_a_second_get_resets_n
     assert_eq!(lease(&store, "w1", job.next_at).await, [id.as_str()]);
     assert_eq!(
         store
-            .reserve_call(&id, "w1", job.next_at, MAX_CALLS)
+            .reserve_call(&id, "w1", job.next_at, job.next_at, MAX_CALLS)
             .await
             .unwrap(),
         Some(1)
@@ -602,7 +602,7 @@ async fn ensure_creates_or_re_pends_a_job_without_refilling_the_budget(store: Ar
     lease(&store, "w1", NOW + 5_000).await;
     assert_eq!(
         store
-            .reserve_call(&spent, "w1", NOW + 5_000, MAX_CALLS)
+            .reserve_call(&spent, "w1", NOW + 5_000, NOW + 5_000, MAX_CALLS)
             .await
             .unwrap(),
         Some(1)
@@ -865,7 +865,7 @@ async fn reserve_call_never_exceeds_max_calls_under_concurrency(store: Arc<dyn S
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let (store, id) = (store.clone(), id.clone());
-            tokio::spawn(async move { store.reserve_call(&id, "w1", due, MAX_CALLS).await })
+            tokio::spawn(async move { store.reserve_call(&id, "w1", due, due, MAX_CALLS).await })
         })
         .collect();
     let mut granted = Vec::new();
@@ -879,7 +879,10 @@ async fn reserve_call_never_exceeds_max_calls_under_concurrency(store: Arc<dyn S
     assert_eq!(granted, [1, 2, 3], "exactly max_calls reservations succeed");
     assert_eq!(fetch(&store, &id).await.calls_used, 3);
     assert_eq!(
-        store.reserve_call(&id, "w1", due, MAX_CALLS).await.unwrap(),
+        store
+            .reserve_call(&id, "w1", due, due, MAX_CALLS)
+            .await
+            .unwrap(),
         None
     );
 }
@@ -896,7 +899,7 @@ async fn reserve_call_is_refused_without_a_live_lease_or_outside_the_window(stor
         let (store, id) = (store.clone(), id.clone());
         async move {
             store
-                .reserve_call(&id, owner, now, max_calls)
+                .reserve_call(&id, owner, now, now, max_calls)
                 .await
                 .unwrap()
         }
@@ -925,6 +928,29 @@ async fn reserve_call_is_refused_without_a_live_lease_or_outside_the_window(stor
         refused("w1", NOW + 60_000, MAX_CALLS).await,
         None,
         "the lease has expired"
+    );
+    // A live lease that would end before the call must have ended (at `hold_until`): nothing
+    // is counted; one that lasts beyond it is enough.
+    for (hold_until, why) in [
+        (NOW + 60_000, "the lease ends as the call must have ended"),
+        (
+            NOW + 90_000,
+            "the lease ends before the call must have ended",
+        ),
+    ] {
+        assert_eq!(
+            store
+                .reserve_call(&id, "w1", NOW + 1_000, hold_until, MAX_CALLS)
+                .await
+                .unwrap(),
+            None,
+            "{why}"
+        );
+    }
+    assert_eq!(
+        store.get(&id).await.unwrap().unwrap().fetch.calls_used,
+        0,
+        "refusals count nothing"
     );
     assert_eq!(
         refused("w1", NOW + 9_999, MAX_CALLS).await,
@@ -1092,14 +1118,14 @@ async fn a_lapsed_lease_can_be_re_leased_and_the_old_owner_is_locked_out(store: 
 
     assert_eq!(
         store
-            .reserve_call(&id, "w1", t + 1_001, MAX_CALLS)
+            .reserve_call(&id, "w1", t + 1_001, t + 1_001, MAX_CALLS)
             .await
             .unwrap(),
         None
     );
     assert_eq!(
         store
-            .reserve_call(&id, "w2", t + 1_001, MAX_CALLS)
+            .reserve_call(&id, "w2", t + 1_001, t + 1_001, MAX_CALLS)
             .await
             .unwrap(),
         Some(1)
@@ -1123,7 +1149,10 @@ async fn update_job_ignores_an_owner_that_does_not_hold_the_lease(store: Arc<dyn
         "a non-owner changes nothing"
     );
     assert_eq!(
-        store.reserve_call(&id, "w1", t, MAX_CALLS).await.unwrap(),
+        store
+            .reserve_call(&id, "w1", t, t, MAX_CALLS)
+            .await
+            .unwrap(),
         Some(1),
         "w1 still holds the lease"
     );
@@ -1194,7 +1223,10 @@ async fn save_fetched_stores_images_even_when_the_merge_is_unchanged(store: Arc<
     let t = NOW + 6_000;
     assert_eq!(lease(&store, "w1", t).await, [id.as_str()]);
     assert_eq!(
-        store.reserve_call(&id, "w1", t, MAX_CALLS).await.unwrap(),
+        store
+            .reserve_call(&id, "w1", t, t, MAX_CALLS)
+            .await
+            .unwrap(),
         Some(1)
     );
     let images = [
@@ -1310,8 +1342,14 @@ async fn schedule_fetch_keeps_calls_used_and_the_window(store: Arc<dyn Store>) {
     };
     return_get(&store, &id, NOW, first).await;
     lease(&store, "w1", NOW).await;
-    store.reserve_call(&id, "w1", NOW, MAX_CALLS).await.unwrap();
-    store.reserve_call(&id, "w1", NOW, MAX_CALLS).await.unwrap();
+    store
+        .reserve_call(&id, "w1", NOW, NOW, MAX_CALLS)
+        .await
+        .unwrap();
+    store
+        .reserve_call(&id, "w1", NOW, NOW, MAX_CALLS)
+        .await
+        .unwrap();
     let failed = JobUpdate::Finish {
         state: FetchState::Failed,
         last_error: Some("upstream 500".into()),
@@ -1339,7 +1377,7 @@ async fn schedule_fetch_keeps_calls_used_and_the_window(store: Arc<dyn Store>) {
     );
     assert_eq!(
         store
-            .reserve_call(&id, "w2", NOW + 100_000, MAX_CALLS)
+            .reserve_call(&id, "w2", NOW + 100_000, NOW + 100_000, MAX_CALLS)
             .await
             .unwrap(),
         None,

@@ -25,6 +25,7 @@ fn retention(result_days: u32, journal_days: u32) -> RetentionSettings {
         result_days,
         journal_days,
         refused_days: 0,
+        console_audit_days: 0,
         refused_bytes_per_day: 1 << 20,
         interval: Duration::from_secs(3600),
     }
@@ -68,7 +69,8 @@ async fn purge_clears_old_results_images_and_bodies_and_keeps_the_summary(store:
             results: 1,
             images: 1,
             journal_bodies: 1,
-            refused: 0
+            refused: 0,
+            console_audit: 0,
         }
     );
 
@@ -119,7 +121,8 @@ async fn a_dry_run_counts_what_a_purge_would_remove_and_changes_nothing(store: A
             results: 1,
             images: 1,
             journal_bodies: 2,
-            refused: 0
+            refused: 0,
+            console_audit: 0,
         }
     );
     assert_eq!(
