@@ -15,9 +15,13 @@
 //! 4. take a permit of the ceiling (at most one period: the jobs before us have left);
 //! 5. read the clock once more: the call leaves at once, only while the lease still lasts
 //!    beyond `now + call timeout +` [`CALL_MARGIN`]. If the counting round trip, the permit
-//!    and any stall of the process took more than a period and a margin, the counted call is
-//!    not made — lost, as in a crash between counting and calling, never added — and the
-//!    lease is left to lapse;
+//!    and any stall of the process took longer than that allows, the worker extends its
+//!    lease by a whole `fetch.lease` —
+//!    [`extend_lease`](crate::store::FollowUpStore::extend_lease), only while the lease is
+//!    still its own with a margin to spare, so nobody else can have leased the job — and
+//!    calls, so a counted call is not wasted; when the lease has ended (another replica may
+//!    hold the job) or the extension came back too late, the counted call is not made —
+//!    lost, as in a crash between counting and calling, never added — and the lease lapses;
 //! 6. call get_result, then store what it said in one transaction
 //!    ([`save_fetched`](crate::store::FollowUpStore::save_fetched) for a result,
 //!    [`end_call`](crate::store::FollowUpStore::end_call) for an error), which also logs the
@@ -233,14 +237,17 @@ async fn work(ctx: &Context, job: &LeasedJob, turn: &CallTurn<'_>) -> StoreResul
         return Ok(());
     };
     turn.depart().await;
-    // The call leaves now, only while the lease still covers it.
+    // The call leaves now, only while the lease still covers it; a late worker whose lease
+    // has not ended extends it first, so its counted call is made rather than lost.
     let leaves_at = ctx.clock.now_ms();
-    if job.lease_until.saturating_sub(leaves_at) <= ctx.call_timeout_ms.saturating_add(margin) {
+    if job.lease_until.saturating_sub(leaves_at) <= ctx.call_timeout_ms.saturating_add(margin)
+        && !extend_lease(ctx, job, leaves_at, margin).await?
+    {
         tracing::warn!(
             calls_used,
             late_ms = leaves_at.saturating_sub(now),
-            "call counted but not made: the lease would not outlive it (the worker was late); \
-             the lease lapses and the job comes back"
+            "call counted but not made: the lease ended or could not be extended in time (the \
+             worker was late); the lease lapses and the job comes back"
         );
         return Ok(());
     }
@@ -260,6 +267,29 @@ async fn work(ctx: &Context, job: &LeasedJob, turn: &CallTurn<'_>) -> StoreResul
         Ok(fetched) => record_result(ctx, job, &turn, fetched).await,
         Err(error) => record_error(ctx, job, &turn, &error).await,
     }
+}
+
+/// Extends our lease by a whole `fetch.lease` from `late_at`, if it is still ours with a
+/// margin to spare (nobody can have leased the job), and if the extension itself came back
+/// in time for the call to end within it.
+async fn extend_lease(
+    ctx: &Context,
+    job: &LeasedJob,
+    late_at: i64,
+    margin: i64,
+) -> StoreResult<bool> {
+    let lease_until = late_at.saturating_add(duration_ms(ctx.fetch.lease));
+    let extended = ctx
+        .store
+        .extend_lease(
+            &job.biz_id,
+            &ctx.owner,
+            late_at.saturating_add(margin),
+            lease_until,
+        )
+        .await?;
+    let now = ctx.clock.now_ms();
+    Ok(extended && lease_until.saturating_sub(now) > ctx.call_timeout_ms.saturating_add(margin))
 }
 
 async fn finish(

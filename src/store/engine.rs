@@ -948,6 +948,23 @@ macro_rules! impl_store {
                         .await?)
                 }
 
+                async fn extend_lease(
+                    &self,
+                    biz_id: &str,
+                    owner: &str,
+                    valid_beyond: i64,
+                    lease_until: i64,
+                ) -> StoreResult<bool> {
+                    let done = sqlx::query(sql::EXTEND_LEASE)
+                        .bind(biz_id)
+                        .bind(owner)
+                        .bind(valid_beyond)
+                        .bind(lease_until)
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(done.rows_affected() == 1)
+                }
+
                 async fn update_job(
                     &self,
                     biz_id: &str,

@@ -711,6 +711,18 @@ pub trait FollowUpStore: Send + Sync + 'static {
         max_calls: i32,
     ) -> StoreResult<Option<i32>>;
 
+    /// Moves `owner`'s lease on a pending job to `lease_until`, only while that lease still
+    /// lasts beyond `valid_beyond` (so nobody else can have leased the job meanwhile). Returns
+    /// whether it did: a worker late between counting its call and making it keeps its call
+    /// instead of losing it.
+    async fn extend_lease(
+        &self,
+        biz_id: &str,
+        owner: &str,
+        valid_beyond: i64,
+        lease_until: i64,
+    ) -> StoreResult<bool>;
+
     /// Ends `owner`'s turn on a job (clearing the lease). No-op if the lease was lost.
     async fn update_job(
         &self,

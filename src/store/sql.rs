@@ -244,6 +244,11 @@ pub const RESERVE_CALL: &str = "UPDATE fetch_jobs SET calls_used = calls_used + 
        AND state = 'pending' AND calls_used < $4 AND window_ends_at > $3 \
      RETURNING calls_used";
 
+/// Extends a lease still held: only by its holder, only while it lasts beyond `$3`, on a
+/// pending job. Binds: biz_id, owner, valid_beyond, lease_until.
+pub const EXTEND_LEASE: &str = "UPDATE fetch_jobs SET lease_until = $4 \
+     WHERE biz_id = $1 AND lease_owner = $2 AND lease_until > $3 AND state = 'pending'";
+
 /// Ends a turn: only the lease holder may, and the lease is cleared. `state` NULL keeps the
 /// state (a retry). Binds: biz_id, owner, state, next_at, last_error, now.
 pub const END_JOB_TURN: &str = "UPDATE fetch_jobs \

@@ -23,7 +23,10 @@ use crate::common::Engine;
 use crate::fetcher_tests;
 use crate::helpers::*;
 
-fetcher_tests!(a_worker_stalled_after_counting_its_call_never_calls_beside_the_next_lease_holder);
+fetcher_tests!(
+    a_worker_stalled_after_counting_its_call_never_calls_beside_the_next_lease_holder,
+    a_worker_late_while_still_holding_its_lease_extends_it_and_makes_the_counted_call,
+);
 
 /// A [`FollowUpStore`] that, the first time `owner` has a call counted, tells the test and
 /// waits for it before handing the answer back: the worker is "stalled" there.
@@ -69,6 +72,18 @@ impl FollowUpStore for StallAfterReserve {
             let _ = resume.await;
         }
         Ok(reserved)
+    }
+
+    async fn extend_lease(
+        &self,
+        biz_id: &str,
+        owner: &str,
+        valid_beyond: i64,
+        lease_until: i64,
+    ) -> StoreResult<bool> {
+        self.inner
+            .extend_lease(biz_id, owner, valid_beyond, lease_until)
+            .await
     }
 
     async fn update_job(
@@ -183,4 +198,60 @@ async fn a_worker_stalled_after_counting_its_call_never_calls_beside_the_next_le
     assert_eq!(record.fetch.calls_used, 2, "{:?}", record.fetch);
     assert_eq!(record.fetch.state, FetchState::Done, "{:?}", record.fetch);
     assert_eq!(record.status, "OK");
+}
+
+/// Late, but the lease is still ours: the counted call must be made (after extending the
+/// lease), not thrown away — every get_result call is precious. Here the worker stalls after
+/// counting until its lease no longer covers a whole call, yet nobody else can have leased
+/// the job (the lease has not ended).
+async fn a_worker_late_while_still_holding_its_lease_extends_it_and_makes_the_counted_call(
+    engine: Engine,
+) {
+    let Some(h) = harness(engine).await else {
+        return;
+    };
+    let id = h.mint(&["OK"]);
+    h.return_get(&id).await;
+    h.clock.advance(5 * SECOND);
+
+    let (tell, stalled) = oneshot::channel();
+    let (resume, wait) = oneshot::channel();
+    let mut a = h.replica("replica-a");
+    a.store = Arc::new(StallAfterReserve {
+        inner: h.store.clone(),
+        owner: "replica-a",
+        stalled: Mutex::new(Some((tell, wait))),
+    });
+    let leased_at = h.clock.now_ms();
+    let a_lease_ends = leased_at + i64::try_from(h.settings.fetch.lease.as_millis()).unwrap();
+    let a_pass = tokio::spawn(async move { fetcher::run_once(&a, leased_at).await });
+    tokio::time::timeout(Duration::from_secs(10), stalled)
+        .await
+        .expect("replica a had a call counted")
+        .unwrap();
+
+    // The worker wakes with its lease still running, but too short to cover a whole call.
+    let call_timeout = i64::try_from(h.settings.megvii.timeout.as_millis()).unwrap();
+    h.clock.set(a_lease_ends - call_timeout / 2);
+    // Another replica finds nothing to lease meanwhile: the lease is a's.
+    let b = h.replica("replica-b");
+    assert_eq!(
+        fetcher::run_once(&b, h.clock.now_ms())
+            .await
+            .expect("b's pass"),
+        Outcome::Idle,
+        "b leased a job a still holds"
+    );
+    resume.send(()).unwrap();
+    assert_eq!(a_pass.await.unwrap().expect("a's pass"), Outcome::Worked(1));
+
+    let calls = h.sim.calls(&id);
+    assert_eq!(
+        calls.count, 1,
+        "a's counted call was not made: {:?}",
+        calls.calls
+    );
+    let record = h.record(&id).await;
+    assert_eq!(record.fetch.calls_used, 1, "{:?}", record.fetch);
+    assert_eq!(record.fetch.state, FetchState::Done, "{:?}", record.fetch);
 }
