@@ -14,6 +14,8 @@
 #
 #   bench/profile.sh            # 10 s windows
 #   PROFILE_SECONDS=20 bench/profile.sh
+#   PROFILE_BIN_DIR=/tmp/before bench/profile.sh   # profile binaries built earlier (a before/
+#                               # after pair from one tree), instead of building target/release
 #
 # perf here has no hardware counters (a VM): cpu-clock sampling only. Each tool runs in its
 # own window, because strace and callgrind slow the server down (callgrind ~50×).
@@ -28,9 +30,13 @@ for tool in perf strace valgrind callgrind_annotate; do
     command -v "$tool" >/dev/null || { echo "$tool not found (apt-get install linux-perf strace valgrind)" >&2; exit 1; }
 done
 
-cargo build --release --locked --quiet --bin faceid-receiver --bin faceid-loadgen
-BIN=$ROOT/target/release/faceid-receiver
-LOADGEN=$ROOT/target/release/faceid-loadgen
+BIN_DIR=${PROFILE_BIN_DIR:-}
+if [[ -z $BIN_DIR ]]; then
+    cargo build --release --locked --quiet --bin faceid-receiver --bin faceid-loadgen
+    BIN_DIR=$ROOT/target/release
+fi
+BIN=$BIN_DIR/faceid-receiver
+LOADGEN=$BIN_DIR/faceid-loadgen
 mkdir -p "$OUT"
 DB=faceid_profile_$$
 WORK=$(mktemp -d /tmp/faceid-profile.XXXXXX)
@@ -68,7 +74,8 @@ ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 load() { "$LOADGEN" http --url "http://127.0.0.1:$PORT/faceid/notify" --concurrency "$C" --duration "$1"; }
 
 {
-    echo "# bench/profile.sh — $(date -u +%Y-%m-%dT%H:%M:%SZ), git $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src crates bench || echo ' (modified)')"
+    echo "# bench/profile.sh — $(date -u +%Y-%m-%dT%H:%M:%SZ), git $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src crates bench || echo ' (modified)'), binaries $BIN_DIR"
+    if [[ -f $BIN_DIR/BUILT_FROM ]]; then echo "# binaries built from: $(cat "$BIN_DIR/BUILT_FROM")"; fi
     echo "# $C connection(s), ${SECONDS_PER_WINDOW}s windows, PostgreSQL, log filter ${BENCH_LOG_FILTER:-info}; uptime: $(uptime)"
 } | tee "$OUT/counts.txt"
 
