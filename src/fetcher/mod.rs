@@ -12,8 +12,8 @@
 //! - at most one call in flight per key: only the holder of a lease may reserve, only when
 //!   the lease outlives the call's total timeout, one period of the call ceiling and
 //!   [`CALL_MARGIN`] twice, and the call leaves right after, only while the lease still
-//!   outlives it by one [`CALL_MARGIN`] (see [`job`] for what the margin covers and what it
-//!   cannot);
+//!   outlives it by one [`CALL_MARGIN`] — extended first when the worker is late and the
+//!   lease is still its own (see [`job`] for what the margin covers and what it cannot);
 //! - no call at or after the window's end (`window_ends_at`, already net of the safety
 //!   margin);
 //! - time comes only from the injected clock; [`job::run_once`] never sleeps, the loop
