@@ -11,9 +11,9 @@
 //!   text, taken from `faceid_receiver::store::sql`; same body and result bytes). The
 //!   per-callback baseline.
 //! - `pg-batched`: the batched ceiling on PostgreSQL: `--clients` loops each committing
-//!   batches of callbacks with group commit's own set-based statements
-//!   (`store::pg_batch::ACCEPT_ROUND`, then `GET_VERIFICATIONS`, in one transaction), batch
-//!   sizes replayed from `--sizes` (the distribution our server formed).
+//!   batches of callbacks with group commit's own writer (`store::pg_batch::write_batch`, on
+//!   connections made as group commit's are), batch sizes replayed from `--sizes` (the
+//!   distribution our server formed).
 //! - `sqlite-baseline`: the same transaction as a raw sqlx loop on N tasks against a SQLite
 //!   file (WAL, synchronous=FULL, `BEGIN IMMEDIATE`), for a fixed duration; with `--sizes`,
 //!   N callbacks per transaction (the batched ceiling on SQLite).
@@ -22,7 +22,7 @@
 //!
 //! Callbacks are signed just before sending (SHA-1 over ~3.6 KB: microseconds), not
 //! pre-generated: a fixed duration has no fixed count. The baselines bind one precomputed
-//! payload (only the biz_id varies), so no client work is timed there.
+//! payload (only the biz_id varies), so little client work is timed there.
 //!
 //! `LOADGEN_FAKE_EXTRA_ACK=N` (self-test of the durability check only) makes `http` list N
 //! extra biz_ids that were never sent, as if they had been acknowledged.
@@ -225,7 +225,65 @@ struct Tally {
 
 /// Prints the run's JSON line: `ok` operations, `rate` callbacks/s (= operations/s for
 /// `http`), `tx_rate` operations/s, latency percentiles per operation.
-fn report(label: &str, concurrency: usize, elapsed: Duration, tallies: &[Tally]) {
+/// CPU used during a measured window, in clock ticks: the whole machine's busy time (every
+/// core: user, nice, system, irq, softirq, steal from `/proc/stat`) and this process's own
+/// (user + system from `/proc/self/stat`). Beside the rate it says where a difference between
+/// two runs comes from: a run that keeps the 2 cores busy is bound by CPU per callback, one
+/// that leaves them idle by waiting.
+#[derive(Clone, Copy, Default)]
+struct CpuTicks {
+    machine_busy: u64,
+    machine_all: u64,
+    own: u64,
+}
+
+impl CpuTicks {
+    fn now() -> Self {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let fields: Vec<u64> = stat
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .take(8)
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        let field = |i: usize| fields.get(i).copied().unwrap_or(0);
+        // user nice system idle iowait irq softirq steal
+        let machine_all = fields.iter().sum();
+        let machine_busy = machine_all - field(3) - field(4);
+        let own_stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        // After the command name in parentheses: field 3 is the state; utime and stime are
+        // fields 14 and 15.
+        let after_name = own_stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest)
+            .unwrap_or("");
+        let own_fields: Vec<u64> = after_name
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        let own =
+            own_fields.get(11).copied().unwrap_or(0) + own_fields.get(12).copied().unwrap_or(0);
+        Self {
+            machine_busy,
+            machine_all,
+            own,
+        }
+    }
+
+    fn since(self, before: Self) -> Self {
+        Self {
+            machine_busy: self.machine_busy.saturating_sub(before.machine_busy),
+            machine_all: self.machine_all.saturating_sub(before.machine_all),
+            own: self.own.saturating_sub(before.own),
+        }
+    }
+}
+
+fn report(label: &str, concurrency: usize, window: &Window, tallies: &[Tally]) {
+    let elapsed = window.elapsed;
     let mut latencies: Vec<u32> = Vec::new();
     let (mut failures, mut callbacks) = (0, 0);
     for tally in tallies {
@@ -243,13 +301,30 @@ fn report(label: &str, concurrency: usize, elapsed: Duration, tallies: &[Tally])
     };
     let ok = latencies.len();
     let seconds = elapsed.as_secs_f64();
+    // Per measured callback: the machine's busy CPU (every process: server, database, this
+    // load generator) and this load generator's own, in ms; `busy` is the share of all cores.
+    // `/proc`'s clock ticks per second, from the window itself: every core's ticks (busy and
+    // idle) add up to the wall time of the window on each core.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let ticks = (window.cpu.machine_all as f64 / (seconds * cores)).max(1.0);
+    let per_callback_ms = |t: u64| t as f64 / ticks * 1000.0 / (callbacks.max(1) as f64);
+    let cpu = window.cpu;
     println!(
-        "{{\"mode\":\"{label}\",\"concurrency\":{concurrency},\"ok\":{ok},\"callbacks\":{callbacks},\"failures\":{failures},\"seconds\":{seconds:.3},\"rate\":{:.1},\"tx_rate\":{:.1},\"p50_ms\":{:.2},\"p99_ms\":{:.2}}}",
+        "{{\"mode\":\"{label}\",\"concurrency\":{concurrency},\"ok\":{ok},\"callbacks\":{callbacks},\"failures\":{failures},\"seconds\":{seconds:.3},\"rate\":{:.1},\"tx_rate\":{:.1},\"p50_ms\":{:.2},\"p99_ms\":{:.2},\"machine_cpu_ms\":{:.3},\"client_cpu_ms\":{:.3},\"machine_busy\":{:.3}}}",
         callbacks as f64 / seconds,
         ok as f64 / seconds,
         pct(0.50),
         pct(0.99),
+        per_callback_ms(cpu.machine_busy),
+        per_callback_ms(cpu.own),
+        cpu.machine_busy as f64 / cpu.machine_all.max(1) as f64,
     );
+}
+
+/// The measured window of a run: its length and the CPU used in it.
+struct Window {
+    elapsed: Duration,
+    cpu: CpuTicks,
 }
 
 /// Runs `concurrency` loops of `op` for 1 s of warm-up, then `duration` s measured. `op`
@@ -258,7 +333,7 @@ async fn run_loops<F, Fut>(
     concurrency: usize,
     duration: f64,
     op: F,
-) -> anyhow::Result<(Duration, Vec<Tally>)>
+) -> anyhow::Result<(Window, Vec<Tally>)>
 where
     F: Fn() -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Option<Done>> + Send,
@@ -266,6 +341,10 @@ where
     let warm_until = Instant::now() + Duration::from_secs(1);
     let start = warm_until;
     let end = start + Duration::from_secs_f64(duration);
+    let cpu_at_start = tokio::spawn(async move {
+        tokio::time::sleep_until(start.into()).await;
+        CpuTicks::now()
+    });
     let tasks: Vec<_> = (0..concurrency)
         .map(|_| {
             let op = op.clone();
@@ -299,7 +378,11 @@ where
         tallies.push(task.await?);
     }
     // Requests still in flight at `end` finish after it; they were started inside the window.
-    Ok((start.elapsed(), tallies))
+    let window = Window {
+        elapsed: start.elapsed(),
+        cpu: CpuTicks::now().since(cpu_at_start.await?),
+    };
+    Ok((window, tallies))
 }
 
 /// Prints the first few errors of a run, then only counts them.
@@ -373,7 +456,7 @@ async fn http(
             }
         }
     };
-    let (elapsed, mut tallies) = run_loops(concurrency, duration, op).await?;
+    let (window, mut tallies) = run_loops(concurrency, duration, op).await?;
     let fake: usize = std::env::var("LOADGEN_FAKE_EXTRA_ACK")
         .ok()
         .and_then(|n| n.parse().ok())
@@ -397,7 +480,7 @@ async fn http(
         }
         std::fs::write(&path, text)?;
     }
-    report("http", concurrency, elapsed, &tallies);
+    report("http", concurrency, &window, &tallies);
     Ok(())
 }
 
@@ -432,7 +515,7 @@ fn quote(text: &str) -> String {
 }
 
 /// The pgbench transaction: the statements of `accept_signed` for a signed final notify
-/// (`JobEffect::CancelPending`), bound to the seed's bytes, with a unique biz_id per
+/// (`JobEffect::CancelPending`; the outbox's `verification.completed` row included), bound to the seed's bytes, with a unique biz_id per
 /// transaction (client id + a random 60-bit number) and a timestamp that only varies with it.
 fn pgbench_script() -> String {
     let w = write_for(SEED_BIZ_ID);
@@ -471,12 +554,25 @@ fn pgbench_script() -> String {
         ],
     );
     let cancel = bind_literally(sql::CANCEL_PENDING_JOB, &[biz, now]);
+    // The outbox row our transaction writes for a final result (`verification.completed`),
+    // with an id unique per transaction as `push::event::new_event_id`'s are.
+    let event_id = "('evt_' || :client_id::text || '_' || :r::text)";
+    let outbox = bind_literally(
+        sql::INSERT_EVENT,
+        &[
+            event_id,
+            &quote(faceid_receiver::store::VERIFICATION_COMPLETED),
+            biz,
+            "NULL",
+            now,
+        ],
+    );
     let read = bind_literally(sql::GET_VERIFICATION, &[biz]);
     format!(
         "-- Generated by `faceid-loadgen pgbench-script`: accept_signed for one\n\
          -- signed final notify (CancelPending), body {} bytes, result {} bytes.\n\
          \\set r random(1, 1152921504606846975)\n\
-         BEGIN;\n{merge};\n{journal};\n{cancel};\n{read};\nCOMMIT;\n",
+         BEGIN;\n{merge};\n{journal};\n{cancel};\n{outbox};\n{read};\nCOMMIT;\n",
         w.body.len(),
         w.data.len()
     )
@@ -494,75 +590,66 @@ fn fresh_batch(count: usize) -> Vec<String> {
     biz_ids
 }
 
-/// The batched ceiling on PostgreSQL: `clients` loops, each transaction one batch written by
-/// [`pg_batch::ACCEPT_ROUND`] (bound exactly as `store::postgres::write_round` binds a round
-/// of signed final notifies: merge, journal, cancel the pending job, no job to ensure) and
-/// read back by [`pg_batch::GET_VERIFICATIONS`], as group commit does.
+/// The batched ceiling on PostgreSQL: `clients` loops, each writing one batch at a time with
+/// group commit's own writer, [`pg_batch::write_batch`] (the very function our server's
+/// writers call, so its statements, its round trips and its transaction are ours), on
+/// connections made as group commit's are ([`pg_batch::writer_options`]). Each member is
+/// the seed callback as the handler hands it over for a signed final notify (merge, journal,
+/// cancel the pending job, the outbox event), with only the biz_id changed.
 async fn pg_batched(
     url: String,
     clients: usize,
     sizes: BatchSizes,
     duration: f64,
 ) -> anyhow::Result<()> {
-    use sqlx::postgres::PgPoolOptions;
+    use faceid_receiver::store::{CallbackKind, JobEffect, NewCallback};
+    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    use std::str::FromStr;
     let pool = PgPoolOptions::new()
         .max_connections(clients as u32)
         .min_connections(clients as u32)
-        .connect(&url)
+        .connect_with(pg_batch::writer_options(&PgConnectOptions::from_str(&url)?))
         .await?;
-    let write = |pool: sqlx::PgPool, w: Arc<Write>, biz_ids: Vec<String>| async move {
-        let n = biz_ids.len();
-        let mut tx = pool.begin().await?;
-        let written: Vec<(String, i32)> = sqlx::query_as(pg_batch::ACCEPT_ROUND)
-            .bind(&biz_ids)
-            .bind(vec![SEED_BIZ_NO; n])
-            .bind(vec!["OK"; n])
-            .bind(vec![3_i32; n])
-            .bind(vec!["PASS"; n])
-            .bind(vec![89.5_f64; n])
-            .bind(vec!["notify"; n])
-            .bind(vec![true; n])
-            .bind(vec![w.data.as_str(); n])
-            .bind(vec![NOW_MS; n])
-            .bind(vec!["notify"; n])
-            .bind(&biz_ids)
-            .bind(vec![true; n])
-            .bind(vec![None::<&str>; n])
-            .bind(vec![NOW_MS; n])
-            .bind(vec!["127.0.0.1"; n])
-            .bind(vec![FORM; n])
-            .bind(vec![w.body_sha256.as_str(); n])
-            .bind(vec![w.body.len() as i64; n])
-            .bind(vec![w.body.as_slice(); n])
-            .bind(&biz_ids)
-            .bind(vec![NOW_MS; n])
-            .bind(Vec::<&str>::new())
-            .bind(Vec::<i64>::new())
-            .bind(Vec::<i64>::new())
-            .bind(Vec::<i32>::new())
-            .bind(Vec::<i64>::new())
-            .bind(vec!["current"; n])
-            // Final results: each gets its outbox event, as `write_round` binds them.
-            .bind(
-                (0..n)
-                    .map(|_| faceid_receiver::push::event::new_event_id())
-                    .collect::<Vec<_>>(),
-            )
-            .fetch_all(&mut *tx)
-            .await?;
-        let records = sqlx::query(pg_batch::GET_VERIFICATIONS)
-            .bind(&biz_ids)
-            .fetch_all(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        if written.len() != n || records.len() != n {
-            return Err(sqlx::Error::Protocol(format!(
-                "batch of {n}: {} written, {} read back",
-                written.len(),
-                records.len()
-            )));
+    let seed = faceid_receiver::protocol::payload::parse_callback_data(SEED.as_bytes())
+        .map_err(|e| anyhow::anyhow!("the seed callback: {e}"))?;
+    let (result, _) = faceid_receiver::megvii::signed_callback(&seed, CallbackKind::Notify);
+    let write = move |pool: sqlx::PgPool, w: Arc<Write>, biz_ids: Vec<String>| {
+        let result = result.clone();
+        async move {
+            let n = biz_ids.len();
+            let members: Vec<pg_batch::Member> = biz_ids
+                .into_iter()
+                .map(|biz_id| pg_batch::Member {
+                    entry: NewCallback {
+                        kind: CallbackKind::Notify,
+                        biz_id: Some(biz_id.clone()),
+                        verified: true,
+                        reason: None,
+                        received_at: NOW_MS,
+                        remote_addr: Some("127.0.0.1".into()),
+                        content_type: Some(FORM.into()),
+                        body_sha256: w.body_sha256.clone(),
+                        body_len: w.body.len() as i64,
+                        body: w.body.clone(),
+                        key_id: Some("current".into()),
+                    },
+                    result: faceid_receiver::store::IncomingResult {
+                        biz_id,
+                        result: w.data.clone(),
+                        ..result.clone()
+                    },
+                    job: JobEffect::CancelPending,
+                })
+                .collect();
+            let accepted = pg_batch::write_batch(&pool, &members).await?;
+            if accepted.len() != n {
+                return Err(sqlx::Error::Protocol(format!(
+                    "batch of {n}: {} accepted",
+                    accepted.len()
+                )));
+            }
+            Ok(())
         }
-        Ok(())
     };
     batched_loops("pg-batched", pool, clients, sizes, duration, write).await
 }
@@ -666,8 +753,8 @@ where
             errors.outcome(label, write(pool, w, biz_ids).await, n)
         }
     };
-    let (elapsed, tallies) = run_loops(clients, duration, op).await?;
-    report(label, clients, elapsed, &tallies);
+    let (window, tallies) = run_loops(clients, duration, op).await?;
+    report(label, clients, &window, &tallies);
     Ok(())
 }
 

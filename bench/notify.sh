@@ -11,7 +11,8 @@
 # - the batched ceiling: the database ingesting the same rows with group commit's own
 #   statements, at the batch sizes our server formed in the run just before (read from the
 #   `faceid_group_commit_batch_size` histogram on /metrics, before and after), from a client
-#   with nothing in front (`loadgen pg-batched`: ACCEPT_ROUND + read back per transaction;
+#   with nothing in front (`loadgen pg-batched`: each batch written by group commit's own
+#   writer, `store::pg_batch::write_batch`, on connections made as group commit's are;
 #   SQLite: `loadgen sqlite-baseline --sizes`, N callbacks per transaction). On PostgreSQL it
 #   runs max(1, round(N / mean batch size)) concurrent transactions (the same callbacks in
 #   flight); on SQLite one writer loop, as our server has;
@@ -215,20 +216,28 @@ mean_batch = sum(s * n for s, n in sizes) / max(1, sum(n for _, n in sizes))
 acked = sum(o["durability"]["acked"] for o in ours)
 missing = sum(o["durability"]["missing"] for o in ours)
 per_p50 = med(r["p50_ms"] for r in per)
+# Machine CPU per callback and busy share of the cores, medians (runs before the load
+# generator reported them show "-").
+def cpu(runs, key, digits=3):
+    values = [r[key] for r in runs if key in r]
+    return f"{med(values):.{digits}f}" if values else "-"
 load = runs[0]["uptime_at_start"].split("load average:")[-1].split(",")[0].strip()
 print(f"{c:<5} {b:9.1f} {p:9.1f} {rate:9.1f} {rate / b:6.2f} {min(ratios):5.2f}-{max(ratios):<5.2f}"
       f" {rate / p:6.2f} {mean_batch:6.1f} {batched[0]['concurrency']:4d}"
       f" {med(o['p50_ms'] for o in ours):7.2f} {per_p50:7.2f} {med(o['p99_ms'] for o in ours):7.2f}"
       f" {acked:7d} {missing:5d} {sum(o['failures'] for o in ours):5d} {rss:>6}"
-      f" {med(o['cpu_ms'] for o in ours):6.2f}  {load}")
+      f" {med(o['cpu_ms'] for o in ours):6.2f}"
+      f" {cpu(ours, 'machine_cpu_ms'):>7} {cpu(batched, 'machine_cpu_ms'):>7}"
+      f" {cpu(ours, 'machine_busy', 2):>6} {cpu(batched, 'machine_busy', 2):>6}  {load}")
 PY
     rm -f "$WORK/cell.jsonl"
 }
 
 row_header() {
     echo "# cb/s = callbacks made durable per second (medians); ratios of medians; p50/p99 per request (ours) or per transaction"
-    printf '%-5s %9s %9s %9s %6s %11s %6s %6s %4s %7s %7s %7s %7s %5s %5s %6s %6s  %s\n' \
-        conc batched "$1" ours ours/b range ours/p batch cl "p50 ms" "$2" "p99 ms" 2xx miss non2x "RSS M" "cpu ms" "load1"
+    echo "# cpu ms: the server's CPU per request; m.cpu: the whole machine's busy CPU per measured callback (server, database, load generator), ours (o) and batched (b); busy: share of all cores in use"
+    printf '%-5s %9s %9s %9s %6s %11s %6s %6s %4s %7s %7s %7s %7s %5s %5s %6s %6s %7s %7s %6s %6s  %s\n' \
+        conc batched "$1" ours ours/b range ours/p batch cl "p50 ms" "$2" "p99 ms" 2xx miss non2x "RSS M" "cpu ms" "m.cpu o" "m.cpu b" "busy o" "busy b" "load1"
 }
 
 echo "# faceid-receiver notify throughput — $(date -u +%Y-%m-%dT%H:%M:%SZ), git $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src crates bench || echo ' (modified)')"
@@ -253,7 +262,7 @@ if [[ " $ENGINES " == *" postgres "* ]]; then
         >"$OUT/pgbench/script.txt"
     start_server "$PG_URL"
     echo
-    echo "## PostgreSQL: ours vs batched ceiling (pg-batched: ACCEPT_ROUND + read back, same batch sizes) vs per-callback pgbench (-M prepared)"
+    echo "## PostgreSQL: ours vs batched ceiling (pg-batched: group commit's own writer, same batch sizes) vs per-callback pgbench (-M prepared)"
     row_header "pgbench" "pgb p50"
     for c in $CONCURRENCY; do
         j=$(( c < 2 ? c : 2 ))

@@ -343,7 +343,7 @@ pub fn signed_callback(
     kind: CallbackKind,
 ) -> (IncomingResult, Vec<NewImage>) {
     let (text, images) =
-        cut_images(&result.raw).unwrap_or_else(|| (result.raw.clone(), Vec::new()));
+        cut_images(&result.raw, &result.view).unwrap_or_else(|| (result.raw.clone(), Vec::new()));
     let incoming = IncomingResult::new(
         result.biz_id.as_str(),
         &result.fields,
@@ -357,15 +357,14 @@ pub fn signed_callback(
 /// Images in a signed callback's result text (FaceID documents that callbacks carry none,
 /// but a result must not hold pictures wherever it came from): when at least one decodes,
 /// the result without its image keys, as get_result answers are stored, and the images;
-/// `None` when there is nothing to cut, so that the stored text stays FaceID's bytes. Never
-/// fails: text that is not an object has nothing to cut.
-fn cut_images(raw: &str) -> Option<(String, Vec<NewImage>)> {
-    let (_, object) = payload::parse_object(raw.as_bytes()).ok()?;
-    if !holds_images(&object) {
+/// `None` when there is nothing to cut, so that the stored text stays FaceID's bytes.
+/// `object` is `raw`'s derived view, as the callback was parsed: not parsed again.
+fn cut_images(raw: &str, object: &Map<String, Value>) -> Option<(String, Vec<NewImage>)> {
+    if !holds_images(object) {
         return None;
     }
-    let images = images_in(&object);
-    (!images.is_empty()).then(|| (stored_without_images(raw, object), images))
+    let images = images_in(object);
+    (!images.is_empty()).then(|| (stored_without_images(raw, object.clone()), images))
 }
 
 fn is_image_key(key: &str) -> bool {

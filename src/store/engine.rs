@@ -294,6 +294,9 @@ pub(super) fn split_image_names(text: Option<&str>) -> Vec<String> {
 pub struct EngineStore<P> {
     pub(super) pool: P,
     pub(super) group: Option<GroupCommit>,
+    /// The pool group commit's writers use (PostgreSQL: connections of their own; SQLite:
+    /// `pool` itself), `None` when group commit is off. Closed with `pool`.
+    pub(super) group_pool: Option<P>,
     pub(super) keys: Keyring,
 }
 
@@ -303,6 +306,12 @@ impl<P> EngineStore<P> {
     #[doc(hidden)]
     pub fn pool(&self) -> &P {
         &self.pool
+    }
+
+    /// The pool group commit writes with, for the same tests.
+    #[doc(hidden)]
+    pub fn group_commit_pool(&self) -> Option<&P> {
+        self.group_pool.as_ref()
     }
 }
 
@@ -320,10 +329,12 @@ impl<P> EngineStore<P> {
 /// - `begin_write`: `async fn(&$pool) -> Result<Transaction<'static, DB>, sqlx::Error>`, how
 ///   a write transaction begins (PostgreSQL: a plain `BEGIN`; SQLite: `BEGIN IMMEDIATE`, so
 ///   that a transaction that reads first never fails upgrading its lock);
-/// - `accept_batch`: `async fn(&mut $connection, &[Member]) -> Result<Vec<Accepted>,
-///   sqlx::Error>`, which applies a group-commit batch inside the caller's transaction with
-///   the effects of `accept_in` member by member ([`super::group`]). `accept_each`, defined
-///   here, is exactly that; an engine may pass its own set-based writer instead;
+/// - `write_batch`: `async fn(&$pool, &[Member]) -> Result<Vec<Accepted>, sqlx::Error>`,
+///   which applies a group-commit batch atomically with the effects of `accept_in` member by
+///   member ([`super::group`]), and commits it. `write_each`, defined here, is exactly that
+///   (one transaction, `accept_in` per member); an engine may pass its own writer instead;
+/// - `group_commit_pool`: `fn(&$pool) -> $pool`, the pool the writers use (the engine's
+///   own, or one with connections of their own);
 /// - `group_commit_writers`: how many group-commit transactions may be open at once.
 ///
 /// It also defines `EngineStore<$pool>::new(pool, options)`, which the engine's `connect`
@@ -338,7 +349,8 @@ macro_rules! impl_store {
         lease_due_jobs: $lease_due_jobs:expr,
         lease_deliveries: $lease_deliveries:expr,
         begin_write: $begin_write:path,
-        accept_batch: $accept_batch:path,
+        write_batch: $write_batch:path,
+        group_commit_pool: $group_commit_pool:path,
         group_commit_writers: $writers:expr $(,)?
     ) => {
         const _: () = {
@@ -374,12 +386,18 @@ macro_rules! impl_store {
                 /// The store over an open `pool`, with group commit's writers started when
                 /// `options` turn it on.
                 fn new(pool: $pool, options: &ConnectOptions) -> Self {
-                    let group = options
-                        .group_commit
-                        .then(|| spawn_group_commit(pool.clone(), options.group_commit_max));
+                    let group_pool = options.group_commit.then(|| $group_commit_pool(&pool));
+                    let group = group_pool.as_ref().map(|group_pool| {
+                        spawn_group_commit(
+                            group_pool.clone(),
+                            pool.clone(),
+                            options.group_commit_max,
+                        )
+                    });
                     Self {
                         pool,
                         group,
+                        group_pool,
                         keys: options.keys.clone(),
                     }
                 }
@@ -613,16 +631,18 @@ macro_rules! impl_store {
                 Ok((outcome, record))
             }
 
-            /// A group-commit batch, member after member in the one transaction.
-            #[allow(dead_code)] // an engine with a set-based writer does not use it
-            async fn accept_each(
-                conn: &mut $conn,
+            /// A group-commit batch, member after member in one transaction.
+            #[allow(dead_code)] // an engine with a writer of its own does not use it
+            async fn write_each(
+                pool: &$pool,
                 members: &[Member],
             ) -> Result<Vec<Accepted>, sqlx::Error> {
+                let mut tx = $begin_write(pool).await?;
                 let mut accepted = Vec::with_capacity(members.len());
                 for m in members {
-                    accepted.push(accept_in(conn, &m.entry, &m.result, m.job).await?);
+                    accepted.push(accept_in(&mut tx, &m.entry, &m.result, m.job).await?);
                 }
+                tx.commit().await?;
                 Ok(accepted)
             }
 
@@ -649,22 +669,17 @@ macro_rules! impl_store {
                 Ok(())
             }
 
-            /// Group commit for `accept_signed` on `pool`: see [`super::group`]. A batch is
-            /// written by `$accept_batch`; when it fails, each member is retried alone by
-            /// `accept_in`.
-            fn spawn_group_commit(pool: $pool, max: usize) -> GroupCommit {
-                let one_pool = pool.clone();
+            /// Group commit for `accept_signed`: see [`super::group`]. A batch is written by
+            /// `$write_batch` on `group_pool`; when it fails, each member is retried alone by
+            /// `accept_in` on `pool`.
+            fn spawn_group_commit(group_pool: $pool, pool: $pool, max: usize) -> GroupCommit {
+                let one_pool = pool;
                 GroupCommit::spawn(
                     max,
                     $writers,
                     move |members: Arc<Vec<Member>>| {
-                        let pool = pool.clone();
-                        async move {
-                            let mut tx = $begin_write(&pool).await?;
-                            let accepted = $accept_batch(&mut tx, &members).await?;
-                            tx.commit().await?;
-                            Ok(accepted)
-                        }
+                        let pool = group_pool.clone();
+                        async move { $write_batch(&pool, &members).await }
                     },
                     move |members: Arc<Vec<Member>>, i: usize| {
                         let pool = one_pool.clone();
@@ -697,6 +712,9 @@ macro_rules! impl_store {
 
                 async fn close(&self) {
                     self.pool.close().await;
+                    if let Some(group_pool) = &self.group_pool {
+                        group_pool.close().await;
+                    }
                 }
             }
 

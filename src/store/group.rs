@@ -33,7 +33,7 @@ use super::{
 pub(super) type Accepted = (MergeOutcome, Verification);
 
 /// One queued `accept_signed` call.
-pub(super) struct Member {
+pub struct Member {
     pub entry: NewCallback,
     pub result: IncomingResult,
     pub job: JobEffect,

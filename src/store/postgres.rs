@@ -9,16 +9,20 @@
 //! single conditional write, which PostgreSQL re-checks against the latest row version, or
 //! an upsert that locks the row it conflicts with.
 //!
-//! Group commit is set-based here ([`accept_batch`]): a batch's members are bound as arrays
-//! and applied by two statements (merge + journal + follow-up, then the read back) whatever
-//! the batch size, instead of four round trips per member. PostgreSQL's cost per callback is
-//! mostly per statement (round trip, executor start, wake-ups on both sides), not the flush,
-//! which concurrent sessions already share. The statements are built from the same fragments
+//! Group commit is set-based here ([`write_batch`]): a batch's members are bound as arrays
+//! and applied by one statement (merge + journal + follow-up + outbox, returning the records
+//! written) whatever the batch size, and that statement is the batch's whole transaction:
+//! one round trip per batch instead of four per member. PostgreSQL's cost per callback is
+//! mostly per statement (round trip, planning, executor start, wake-ups on both sides), not
+//! the flush, which concurrent sessions already share; group commit's own connections plan
+//! the statement once ([`writer_options`]). The statements are built from the same fragments
 //! as the single-row ones in [`super::sql`], so the merge rule exists once.
 //!
-//! Lock order (why batches cannot deadlock each other): every batch locks its
-//! `verifications` rows first, in biz_id order (batches are sorted), before any `fetch_jobs`
-//! row, and touches a `fetch_jobs` row only for a biz_id whose record row it already holds.
+//! Lock order: every batch locks its rows in biz_id order (batches are sorted), and all
+//! batches run the one statement with the one generic plan, so they take the two tables'
+//! rows in the same order as each other. A deadlock with another writer (the fetcher, a
+//! return GET on the same biz_id) aborts the batch with SQLSTATE 40P01, and group commit
+//! retries its members one by one: slower, not wrong.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -67,20 +71,21 @@ async fn begin_write(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sq
 
 /// One round of a batch (distinct biz_ids, in biz_id order), in one statement: the merge rule
 /// for every member, their journal rows (in batch order), the cancelled and the ensured jobs.
-/// Returns `(biz_id, revision)` for each member whose merge wrote (no row: the record was
-/// kept, and its journal row says `duplicate`, as `engine::journal_outcome` does).
+/// Returns, for each member whose merge wrote, its record as [`GET_VERIFICATIONS`] would read
+/// it right after the statement, and its new `revision` (no row: the record was kept, and its
+/// journal row says `duplicate`, as `engine::journal_outcome` does).
+///
+/// The record is assembled from the parts' own `RETURNING` rows, because a statement does
+/// not see its own writes: the `verifications` row as `merged` wrote it, and the follow-up
+/// job as `cancelled` or `ensured` left it, or else as it was when the statement began (so a
+/// job the fetcher updated while the statement ran shows its state from just before: only
+/// the `fetch_*` fields can lag that way, never the result).
 ///
 /// The outbox's insert (`completed`) is one more part of the same statement: no round trip,
-/// and it commits or rolls back with the merge it reports.
-///
-/// Order of effects: PostgreSQL's executor runs the outer query (reading `merged`) first and
-/// the unreferenced data-modifying parts to completion after it, so the record rows are locked
-/// before any job row. (The documentation leaves that order open; were it ever different, a
-/// deadlock would abort one batch with SQLSTATE 40P01 and group commit would retry its members
-/// one by one: slower, not wrong.) No two parts touch one row: the round's biz_ids are
-/// distinct and each member has one job effect. As a prepared statement its plan is fixed per
-/// connection; the worst that can do is the cancel join reading every *pending* job
-/// (in-flight follow-ups only).
+/// and it commits or rolls back with the merge it reports. No two parts touch one row: the
+/// round's biz_ids are distinct and each member has one job effect. Planned once per
+/// connection (generic plan, [`writer_options`]); the worst that can do is the cancel join
+/// reading every *pending* job (in-flight follow-ups only).
 ///
 /// Binds arrays: results (biz_id, biz_no, status, status_rank, liveness, confidence, source,
 /// signed, result, now), journal (kind, biz_id, verified, reason, received_at, remote_addr,
@@ -100,7 +105,8 @@ pub const ACCEPT_ROUND: &str = concat!(
                                source, signed, result, now, ord) \
      ORDER BY ord ",
     super::sql::merge_rule!(),
-    "RETURNING biz_id, revision), \
+    "RETURNING biz_id, biz_no, status, liveness, confidence, source, signed, result, \
+               image_names, created_at, updated_at, purged_at, revision), \
      journal AS (",
     super::sql::insert_callback!(),
     "SELECT c.kind, c.biz_id, c.verified, \
@@ -117,7 +123,9 @@ pub const ACCEPT_ROUND: &str = concat!(
      cancelled AS (UPDATE fetch_jobs ",
     super::sql::cancel_job_set!(),
     ", updated_at = c.now FROM unnest($21::text[], $22::int8[]) AS c(biz_id, now) \
-       WHERE fetch_jobs.biz_id = c.biz_id AND fetch_jobs.state = 'pending'), \
+       WHERE fetch_jobs.biz_id = c.biz_id AND fetch_jobs.state = 'pending' \
+       RETURNING fetch_jobs.biz_id, fetch_jobs.state, fetch_jobs.calls_used, \
+                 fetch_jobs.next_at, fetch_jobs.last_error), \
      ensured AS (",
     super::sql::insert_job!(),
     "SELECT biz_id, 'pending', 0, next_at, window_ends_at, return_image, now, now \
@@ -125,16 +133,32 @@ pub const ACCEPT_ROUND: &str = concat!(
           AS e(biz_id, next_at, window_ends_at, return_image, now) ",
     super::sql::pending_job_on_conflict!(),
     super::sql::ensure_job_condition!(),
-    "), \
+    "RETURNING biz_id, state, calls_used, next_at, last_error), \
      completed AS (INSERT INTO push_events (id, type, subject, created_at) \
        SELECT p.id, 'verification.completed', p.biz_id, p.now \
        FROM unnest($1::text[], $29::text[], $10::int8[]) AS p(biz_id, id, now) \
             JOIN merged w ON w.biz_id = p.biz_id \
        WHERE p.id IS NOT NULL) \
-     SELECT biz_id, revision FROM merged"
+     SELECT m.biz_id, m.biz_no, m.status, m.liveness, m.confidence, m.source, m.signed, \
+            m.result, m.image_names, m.created_at, m.updated_at, m.purged_at, \
+            COALESCE(c.state, e.state, j.state) AS fetch_state, \
+            CASE WHEN c.biz_id IS NOT NULL THEN c.calls_used \
+                 WHEN e.biz_id IS NOT NULL THEN e.calls_used ELSE j.calls_used END \
+              AS fetch_calls_used, \
+            CASE WHEN c.biz_id IS NOT NULL THEN c.next_at \
+                 WHEN e.biz_id IS NOT NULL THEN e.next_at ELSE j.next_at END AS fetch_next_at, \
+            CASE WHEN c.biz_id IS NOT NULL THEN c.last_error \
+                 WHEN e.biz_id IS NOT NULL THEN e.last_error ELSE j.last_error END \
+              AS fetch_last_error, \
+            m.revision \
+     FROM merged m \
+          LEFT JOIN cancelled c ON c.biz_id = m.biz_id \
+          LEFT JOIN ensured e ON e.biz_id = m.biz_id \
+          LEFT JOIN fetch_jobs j ON j.biz_id = m.biz_id"
 );
 
-/// The records of one round, as [`super::sql::GET_VERIFICATION`] reads one. Binds: biz_ids.
+/// The records of some members of a round, as [`super::sql::GET_VERIFICATION`] reads one.
+/// Binds: biz_ids.
 ///
 /// One primary-key probe per biz_id, whatever the table statistics: the `OFFSET 0` keeps the
 /// planner from flattening the lateral subquery into a join, which it would otherwise plan
@@ -145,23 +169,86 @@ pub const GET_VERIFICATIONS: &str = concat!(
     "WHERE v.biz_id = k.biz_id OFFSET 0) AS r"
 );
 
+/// The pool group commit's writers use: connections of their own, one per writer, on which
+/// PostgreSQL plans each statement once ([`writer_options`]).
+fn group_commit_pool(pool: &PgPool) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(GROUP_COMMIT_WRITERS as u32)
+        .acquire_timeout(pool.options().get_acquire_timeout())
+        .connect_lazy_with(writer_options(&pool.connect_options()))
+}
+
+/// `options` for group commit's own connections: `plan_cache_mode = force_generic_plan`.
+/// [`ACCEPT_ROUND`] is large, and by default PostgreSQL plans it afresh for every batch (a
+/// custom plan for the arrays bound), which costs its backend more CPU than running it does
+/// (BENCHMARKS.md, Profile). The statement's plan does not depend on its values: the arrays
+/// are unnested and every table is reached by its primary key. Only group commit's statements
+/// run on these connections; elsewhere the optional filters (`$1 IS NULL OR …`) need custom
+/// plans to use their indexes.
+pub fn writer_options(options: &PgConnectOptions) -> PgConnectOptions {
+    options
+        .clone()
+        .options([("plan_cache_mode", "force_generic_plan")])
+}
+
 /// Group commit's batch writer: `accept_in`'s effects for every member, set-based. The batch
-/// is split into rounds of distinct biz_ids ([`super::group::rounds`]); each round is written
-/// by one statement and read back by another, so every member's record is the one its own
-/// writes left and a biz_id's members apply in order.
-async fn accept_batch(
+/// is split into rounds of distinct biz_ids ([`super::group::rounds`]), each written by one
+/// [`ACCEPT_ROUND`], which also returns the records it wrote: every member's record is the one
+/// its own writes left, and a biz_id's members apply in order.
+///
+/// A batch of one round (no biz_id twice: nearly always) is that one statement and nothing
+/// else. A single statement is a transaction of its own, so there is no `BEGIN` or `COMMIT`
+/// to wait for: one round trip per batch. A batch of several rounds is one transaction.
+///
+/// A member whose merge kept the stored record (a duplicate) has no row in the statement's
+/// answer: its record is read afterwards, after its biz_no is filled in if the record lacked
+/// one (as `merge` does). In a batch of several rounds that happens inside the transaction;
+/// in a batch of one round, after the statement committed. The member is answered only after
+/// both either way; a crash in between leaves its record without a biz_no that FaceID's
+/// retry of the unanswered delivery fills in.
+///
+/// Public (hidden) for the batched ceiling of `bench/notify.sh`, which writes its batches with
+/// this very function on connections made with [`writer_options`].
+pub async fn write_batch(
+    pool: &PgPool,
+    members: &[Member],
+) -> Result<Vec<(MergeOutcome, Verification)>, sqlx::Error> {
+    let rounds = super::group::rounds(members.iter().map(|m| m.result.biz_id.as_str()));
+    if rounds.len() == 1 {
+        let mut conn = pool.acquire().await?;
+        return accept_rounds(&mut conn, members, rounds).await;
+    }
+    let mut tx = pool.begin().await?;
+    let accepted = accept_rounds(&mut tx, members, rounds).await?;
+    tx.commit().await?;
+    Ok(accepted)
+}
+
+/// [`write_batch`]'s rounds, one after another on `conn`.
+async fn accept_rounds(
     conn: &mut PgConnection,
     members: &[Member],
+    rounds: Vec<Vec<usize>>,
 ) -> Result<Vec<Accepted>, sqlx::Error> {
     let mut accepted: Vec<Option<Accepted>> = vec![None; members.len()];
-    for round in super::group::rounds(members.iter().map(|m| m.result.biz_id.as_str())) {
+    for round in rounds {
         let round: Vec<(usize, &Member)> = round.into_iter().map(|i| (i, &members[i])).collect();
-        let outcomes = write_round(conn, &round).await?;
-        for ((_, m), outcome) in round.iter().zip(&outcomes) {
-            // As in `merge`: a kept record still learns a biz_no it lacked (rare: duplicates).
-            if *outcome == MergeOutcome::Unchanged
-                && let Some(biz_no) = &m.result.biz_no
-            {
+        let mut written = write_round(conn, &round).await?;
+        let mut kept = Vec::new();
+        for &(i, m) in &round {
+            match written.remove(&m.result.biz_id) {
+                Some((revision, record)) => {
+                    accepted[i] = Some((merge_outcome(Some(revision)), record));
+                }
+                None => kept.push((i, m)),
+            }
+        }
+        if kept.is_empty() {
+            continue;
+        }
+        for (_, m) in &kept {
+            // As in `merge`: a kept record still learns a biz_no it lacked.
+            if let Some(biz_no) = &m.result.biz_no {
                 sqlx::query(super::sql::FILL_BIZ_NO)
                     .bind(&m.result.biz_id)
                     .bind(biz_no)
@@ -169,12 +256,12 @@ async fn accept_batch(
                     .await?;
             }
         }
-        let mut records = read_round(conn, &round).await?;
-        for ((i, m), outcome) in round.iter().zip(outcomes) {
+        let mut records = read_records(conn, &kept).await?;
+        for (i, m) in kept {
             let record = records
                 .remove(&m.result.biz_id)
                 .ok_or(sqlx::Error::RowNotFound)?;
-            accepted[*i] = Some((outcome, record));
+            accepted[i] = Some((MergeOutcome::Unchanged, record));
         }
     }
     Ok(accepted
@@ -183,11 +270,20 @@ async fn accept_batch(
         .collect())
 }
 
-/// [`ACCEPT_ROUND`] for one round; the merge outcome of each member, in round order.
+/// A row of [`ACCEPT_ROUND`]'s answer: a record its merge wrote, and the new revision.
+#[derive(sqlx::FromRow)]
+struct WrittenRow {
+    #[sqlx(flatten)]
+    record: VerificationRow,
+    revision: i32,
+}
+
+/// [`ACCEPT_ROUND`] for one round: the revision and record of each member whose merge wrote,
+/// by biz_id (the others kept the stored record).
 async fn write_round(
     conn: &mut PgConnection,
     round: &[(usize, &Member)],
-) -> Result<Vec<MergeOutcome>, sqlx::Error> {
+) -> Result<HashMap<String, (i32, Verification)>, sqlx::Error> {
     let results: Vec<&IncomingResult> = round.iter().map(|(_, m)| &m.result).collect();
     let entries: Vec<&NewCallback> = round.iter().map(|(_, m)| &m.entry).collect();
     let result_text = |f: fn(&IncomingResult) -> Option<&str>| -> Vec<Option<&str>> {
@@ -197,7 +293,7 @@ async fn write_round(
         entries.iter().map(|e| f(e)).collect()
     };
     let jobs = JobEffects::of(round);
-    let written: Vec<(String, i32)> = sqlx::query_as(ACCEPT_ROUND)
+    let written: Vec<WrittenRow> = sqlx::query_as(ACCEPT_ROUND)
         .bind(result_text(|r| Some(&r.biz_id)))
         .bind(result_text(|r| r.biz_no.as_deref()))
         .bind(result_text(|r| Some(&r.status)))
@@ -240,11 +336,13 @@ async fn write_round(
         )
         .fetch_all(&mut *conn)
         .await?;
-    let revisions: HashMap<String, i32> = written.into_iter().collect();
-    Ok(results
-        .iter()
-        .map(|r| merge_outcome(revisions.get(&r.biz_id).copied()))
-        .collect())
+    written
+        .into_iter()
+        .map(|row| {
+            let record = Verification::try_from(row.record)?;
+            Ok((record.biz_id.clone(), (row.revision, record)))
+        })
+        .collect()
 }
 
 /// A round's job effects as the arrays [`ACCEPT_ROUND`] binds: the members to cancel, and the
@@ -284,12 +382,12 @@ impl<'a> JobEffects<'a> {
     }
 }
 
-/// The round's records by biz_id.
-async fn read_round(
+/// The records of `members`, by biz_id.
+async fn read_records(
     conn: &mut PgConnection,
-    round: &[(usize, &Member)],
+    members: &[(usize, &Member)],
 ) -> Result<HashMap<String, Verification>, sqlx::Error> {
-    let biz_ids: Vec<&str> = round
+    let biz_ids: Vec<&str> = members
         .iter()
         .map(|(_, m)| m.result.biz_id.as_str())
         .collect();
@@ -310,6 +408,7 @@ impl_store! {
     lease_due_jobs: LEASE_DUE_JOBS,
     lease_deliveries: LEASE_DELIVERIES,
     begin_write: begin_write,
-    accept_batch: accept_batch,
+    write_batch: write_batch,
+    group_commit_pool: group_commit_pool,
     group_commit_writers: GROUP_COMMIT_WRITERS,
 }

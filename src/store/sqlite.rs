@@ -88,7 +88,9 @@ impl_store! {
     // Member after member in the batch's one transaction: SQLite's cost per callback is the
     // commit's fsync, which the batch already shares; its statements are in-process calls,
     // so there are no round trips to save by going set-based.
-    accept_batch: accept_each,
+    write_batch: write_each,
+    // One pool: SQLite's writers serialize on the file's lock anyway.
+    group_commit_pool: SqlitePool::clone,
     // SQLite has one writer at a time (`BEGIN IMMEDIATE`): a second group-commit
     // transaction would only wait for the first one's lock.
     group_commit_writers: 1,

@@ -4,7 +4,7 @@
 //! says) and foreign keys on; on PostgreSQL a pooled connection commits with
 //! `synchronous_commit = on`. A build that weakened either would otherwise pass every test.
 
-use faceid_receiver::store::{ConnectOptions, PgStore, SqliteStore};
+use faceid_receiver::store::{ConnectOptions, Database, PgStore, SqliteStore};
 use sqlx::pool::PoolConnection;
 
 use crate::common;
@@ -95,6 +95,29 @@ async fn a_pooled_postgres_connection_commits_with_synchronous_commit_on() {
         assert_eq!(fsync, "on", "the server flushes its WAL");
     }
     drop(held);
-    store.pool().close().await;
+    // Group commit writes on connections of its own: they commit as durably, and plan its
+    // statement once (generic plans), which the rest of the pool does not.
+    let group_pool = store
+        .group_commit_pool()
+        .expect("group commit is on by default");
+    let mut writer = group_pool.acquire().await.unwrap();
+    let setting: String = sqlx::query_scalar("SHOW synchronous_commit")
+        .fetch_one(&mut *writer)
+        .await
+        .unwrap();
+    assert_eq!(setting, "on", "group commit's own connections");
+    let plans: String = sqlx::query_scalar("SHOW plan_cache_mode")
+        .fetch_one(&mut *writer)
+        .await
+        .unwrap();
+    assert_eq!(plans, "force_generic_plan");
+    let mut other = store.pool().acquire().await.unwrap();
+    let plans: String = sqlx::query_scalar("SHOW plan_cache_mode")
+        .fetch_one(&mut *other)
+        .await
+        .unwrap();
+    assert_eq!(plans, "auto", "the rest of the pool keeps custom plans");
+    drop((writer, other));
+    store.close().await;
     db.drop_database().await;
 }

@@ -127,6 +127,9 @@ pub struct CallbackResult {
     pub fields: ResultFields,
     /// The `data` text exactly as signed.
     pub raw: String,
+    /// The derived view of `raw` ([`parse_object`]), kept so that nothing parses `raw` again
+    /// (a callback's images are cut from it).
+    pub view: Map<String, Value>,
 }
 
 impl std::fmt::Debug for CallbackResult {
@@ -163,6 +166,17 @@ pub enum DataError {
 /// Only the envelope can be refused; what the object holds never is.
 pub fn parse_object(data: &[u8]) -> Result<(&str, Map<String, Value>), DataError> {
     let text = std::str::from_utf8(data).map_err(|_| DataError::NotUtf8)?;
+    // The common case in one pass: serde_json reads the whole text as one object with only
+    // whitespace after it, which is the envelope exactly, and the view is the object as it is.
+    if let Ok(object) = serde_json::from_str::<Map<String, Value>>(text) {
+        return Ok((text, object));
+    }
+    checked_object(text).map(|object| (text, object))
+}
+
+/// [`parse_object`] the long way, for what serde_json will not read as a `Map` at once: the
+/// envelope checked for syntax alone, then the view built as the module header describes.
+fn checked_object(text: &str) -> Result<Map<String, Value>, DataError> {
     // Syntax only: `IgnoredAny` checks every token (escapes, numbers, control characters)
     // without asking whether serde_json could represent the value.
     let mut stream = serde_json::Deserializer::from_str(text).into_iter::<IgnoredAny>();
@@ -187,7 +201,7 @@ pub fn parse_object(data: &[u8]) -> Result<(&str, Map<String, Value>), DataError
     if !json.trim_start().starts_with('{') {
         return Err(DataError::NotAnObject);
     }
-    Ok((text, view(json)))
+    Ok(view(json))
 }
 
 /// The derived view of a syntactically valid JSON object. Tried in order: the object as it
@@ -335,6 +349,7 @@ pub fn parse_callback_data(data: &[u8]) -> Result<CallbackResult, DataError> {
         biz_id,
         fields: result_fields(&object),
         raw: text.to_owned(),
+        view: object,
     })
 }
 
@@ -404,6 +419,30 @@ pub(crate) mod tests {
     pub const SEED_OK: &str = include_str!("../../../tests/vectors/seed_get_result_ok.json");
     /// The RAW "Failed" example from seed 002: mixed-case status, numbers where strings belong.
     pub const SEED_RAW_FAILED: &str = include_str!("../../../tests/vectors/seed_raw_failed.json");
+
+    /// The one-pass common case of [`parse_object`] gives exactly what the long way gives.
+    #[test]
+    fn the_one_pass_view_is_the_checked_view() {
+        let texts = [
+            SEED_OK,
+            SEED_RAW_FAILED,
+            include_str!("../../../tests/vectors/seed_raw_ok.json"),
+            include_str!("../../../tests/vectors/seed_raw_not_started.json"),
+            include_str!("../../../tests/vectors/seed_get_result_not_found.json"),
+            "{}",
+            " {\"a\": [1, 2.5, -0, \"x\\u00e9\"], \"b\": {\"c\": null}} \n\t",
+            r#"{"dup": 1, "dup": 2}"#,
+        ];
+        for text in texts {
+            let fast = parse_object(text.as_bytes()).map(|(_, object)| object);
+            assert_eq!(fast, checked_object(text), "{text}");
+        }
+        assert!(parse_object(SEED_OK.as_bytes()).is_ok());
+        // What serde_json refuses as a Map takes the long way, and its errors stay its own.
+        assert_eq!(parse_object(b"[1]"), Err(DataError::NotAnObject));
+        assert_eq!(parse_object(b"{} x"), Err(DataError::TrailingContent));
+        assert!(matches!(parse_object(b"{\"a\":1e999}"), Ok((_, o)) if o.contains_key("a")));
+    }
 
     #[test]
     fn the_seed_success_example_parses_with_its_odd_values() {
