@@ -11,8 +11,8 @@
 //!   is wrapped, redirects are not followed (a redirect would replay the secret to another
 //!   place), and any text we keep from an unrecognised answer is scrubbed of the key and the
 //!   secret and cut short.
-//! - A result is never refused over its images: an undecodable image is skipped with a
-//!   warning naming the image, never its content.
+//! - A result is never refused over its images: an undecodable image is skipped, and one
+//!   warning per result names the skipped images and why, never their content.
 //! - This module does not decide what an error means for the follow-up (that is
 //!   [`UpstreamError::class`] plus the worker); it only reports faithfully what happened.
 
@@ -375,19 +375,25 @@ fn holds_images(object: &Map<String, Value>) -> bool {
     object.keys().any(|key| is_image_key(key))
 }
 
-/// The images under `images` and the top-level image keys that decode.
+/// The images under `images` and the top-level image keys that decode. The others are
+/// skipped with one warning for the whole result (FaceID's own example callback carries three
+/// placeholders, `"data: image/jpeg;base64,..."`: a line each would triple the log of every
+/// such callback).
 fn images_in(object: &Map<String, Value>) -> Vec<NewImage> {
-    let mut images = Vec::new();
+    let (mut images, mut skipped) = (Vec::new(), Vec::new());
     for (key, value) in object {
         if key == "images" {
             if let Value::Object(inner) = value {
                 for (name, value) in inner {
-                    collect_image(name, value, &mut images);
+                    collect_image(name, value, &mut images, &mut skipped);
                 }
             }
         } else if TOP_LEVEL_IMAGES.contains(&key.as_str()) {
-            collect_image(key, value, &mut images);
+            collect_image(key, value, &mut images, &mut skipped);
         }
+    }
+    if !skipped.is_empty() {
+        tracing::warn!(skipped = %skipped.join(", "), "result images skipped");
     }
     images
 }
@@ -449,15 +455,16 @@ impl<'de> serde::Deserialize<'de> for Members {
     }
 }
 
-/// Decodes one image value into `images`, or skips it with a warning. Never fails.
-fn collect_image(name: &str, value: &Value, images: &mut Vec<NewImage>) {
+/// Decodes one image value into `images`, or notes in `skipped` which image and why (an
+/// unusable name by its length only: it is the sender's text). Never fails.
+fn collect_image(name: &str, value: &Value, images: &mut Vec<NewImage>, skipped: &mut Vec<String>) {
     let valid_name = !name.is_empty()
         && name.len() <= 64
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     if !valid_name {
-        tracing::warn!(name_len = name.len(), "result image skipped: unusable name");
+        skipped.push(format!("a name of {} bytes: unusable name", name.len()));
         return;
     }
     let text = match value {
@@ -465,7 +472,7 @@ fn collect_image(name: &str, value: &Value, images: &mut Vec<NewImage>) {
         // FaceID documents null when it has no image.
         Value::Null => return,
         _ => {
-            tracing::warn!(image = name, "result image skipped: not a string");
+            skipped.push(format!("{name}: not a string"));
             return;
         }
     };
@@ -476,7 +483,7 @@ fn collect_image(name: &str, value: &Value, images: &mut Vec<NewImage>) {
         }),
         // `"data:image/jpeg;base64,"`: the RAW examples' way of saying "no image".
         Ok(None) => {}
-        Err(reason) => tracing::warn!(image = name, reason, "result image skipped: undecodable"),
+        Err(reason) => skipped.push(format!("{name}: {reason}")),
     }
 }
 
@@ -717,6 +724,46 @@ mod tests {
         assert_eq!(names, ["image_best", "image_idcard_front"]);
         assert!(fetched.images.iter().all(|i| i.jpeg == jpeg));
         assert_eq!(fetched.result, r#"{"status":"OK","time_used":1}"#);
+    }
+
+    /// The seed callback's three placeholder images are one warning, naming them and why,
+    /// and never their content.
+    #[test]
+    fn skipped_images_are_one_warning_per_result() {
+        #[derive(Clone, Default)]
+        struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let seed = payload::parse_callback_data(
+            include_str!("../tests/vectors/seed_get_result_ok.json").as_bytes(),
+        )
+        .unwrap();
+        let (_, images) = tracing::subscriber::with_default(subscriber, || {
+            signed_callback(&seed, CallbackKind::Notify)
+        });
+        assert!(images.is_empty());
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        for image in ["image_best", "image_idcard_front", "image_idcard_back"] {
+            assert!(text.contains(&format!("{image}: invalid base64")), "{text}");
+        }
+        assert!(
+            text.contains("WARN") && !text.contains("data: image"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -1335,29 +1335,23 @@ macro_rules! impl_store {
                     let last: i64 = sqlx::query_scalar(sql::LOCK_PUBLICATION)
                         .fetch_one(&mut *tx)
                         .await?;
-                    let events = sqlx::query_as::<_, EventRow>(sql::UNPUBLISHED_EVENTS)
+                    let published: Vec<i64> = sqlx::query_scalar(sql::PUBLISH_EVENTS)
+                        .bind(last)
                         .bind(limit.max(0))
                         .fetch_all(&mut *tx)
                         .await?;
-                    if events.is_empty() {
+                    if published.is_empty() {
                         return Ok(0);
                     }
-                    let mut position = last;
-                    for event in events.into_iter().map(Event::from) {
-                        position += 1;
-                        sqlx::query(sql::SET_POSITION)
-                            .bind(event.seq)
+                    // Positions last + 1 ..= last + n, one per event.
+                    let position = last + published.len() as i64;
+                    if fan_out {
+                        sqlx::query(sql::FAN_OUT)
+                            .bind(last)
                             .bind(position)
+                            .bind(now)
                             .execute(&mut *tx)
                             .await?;
-                        if fan_out {
-                            sqlx::query(sql::FAN_OUT)
-                                .bind(event.seq)
-                                .bind(&event.kind)
-                                .bind(now)
-                                .execute(&mut *tx)
-                                .await?;
-                        }
                     }
                     sqlx::query(sql::SET_LAST_POSITION)
                         .bind(position)

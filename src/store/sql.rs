@@ -504,23 +504,26 @@ pub const EVENT_BY_ID: &str = concat!(select_event!(), "WHERE id = $1");
 pub const LOCK_PUBLICATION: &str =
     "UPDATE push_state SET last_position = last_position WHERE id = 1 RETURNING last_position";
 
-/// The oldest unpublished events. Binds: limit.
-pub const UNPUBLISHED_EVENTS: &str = concat!(
-    select_event!(),
-    "WHERE position IS NULL ORDER BY seq LIMIT $1"
-);
-
-/// Binds: seq, position.
-pub const SET_POSITION: &str = "UPDATE push_events SET position = $2 WHERE seq = $1";
+/// Publishes the oldest unpublished events, at most `limit`, in seq order at the positions
+/// right after the counter's: one statement whatever their number (a publication runs for
+/// every batch of callbacks). Returns their positions. Binds: last position, limit.
+pub const PUBLISH_EVENTS: &str = "UPDATE push_events SET position = $1 + r.n \
+     FROM (SELECT seq, row_number() OVER (ORDER BY seq) AS n FROM push_events \
+           WHERE position IS NULL ORDER BY seq LIMIT $2) AS r \
+     WHERE push_events.seq = r.seq \
+     RETURNING push_events.position";
 
 /// Binds: last position.
 pub const SET_LAST_POSITION: &str = "UPDATE push_state SET last_position = $1 WHERE id = 1";
 
-/// Fans one event out to every enabled endpoint subscribed to its type. Binds: seq, type, now.
+/// Fans the events published at positions in (`after`, `upto`] out to every enabled endpoint
+/// subscribed to their type. Binds: after, upto, now.
 pub const FAN_OUT: &str = "INSERT INTO push_deliveries \
      (event_seq, endpoint_id, state, attempts, next_attempt_at, created_at, updated_at) \
-     SELECT $1, id, 'pending', 0, $3, $3, $3 FROM push_endpoints \
-     WHERE disabled_at IS NULL AND (',' || events || ',') LIKE ('%,' || $2 || ',%') \
+     SELECT e.seq, p.id, 'pending', 0, $3, $3, $3 \
+     FROM push_events e JOIN push_endpoints p \
+          ON p.disabled_at IS NULL AND (',' || p.events || ',') LIKE ('%,' || e.type || ',%') \
+     WHERE e.position > $1 AND e.position <= $2 \
      ON CONFLICT (event_seq, endpoint_id) DO NOTHING";
 
 /// Leases due deliveries of enabled endpoints, oldest-due first, with their event. `$lock`

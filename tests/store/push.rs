@@ -296,6 +296,12 @@ async fn publication_gives_gap_free_positions_and_fans_out_to_subscribers(store:
     let events = store.events_after(0, 100).await.unwrap();
     let positions: Vec<i64> = events.iter().map(|e| e.position.unwrap()).collect();
     assert_eq!(positions, [1, 2, 3, 4]);
+    let mut kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds.split_off(3),
+        [CALLBACK_REFUSED],
+        "published in the order they were written"
+    );
     assert_eq!(
         store.events_after(2, 100).await.unwrap(),
         events[2..].to_vec()
