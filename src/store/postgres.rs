@@ -18,11 +18,12 @@
 //! the statement once ([`writer_options`]). The statements are built from the same fragments
 //! as the single-row ones in [`super::sql`], so the merge rule exists once.
 //!
-//! Lock order: every batch locks its rows in biz_id order (batches are sorted), and all
-//! batches run the one statement with the one generic plan, so they take the two tables'
-//! rows in the same order as each other. A deadlock with another writer (the fetcher, a
-//! return GET on the same biz_id) aborts the batch with SQLSTATE 40P01, and group commit
-//! retries its members one by one: slower, not wrong.
+//! Lock order: batches are sorted by biz_id, and every batch runs the one statement with the
+//! one generic plan, so concurrent batches tend to take rows in the same order; nothing in
+//! PostgreSQL promises the order in which a statement's parts lock rows, though. A deadlock
+//! (with another batch, or with another writer on the same biz_id: the fetcher, a return
+//! GET) aborts one batch with SQLSTATE 40P01, and group commit retries its members one by
+//! one: slower, not wrong.
 
 use std::collections::HashMap;
 use std::str::FromStr;
