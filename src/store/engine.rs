@@ -330,9 +330,10 @@ impl<P> EngineStore<P> {
 ///   a write transaction begins (PostgreSQL: a plain `BEGIN`; SQLite: `BEGIN IMMEDIATE`, so
 ///   that a transaction that reads first never fails upgrading its lock);
 /// - `write_batch`: `async fn(&$pool, &[Member]) -> Result<Vec<Accepted>, sqlx::Error>`,
-///   which applies a group-commit batch atomically with the effects of `accept_in` member by
-///   member ([`super::group`]), and commits it. `write_each`, defined here, is exactly that
-///   (one transaction, `accept_in` per member); an engine may pass its own writer instead;
+///   which applies a group-commit batch with the effects of `accept_in` member by member
+///   ([`super::group`]) and has committed all of it when it returns `Ok`. `write_each`,
+///   defined here, is exactly that (one transaction, `accept_in` per member); an engine may
+///   pass its own writer instead;
 /// - `group_commit_pool`: `fn(&$pool) -> $pool`, the pool the writers use (the engine's
 ///   own, or one with connections of their own);
 /// - `group_commit_writers`: how many group-commit transactions may be open at once.
