@@ -1,7 +1,7 @@
 //! Signing in to the console, the session it makes, and the CSRF token of that session.
 //!
 //! - Sign-in takes an `api.tokens` token in a form (never a URL), matched in constant time
-//!   by [`crate::http::auth::match_token`]; it must have the `console` scope. Attempts are
+//!   by `crate::http::auth::match_token`; it must have the `console` scope. Attempts are
 //!   rate-limited per client IP (`console.sign_in_*`, the router's layer; an attempt over the
 //!   limit is answered 429 and written nowhere, as the callback limits do), and every refusal
 //!   of a token is audited (`sign_in_refused`, with why, the client's network and, for a configured

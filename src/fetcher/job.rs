@@ -6,7 +6,7 @@
 //!    snapshot: nobody else can count a call while we hold the lease) → `exhausted`, no
 //!    call; the lease would not outlive a call even now → leave the job for a later lease;
 //! 2. wait for the job's turn: the jobs of the pass due before it have left or given up
-//!    ([`Turns`]);
+//!    (`Turns`);
 //! 3. read the clock again and [`reserve_call`](crate::store::FollowUpStore::reserve_call):
 //!    the call is counted durably only if our lease lasts beyond `now + call timeout + one
 //!    period of the ceiling + 2 ×` [`CALL_MARGIN`] — so however long the turn took, a call
@@ -46,7 +46,7 @@
 //!
 //! Calls leave at most `fetch.max_calls_per_second` per second (a token bucket shared by
 //! every pass of this worker), oldest-due first: a pass works on its jobs concurrently, but
-//! each waits until the jobs due before it have left ([`Turns`]), then counts its call, then
+//! each waits until the jobs due before it have left (`Turns`), then counts its call, then
 //! takes the bucket's permit and leaves right after it — so the ceiling holds for the
 //! requests FaceID sees, not only for when we decided to make them (a permit whose call is
 //! given up at step 5 is simply not used). The turn comes *before* the counting, so a long

@@ -124,7 +124,7 @@ impl Keyring {
     }
 
     /// Encrypts with the current key; when there is none, returns the plaintext as it is —
-    /// escaped ([`ESCAPED`]) if it begins with the magic, so that it is never read as sealed.
+    /// escaped (`ESCAPED`) if it begins with the magic, so that it is never read as sealed.
     pub fn seal(&self, plaintext: &[u8], context: &str) -> Vec<u8> {
         let Some((id, cipher)) = self.keys.first().filter(|_| self.current) else {
             if plaintext.starts_with(MAGIC) {

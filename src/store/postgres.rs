@@ -193,7 +193,7 @@ pub fn writer_options(options: &PgConnectOptions) -> PgConnectOptions {
 }
 
 /// Group commit's batch writer: `accept_in`'s effects for every member, set-based. The batch
-/// is split into rounds of distinct biz_ids ([`super::group::rounds`]), each written by one
+/// is split into rounds of distinct biz_ids (`super::group::rounds`), each written by one
 /// [`ACCEPT_ROUND`], which also returns the records it wrote: every member's record is the one
 /// its own writes left, and a biz_id's members apply in order.
 ///
