@@ -206,7 +206,9 @@ pub fn writer_options(options: &PgConnectOptions) -> PgConnectOptions {
 /// one (as `merge` does). In a batch of several rounds that happens inside the transaction;
 /// in a batch of one round, after the statement committed. The member is answered only after
 /// both either way; a crash in between leaves its record without a biz_no that FaceID's
-/// retry of the unanswered delivery fills in.
+/// retry of the unanswered delivery fills in. Should that read or fill fail for another
+/// reason than an unavailable database, group commit retries the batch's members one by one,
+/// and those the statement had already committed are journaled a second time, as duplicates.
 ///
 /// Public (hidden) for the batched ceiling of `bench/notify.sh`, which writes its batches with
 /// this very function on connections made with [`writer_options`].
