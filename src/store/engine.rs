@@ -647,6 +647,36 @@ macro_rules! impl_store {
                 Ok(accepted)
             }
 
+            /// Leases a batch with one of the engine's lease statements (follow-up jobs, push
+            /// deliveries), in a write transaction of its own. Binds: owner, now,
+            /// lease_until, limit.
+            async fn lease_rows<R>(
+                pool: &$pool,
+                statement: &'static str,
+                owner: &str,
+                now: i64,
+                lease_until: i64,
+                limit: i64,
+            ) -> Result<Vec<R>, sqlx::Error>
+            where
+                R: for<'r> sqlx::FromRow<
+                        'r,
+                        <<$conn as sqlx::Connection>::Database as sqlx::Database>::Row,
+                    > + Send
+                    + Unpin,
+            {
+                let mut tx = $begin_write(pool).await?;
+                let rows = sqlx::query_as::<_, R>(statement)
+                    .bind(owner)
+                    .bind(now)
+                    .bind(lease_until)
+                    .bind(limit.max(0))
+                    .fetch_all(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(rows)
+            }
+
             /// What a signed result does to the follow-up of `biz_id` (see [`JobEffect`]).
             async fn apply_job_effect(
                 conn: &mut $conn,
@@ -934,15 +964,9 @@ macro_rules! impl_store {
                     lease_until: i64,
                     limit: i64,
                 ) -> StoreResult<Vec<LeasedJob>> {
-                    let mut tx = $begin_write(&self.pool).await?;
-                    let rows = sqlx::query_as::<_, LeaseRow>($lease_due_jobs)
-                        .bind(owner)
-                        .bind(now)
-                        .bind(lease_until)
-                        .bind(limit.max(0))
-                        .fetch_all(&mut *tx)
-                        .await?;
-                    tx.commit().await?;
+                    let rows: Vec<LeaseRow> =
+                        lease_rows(&self.pool, $lease_due_jobs, owner, now, lease_until, limit)
+                            .await?;
                     // RETURNING keeps no order: hand them out oldest-due first, as selected.
                     let mut jobs: Vec<LeasedJob> = rows.into_iter().map(LeasedJob::from).collect();
                     jobs.sort_by(|a, b| (a.next_at, &a.biz_id).cmp(&(b.next_at, &b.biz_id)));
@@ -1369,15 +1393,15 @@ macro_rules! impl_store {
                     lease_until: i64,
                     limit: i64,
                 ) -> StoreResult<Vec<LeasedDelivery>> {
-                    let mut tx = $begin_write(&self.pool).await?;
-                    let rows = sqlx::query_as::<_, LeaseDeliveryRow>($lease_deliveries)
-                        .bind(owner)
-                        .bind(now)
-                        .bind(lease_until)
-                        .bind(limit.max(0))
-                        .fetch_all(&mut *tx)
-                        .await?;
-                    tx.commit().await?;
+                    let rows: Vec<LeaseDeliveryRow> = lease_rows(
+                        &self.pool,
+                        $lease_deliveries,
+                        owner,
+                        now,
+                        lease_until,
+                        limit,
+                    )
+                    .await?;
                     let mut leased: Vec<LeasedDelivery> =
                         rows.into_iter().map(LeasedDelivery::from).collect();
                     leased.sort_by_key(|d| (d.event.seq, d.id));
