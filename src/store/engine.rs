@@ -1360,16 +1360,17 @@ macro_rules! impl_store {
                     let last: i64 = sqlx::query_scalar(sql::LOCK_PUBLICATION)
                         .fetch_one(&mut *tx)
                         .await?;
-                    let published: Vec<i64> = sqlx::query_scalar(sql::PUBLISH_EVENTS)
+                    let published = sqlx::query(sql::PUBLISH_EVENTS)
                         .bind(last)
                         .bind(limit.max(0))
-                        .fetch_all(&mut *tx)
-                        .await?;
-                    if published.is_empty() {
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    if published == 0 {
                         return Ok(0);
                     }
                     // Positions last + 1 ..= last + n, one per event.
-                    let position = last + published.len() as i64;
+                    let position = last + published as i64;
                     if fan_out {
                         sqlx::query(sql::FAN_OUT)
                             .bind(last)

@@ -45,13 +45,13 @@ mod push;
 pub mod sql;
 mod sqlite;
 
-/// PostgreSQL group commit's own batch writer and statements, public for the same reason:
+/// PostgreSQL group commit's own batch writer, public for the same reason:
 /// the batched ceiling of `bench/notify.sh` writes its batches with `write_batch` itself, on
 /// connections made with `writer_options`, not with a copy.
 #[doc(hidden)]
 pub mod pg_batch {
     pub use super::group::Member;
-    pub use super::postgres::{ACCEPT_ROUND, GET_VERIFICATIONS, write_batch, writer_options};
+    pub use super::postgres::{write_batch, writer_options};
 }
 
 use std::sync::Arc;

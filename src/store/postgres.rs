@@ -95,7 +95,7 @@ async fn begin_write(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sq
 /// event ids ($29: an id for each member whose result is final, NULL for the others; a
 /// `verification.completed` row is written for those whose merge wrote, exactly as
 /// `engine::completes` decides one member at a time).
-pub const ACCEPT_ROUND: &str = concat!(
+const ACCEPT_ROUND: &str = concat!(
     "WITH merged AS (",
     super::sql::insert_verification!(),
     "SELECT biz_id, biz_no, status, status_rank, liveness, confidence, source, signed, result, \
@@ -164,7 +164,7 @@ pub const ACCEPT_ROUND: &str = concat!(
 /// One primary-key probe per biz_id, whatever the table statistics: the `OFFSET 0` keeps the
 /// planner from flattening the lateral subquery into a join, which it would otherwise plan
 /// once per connection — as a sequential scan if the tables were still empty then.
-pub const GET_VERIFICATIONS: &str = concat!(
+const GET_VERIFICATIONS: &str = concat!(
     "SELECT r.* FROM unnest($1::text[]) AS k(biz_id) CROSS JOIN LATERAL (",
     super::sql::select_verification!(),
     "WHERE v.biz_id = k.biz_id OFFSET 0) AS r"
@@ -180,7 +180,7 @@ fn group_commit_pool(pool: &PgPool) -> PgPool {
 }
 
 /// `options` for group commit's own connections: `plan_cache_mode = force_generic_plan`.
-/// [`ACCEPT_ROUND`] is large, and by default PostgreSQL plans it afresh for every batch (a
+/// `ACCEPT_ROUND` is large, and by default PostgreSQL plans it afresh for every batch (a
 /// custom plan for the arrays bound), which costs its backend more CPU than running it does
 /// (BENCHMARKS.md, Profile). The statement's plan does not depend on its values: the arrays
 /// are unnested and every table is reached by its primary key. Only group commit's statements
@@ -194,7 +194,7 @@ pub fn writer_options(options: &PgConnectOptions) -> PgConnectOptions {
 
 /// Group commit's batch writer: `accept_in`'s effects for every member, set-based. The batch
 /// is split into rounds of distinct biz_ids (`super::group::rounds`), each written by one
-/// [`ACCEPT_ROUND`], which also returns the records it wrote: every member's record is the one
+/// `ACCEPT_ROUND`, which also returns the records it wrote: every member's record is the one
 /// its own writes left, and a biz_id's members apply in order.
 ///
 /// A batch of one round (no biz_id twice: nearly always) is that one statement and nothing

@@ -506,12 +506,12 @@ pub const LOCK_PUBLICATION: &str =
 
 /// Publishes the oldest unpublished events, at most `limit`, in seq order at the positions
 /// right after the counter's: one statement whatever their number (a publication runs for
-/// every batch of callbacks). Returns their positions. Binds: last position, limit.
+/// every batch of callbacks): positions last + 1 … last + n for the n rows it updates.
+/// Binds: last position, limit.
 pub const PUBLISH_EVENTS: &str = "UPDATE push_events SET position = $1 + r.n \
      FROM (SELECT seq, row_number() OVER (ORDER BY seq) AS n FROM push_events \
            WHERE position IS NULL ORDER BY seq LIMIT $2) AS r \
-     WHERE push_events.seq = r.seq \
-     RETURNING push_events.position";
+     WHERE push_events.seq = r.seq";
 
 /// Binds: last position.
 pub const SET_LAST_POSITION: &str = "UPDATE push_state SET last_position = $1 WHERE id = 1";
