@@ -22,6 +22,8 @@ OUT=${AB_OUT:-$ROOT/target/ab/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
 OUT=$(realpath "$OUT")
 export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
+# shellcheck source=bench/pg.sh
+source "$ROOT/bench/pg.sh"
 WORK=$(mktemp -d /tmp/faceid-ab.XXXXXX)
 declare -A PID PORT DB
 cleanup() {
@@ -38,7 +40,8 @@ start() { # side dir
     local side=$1 dir=$2
     DB[$side]=faceid_ab_${side}_$$
     psql -q -d postgres -c "CREATE DATABASE ${DB[$side]}" >/dev/null
-    local url="postgres://$PGUSER@$PGHOST:$PGPORT/${DB[$side]}"
+    local url
+    url=$(pg_url "${DB[$side]}")
     APP__DATABASE__URL=$url APP_ENVIRONMENT=development "$dir/faceid-receiver" migrate >/dev/null
     PORT[$side]=$(free_port)
     env APP_ENVIRONMENT=development APP__DATABASE__URL="$url" APP__SERVER__LISTEN="127.0.0.1:${PORT[$side]}" \

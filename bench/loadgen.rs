@@ -64,6 +64,13 @@ enum Command {
         #[arg(long)]
         acked_out: Option<PathBuf>,
     },
+    /// The HTTP floor: answers every request at once, having read its body (see
+    /// `null_server`).
+    NullServer {
+        /// e.g. 127.0.0.1:5001
+        #[arg(long)]
+        listen: String,
+    },
     /// Write the pgbench script for one callback's durable write.
     PgbenchScript {
         #[arg(long)]
@@ -177,6 +184,7 @@ async fn main() -> anyhow::Result<()> {
             duration,
             acked_out,
         } => http(url, secret, concurrency, duration, acked_out).await,
+        Command::NullServer { listen } => null_server(listen).await,
         Command::PgbenchScript { out } => {
             std::fs::write(&out, pgbench_script())?;
             Ok(())
@@ -419,6 +427,104 @@ impl ErrorLog {
     }
 }
 
+/// The notify body of one biz_id, built from the seed cut at its biz_id once
+/// ([`CallbackTemplate::new`]): per request only the biz_id is spliced in and the data
+/// signed, as `SignedCallback::sign(..).form_body()` would (a test checks they agree).
+/// Form encoding is byte by byte, so the encoded seed's pieces joined by the encoded biz_id
+/// are the encoding of the whole.
+struct CallbackTemplate {
+    secret: String,
+    data_pieces: Vec<&'static str>,
+    form_pieces: Vec<String>,
+}
+
+impl CallbackTemplate {
+    fn new(secret: String) -> Self {
+        let data_pieces: Vec<&'static str> = SEED.split(SEED_BIZ_ID).collect();
+        let form_pieces = data_pieces
+            .iter()
+            .map(|piece| form_urlencoded::byte_serialize(piece.as_bytes()).collect())
+            .collect();
+        Self {
+            secret,
+            data_pieces,
+            form_pieces,
+        }
+    }
+
+    fn form_body(&self, biz_id: &str) -> Vec<u8> {
+        let data = self.data_pieces.join(biz_id);
+        let sign = faceid_receiver::protocol::sign(&self.secret, data.as_bytes());
+        let encoded_biz_id: String = form_urlencoded::byte_serialize(biz_id.as_bytes()).collect();
+        let mut body = Vec::with_capacity(data.len() * 2);
+        body.extend_from_slice(b"data=");
+        body.extend_from_slice(self.form_pieces.join(encoded_biz_id.as_str()).as_bytes());
+        body.extend_from_slice(b"&sign=");
+        body.extend(form_urlencoded::byte_serialize(sign.as_bytes()).flat_map(str::bytes));
+        body
+    }
+}
+
+/// Keep-alive HTTP/1.1 connections for the closed loops, on hyper's own client connection
+/// (no pool logic, redirects, timeouts or header maps beyond the request's): the load
+/// generator shares the 2 cores with what it measures, so it should take as little of them
+/// as it can. A loop takes a connection, sends, and puts it back.
+#[derive(Clone)]
+struct Connections {
+    addr: String,
+    authority: String,
+    path: String,
+    idle: Arc<std::sync::Mutex<Vec<SendRequest>>>,
+}
+
+type SendRequest = hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>;
+
+impl Connections {
+    fn new(url: &str) -> anyhow::Result<Self> {
+        let url = url::Url::parse(url)?;
+        anyhow::ensure!(url.scheme() == "http", "http:// only: {url}");
+        let host = url
+            .host_str()
+            .ok_or_else(|| anyhow::anyhow!("no host: {url}"))?;
+        let port = url.port_or_known_default().unwrap_or(80);
+        Ok(Self {
+            addr: format!("{host}:{port}"),
+            authority: format!("{host}:{port}"),
+            path: url.path().to_owned(),
+            idle: Arc::default(),
+        })
+    }
+
+    async fn connect(&self) -> anyhow::Result<SendRequest> {
+        let stream = tokio::net::TcpStream::connect(&self.addr).await?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        Ok(sender)
+    }
+
+    /// POSTs `body` as a form; the status, with the answer read whole.
+    async fn post_form(&self, body: Vec<u8>) -> anyhow::Result<hyper::StatusCode> {
+        use http_body_util::BodyExt;
+        let idle = self.idle.lock().unwrap().pop();
+        let mut sender = match idle {
+            Some(sender) => sender,
+            None => self.connect().await?,
+        };
+        sender.ready().await?;
+        let request = hyper::Request::post(&self.path)
+            .header(hyper::header::HOST, &self.authority)
+            .header(hyper::header::CONTENT_TYPE, FORM)
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))?;
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        response.into_body().collect().await?;
+        self.idle.lock().unwrap().push(sender);
+        Ok(status)
+    }
+}
+
 async fn http(
     url: String,
     secret: String,
@@ -426,34 +532,22 @@ async fn http(
     duration: f64,
     acked_out: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let client = faceid_sim::sender::http_client()?;
+    let connections = Connections::new(&url)?;
+    let template = Arc::new(CallbackTemplate::new(secret));
     let errors = ErrorLog::default();
     let op = move || {
-        let (client, url, secret, errors) =
-            (client.clone(), url.clone(), secret.clone(), errors.clone());
+        let (connections, template, errors) =
+            (connections.clone(), template.clone(), errors.clone());
         async move {
             let biz_id = fresh_biz_id();
-            let callback = signed(&secret, &biz_id);
-            let response = client
-                .post(&url)
-                .header(
-                    reqwest::header::CONTENT_TYPE,
-                    "application/x-www-form-urlencoded",
-                )
-                .body(callback.form_body())
-                .send()
-                .await;
-            match response {
-                Ok(response) => {
-                    let ok = response.status().is_success();
-                    if !ok {
-                        errors.note(format_args!("answer {}", response.status()));
-                    }
-                    let _ = response.bytes().await;
-                    ok.then_some(Done {
-                        callbacks: 1,
-                        acked: Some(biz_id),
-                    })
+            match connections.post_form(template.form_body(&biz_id)).await {
+                Ok(status) if status.is_success() => Some(Done {
+                    callbacks: 1,
+                    acked: Some(biz_id),
+                }),
+                Ok(status) => {
+                    errors.note(format_args!("answer {status}"));
+                    None
                 }
                 Err(e) => {
                     errors.note(e);
@@ -488,6 +582,41 @@ async fn http(
     }
     report("http", concurrency, &window, &tallies);
     Ok(())
+}
+
+/// The HTTP floor: a server that reads each request's body whole and answers a fixed
+/// notify-sized JSON, on the same hyper HTTP/1.1 server connection as ours (keep-alive, no
+/// TCP_NODELAY, as `http::serve` has), and nothing else: no routing, middleware, logging,
+/// parsing, signature or database. Its CPU per request is what any service built on this
+/// HTTP stack pays before doing anything; `bench/notify.sh` loads it with `http` beside the
+/// batched ceiling to bound the ratio an HTTP front can reach on this machine.
+async fn null_server(listen: String) -> anyhow::Result<()> {
+    use http_body_util::BodyExt;
+    const ANSWER: &str = r#"{"result":"stored","biz_id":"0000000000,00000000-0000-0000-0000-000000000000","status":"OK"}"#;
+    let listener = tokio::net::TcpListener::bind(&listen).await?;
+    eprintln!("null-server listening on {}", listener.local_addr()?);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(
+                |request: hyper::Request<hyper::body::Incoming>| async move {
+                    request.into_body().collect().await?;
+                    let mut response = hyper::Response::new(http_body_util::Full::new(
+                        bytes::Bytes::from_static(ANSWER.as_bytes()),
+                    ));
+                    response.headers_mut().insert(
+                        hyper::header::CONTENT_TYPE,
+                        hyper::header::HeaderValue::from_static("application/json"),
+                    );
+                    Ok::<_, hyper::Error>(response)
+                },
+            );
+            let _ = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
 }
 
 /// What one notify writes, as the handler computes it.
@@ -813,4 +942,27 @@ async fn verify(db: &str, ids: &std::path::Path) -> anyhow::Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_template_body_is_the_signed_callbacks_form_body() {
+        let template = CallbackTemplate::new("dev-secret".into());
+        assert!(template.data_pieces.len() > 1, "the seed holds its biz_id");
+        for biz_id in [
+            fresh_biz_id(),
+            SEED_BIZ_ID.to_owned(),
+            "a b+c&d=é".to_owned(),
+        ] {
+            let expected = signed("dev-secret", &biz_id).form_body();
+            assert_eq!(
+                String::from_utf8(template.form_body(&biz_id)).unwrap(),
+                expected,
+                "biz_id {biz_id}"
+            );
+        }
+    }
 }

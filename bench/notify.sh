@@ -18,6 +18,12 @@
 #   flight); on SQLite one writer loop, as our server has;
 # - the per-callback baseline: one callback per transaction, N clients (pgbench -M prepared
 #   with accept_signed's statements; SQLite: the same as a raw sqlx loop).
+# - the HTTP floor (PostgreSQL only): `loadgen null-server`, the same hyper HTTP/1.1 server
+#   reading each body and answering a fixed JSON with nothing behind it, loaded as ours is.
+#   Its whole-machine CPU per request (column `floor`: the load generator's and the null
+#   server's) is what putting HTTP in front of a writer costs here at the least; `bound` =
+#   m.cpu b / (m.cpu b + floor) is the ratio a server adding only that to the batched
+#   writer's work would reach where the cores are the limit (`busy b` near 1).
 # `ours/batched` is the headline ratio (median ours / median batched; `range`: lowest and
 # highest ratio of one run of ours and the batched run right after it); `ours/per-cb` is
 # the second, labelled column.
@@ -38,7 +44,8 @@
 # Knobs (environment): BENCH_DURATION (s per step, default 10), BENCH_REPEAT (default 3),
 # BENCH_CONCURRENCY ("1 4 16 64"), BENCH_ENGINES ("postgres sqlite"), BENCH_LOG_FILTER
 # (server log filter, default info: production-like), BENCH_SERVER_ENV (extra VAR=value pairs
-# for serve, e.g. "APP__DATABASE__GROUP_COMMIT=false"), PGHOST/PGPORT/PGUSER.
+# for serve, e.g. "APP__DATABASE__GROUP_COMMIT=false"), PGHOST/PGPORT/PGUSER (PGHOST a
+# directory: everything reaches PostgreSQL over its Unix socket, e.g. /var/run/postgresql).
 #
 # PostgreSQL: a fresh database on 127.0.0.1:5432 (user postgres, trust auth) is created,
 # migrated, used by all three, then dropped. The server itself is never touched. SQLite:
@@ -55,6 +62,8 @@ LOG_FILTER=${BENCH_LOG_FILTER:-info}
 OUT=${BENCH_OUT:-$ROOT/target/bench/$(date -u +%Y%m%dT%H%M%SZ)}
 SCRIPTS=${BENCH_SCRIPTS:-$(dirname "$OUT")/pgbench-scripts}
 export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
+# shellcheck source=bench/pg.sh
+source "$ROOT/bench/pg.sh"
 
 command -v pgbench >/dev/null || { echo "pgbench not found (apt-get install postgresql-contrib)" >&2; exit 1; }
 
@@ -70,9 +79,11 @@ exec > >(tee "$OUT/notify.txt")
 WORK=$(mktemp -d /tmp/faceid-bench.XXXXXX)
 DB=faceid_bench_$$
 SERVER_PID=
+NULL_PID=
 DURABILITY_FAILED=0
 cleanup() {
     if [[ -n $SERVER_PID ]]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+    if [[ -n $NULL_PID ]]; then kill "$NULL_PID" 2>/dev/null || true; wait "$NULL_PID" 2>/dev/null || true; fi
     psql -q -d postgres -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true
     rm -rf "$WORK"
 }
@@ -222,13 +233,22 @@ def cpu(runs, key, digits=3):
     values = [r[key] for r in runs if key in r]
     return f"{med(values):.{digits}f}" if values else "-"
 load = runs[0]["uptime_at_start"].split("load average:")[-1].split(",")[0].strip()
+# The HTTP floor and the bound it sets (PostgreSQL only; see the header).
+floor = kind("floor")
+if floor and all("machine_cpu_ms" in r for r in batched):
+    m_floor = med(r["machine_cpu_ms"] for r in floor)
+    m_b = med(r["machine_cpu_ms"] for r in batched)
+    floor_text, bound_text = f"{m_floor:.3f}", f"{m_b / (m_b + m_floor):.2f}"
+else:
+    floor_text, bound_text = "-", "-"
 print(f"{c:<5} {b:9.1f} {p:9.1f} {rate:9.1f} {rate / b:6.2f} {min(ratios):5.2f}-{max(ratios):<5.2f}"
       f" {rate / p:6.2f} {mean_batch:6.1f} {batched[0]['concurrency']:4d}"
       f" {med(o['p50_ms'] for o in ours):7.2f} {per_p50:7.2f} {med(o['p99_ms'] for o in ours):7.2f}"
       f" {acked:7d} {missing:5d} {sum(o['failures'] for o in ours):5d} {rss:>6}"
       f" {med(o['cpu_ms'] for o in ours):6.2f}"
       f" {cpu(ours, 'machine_cpu_ms'):>7} {cpu(batched, 'machine_cpu_ms'):>7}"
-      f" {cpu(ours, 'machine_busy', 2):>6} {cpu(batched, 'machine_busy', 2):>6}  {load}")
+      f" {cpu(ours, 'machine_busy', 2):>6} {cpu(batched, 'machine_busy', 2):>6}"
+      f" {floor_text:>6} {bound_text:>5}  {load}")
 PY
     rm -f "$WORK/cell.jsonl"
 }
@@ -236,8 +256,9 @@ PY
 row_header() {
     echo "# cb/s = callbacks made durable per second (medians); ratios of medians; p50/p99 per request (ours) or per transaction"
     echo "# cpu ms: the server's CPU per request; m.cpu: the whole machine's busy CPU per measured callback (server, database, load generator), ours (o) and batched (b); busy: share of all cores in use"
-    printf '%-5s %9s %9s %9s %6s %11s %6s %6s %4s %7s %7s %7s %7s %5s %5s %6s %6s %7s %7s %6s %6s  %s\n' \
-        conc batched "$1" ours ours/b range ours/p batch cl "p50 ms" "$2" "p99 ms" 2xx miss non2x "RSS M" "cpu ms" "m.cpu o" "m.cpu b" "busy o" "busy b" "load1"
+    echo "# floor: m.cpu of a null HTTP server (hyper, nothing behind it) loaded as ours is; bound: m.cpu b / (m.cpu b + floor), the ratio a server adding only that to the batched writer would reach where the cores are the limit (PostgreSQL only)"
+    printf '%-5s %9s %9s %9s %6s %11s %6s %6s %4s %7s %7s %7s %7s %5s %5s %6s %6s %7s %7s %6s %6s %6s %5s  %s\n' \
+        conc batched "$1" ours ours/b range ours/p batch cl "p50 ms" "$2" "p99 ms" 2xx miss non2x "RSS M" "cpu ms" "m.cpu o" "m.cpu b" "busy o" "busy b" floor bound "load1"
 }
 
 echo "# faceid-receiver notify throughput — $(date -u +%Y-%m-%dT%H:%M:%SZ), git $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src crates bench || echo ' (modified)')"
@@ -248,7 +269,7 @@ echo "# raw: $OUT (runs.jsonl: every run's figures, batch sizes, durability coun
 if [[ " $ENGINES " == *" postgres "* ]]; then
     echo "# $(psql -Atc 'SELECT version()' -d postgres | cut -d, -f1)"
     psql -q -d postgres -c "CREATE DATABASE $DB" >/dev/null
-    PG_URL="postgres://$PGUSER@$PGHOST:$PGPORT/$DB"
+    PG_URL=$(pg_url "$DB")
     APP__DATABASE__URL=$PG_URL APP_ENVIRONMENT=development "$BIN" migrate >/dev/null
     "$LOADGEN" pgbench-script --out "$WORK/notify.sql"
     # Kept once by content: a sweep of the same commit finds its script already there.
@@ -261,6 +282,9 @@ if [[ " $ENGINES " == *" postgres "* ]]; then
         "$(realpath --relative-to="$OUT/pgbench" "$script")" "$script_sha" "$(git rev-parse --short HEAD)" \
         >"$OUT/pgbench/script.txt"
     start_server "$PG_URL"
+    NULL_PORT=$(free_port)
+    "$LOADGEN" null-server --listen "127.0.0.1:$NULL_PORT" 2>"$WORK/null.log" &
+    NULL_PID=$!
     echo
     echo "## PostgreSQL: ours vs batched ceiling (pg-batched: group commit's own writer, same batch sizes) vs per-callback pgbench (-M prepared)"
     row_header "pgbench" "pgb p50"
@@ -287,11 +311,21 @@ PY
             mark_start
             out=$("$LOADGEN" pg-batched --url "$PG_URL" --clients "$CLIENTS" --sizes "$SIZES" --duration "$DURATION")
             record postgres "$c" "$rep" batched "$out" "{\"batch_sizes\": \"$SIZES\"}"
+            mark_start
+            cpu_before=$(cpu_s "$NULL_PID")
+            out=$("$LOADGEN" http --url "http://127.0.0.1:$NULL_PORT/faceid/notify" --concurrency "$c" --duration "$DURATION")
+            cpu_after=$(cpu_s "$NULL_PID")
+            record postgres "$c" "$rep" floor "$out" "$(python3 -c '
+import json, sys
+o = json.loads(sys.argv[1])
+print(json.dumps({"cpu_ms": (float(sys.argv[2]) - float(sys.argv[3])) * 1000 / (o["rate"] * (o["seconds"] + 1))}))' \
+                "$out" "$cpu_after" "$cpu_before")"
         done
         print_row "$c" "$(hwm_mib "$SERVER_PID")"
         [[ $DURABILITY_FAILED == 0 ]] || { echo "DURABILITY CHECK FAILED: an acknowledged callback is not in the database" >&2; exit 1; }
     done
     stop_server
+    kill "$NULL_PID"; wait "$NULL_PID" 2>/dev/null || true; NULL_PID=
 fi
 
 if [[ " $ENGINES " == *" sqlite "* ]]; then

@@ -26,6 +26,8 @@ SECONDS_PER_WINDOW=${PROFILE_SECONDS:-10}
 C=${BENCH_CONCURRENCY:-1}
 OUT=${PROFILE_OUT:-$ROOT/target/profile/$(date -u +%Y%m%dT%H%M%SZ)}
 export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
+# shellcheck source=bench/pg.sh
+source "$ROOT/bench/pg.sh"
 for tool in perf strace valgrind callgrind_annotate; do
     command -v "$tool" >/dev/null || { echo "$tool not found (apt-get install linux-perf strace valgrind)" >&2; exit 1; }
 done
@@ -48,7 +50,7 @@ cleanup() {
 }
 trap cleanup EXIT
 psql -q -d postgres -c "CREATE DATABASE $DB" >/dev/null
-URL="postgres://$PGUSER@$PGHOST:$PGPORT/$DB"
+URL=$(pg_url "$DB")
 APP__DATABASE__URL=$URL APP_ENVIRONMENT=development "$BIN" migrate >/dev/null
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 
