@@ -12,6 +12,8 @@
 #   bench/ab.sh /tmp/before /tmp/after                # 1 and 16 connections, 6 pairs of 5 s
 #   AB_CONCURRENCY="16" AB_PAIRS=4 AB_SECONDS=8 bench/ab.sh A B
 #   AB_OUT=bench/results/<date>/ab-x bench/ab.sh A B  # raw output (ab.txt, runs.jsonl)
+#   AB_PGHOST_B=/var/run/postgresql bench/ab.sh D D   # one build, B over the Unix socket
+#                               # (AB_PGHOST_A/AB_PGHOST_B: each side's PGHOST, default PGHOST)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 A=$(realpath "$1") B=$(realpath "$2")
@@ -40,8 +42,8 @@ start() { # side dir
     local side=$1 dir=$2
     DB[$side]=faceid_ab_${side}_$$
     psql -q -d postgres -c "CREATE DATABASE ${DB[$side]}" >/dev/null
-    local url
-    url=$(pg_url "${DB[$side]}")
+    local url host_var="AB_PGHOST_${side^^}"
+    url=$(PGHOST=${!host_var:-$PGHOST} pg_url "${DB[$side]}")
     APP__DATABASE__URL=$url APP_ENVIRONMENT=development "$dir/faceid-receiver" migrate >/dev/null
     PORT[$side]=$(free_port)
     env APP_ENVIRONMENT=development APP__DATABASE__URL="$url" APP__SERVER__LISTEN="127.0.0.1:${PORT[$side]}" \
@@ -79,6 +81,7 @@ PY
     echo "# bench/ab.sh — $(date -u +%Y-%m-%dT%H:%M:%SZ); $PAIRS pairs of ${SECONDS_PER_RUN}s runs per concurrency; uptime: $(uptime)"
     echo "# A = $A: $(cat "$A/BUILT_FROM" 2>/dev/null || echo '?')"
     echo "# B = $B: $(cat "$B/BUILT_FROM" 2>/dev/null || echo '?')"
+    echo "# PostgreSQL: A at PGHOST=${AB_PGHOST_A:-$PGHOST}, B at PGHOST=${AB_PGHOST_B:-$PGHOST}"
 } | tee "$OUT/ab.txt"
 start a "$A"
 start b "$B"
