@@ -776,11 +776,11 @@ async fn pg_batched(
                     job: JobEffect::CancelPending,
                 })
                 .collect();
-            let accepted = pg_batch::write_batch(&pool, &members).await?;
-            if accepted.len() != n {
+            let answers = pg_batch::write_batch(&pool, &members).await?;
+            let accepted = answers.iter().filter(|answer| answer.is_ok()).count();
+            if accepted != n {
                 return Err(sqlx::Error::Protocol(format!(
-                    "batch of {n}: {} accepted",
-                    accepted.len()
+                    "batch of {n}: {accepted} accepted"
                 )));
             }
             Ok(())

@@ -26,7 +26,7 @@ use super::{
 /// A `verifications` row joined with its follow-up job (`fetch_*` NULL when none).
 #[derive(sqlx::FromRow)]
 pub(super) struct VerificationRow {
-    biz_id: String,
+    pub(super) biz_id: String,
     biz_no: Option<String>,
     status: String,
     liveness: Option<String>,
@@ -329,11 +329,11 @@ impl<P> EngineStore<P> {
 /// - `begin_write`: `async fn(&$pool) -> Result<Transaction<'static, DB>, sqlx::Error>`, how
 ///   a write transaction begins (PostgreSQL: a plain `BEGIN`; SQLite: `BEGIN IMMEDIATE`, so
 ///   that a transaction that reads first never fails upgrading its lock);
-/// - `write_batch`: `async fn(&$pool, &[Member]) -> Result<Vec<Accepted>, sqlx::Error>`,
-///   which applies a group-commit batch with the effects of `accept_in` member by member
-///   ([`super::group`]) and has committed all of it when it returns `Ok`. `write_each`,
-///   defined here, is exactly that (one transaction, `accept_in` per member); an engine may
-///   pass its own writer instead;
+/// - `write_batch`: `async fn(&$pool, &[Member]) -> BatchResult`, which applies a
+///   group-commit batch with the effects of `accept_in` member by member ([`super::group`]):
+///   `Err` when none of it committed, else one answer per member. `write_each`, defined
+///   here, is exactly that (one transaction, `accept_in` per member); an engine may pass its
+///   own writer instead;
 /// - `group_commit_pool`: `fn(&$pool) -> $pool`, the pool the writers use (the engine's
 ///   own, or one with connections of their own);
 /// - `group_commit_writers`: how many group-commit transactions may be open at once.
@@ -364,7 +364,7 @@ macro_rules! impl_store {
                 self as shared, AccessRow, CallbackRow, EngineStore, FetchRow, LeaseRow,
                 RefusedRow, VerificationRow,
             };
-            use $crate::store::group::{Accepted, GroupCommit, Member};
+            use $crate::store::group::{Accepted, BatchResult, GroupCommit, Member};
             use $crate::store::push::{
                 self as push_rows, EndpointRow, EventRow, GaugesRow, HealthRow, LeaseDeliveryRow,
             };
@@ -634,14 +634,11 @@ macro_rules! impl_store {
 
             /// A group-commit batch, member after member in one transaction.
             #[allow(dead_code)] // an engine with a writer of its own does not use it
-            async fn write_each(
-                pool: &$pool,
-                members: &[Member],
-            ) -> Result<Vec<Accepted>, sqlx::Error> {
+            async fn write_each(pool: &$pool, members: &[Member]) -> BatchResult {
                 let mut tx = $begin_write(pool).await?;
                 let mut accepted = Vec::with_capacity(members.len());
                 for m in members {
-                    accepted.push(accept_in(&mut tx, &m.entry, &m.result, m.job).await?);
+                    accepted.push(Ok(accept_in(&mut tx, &m.entry, &m.result, m.job).await?));
                 }
                 tx.commit().await?;
                 Ok(accepted)

@@ -9,11 +9,13 @@
 //!
 //! Invariants:
 //! - a caller gets `Ok` only after the transaction holding its writes has committed;
-//! - a batch that fails is retried member by member, each in its own transaction, so one bad
-//!   member (or a deadlock with another writer) cannot fail the others; a member whose own
-//!   transaction fails gets that error. When the database is unavailable the batch is not
-//!   retried: every member gets the batch's own [`StoreError::Unavailable`] (503), never an
-//!   acknowledgement;
+//! - a batch that fails having committed nothing is retried member by member, each in its
+//!   own transaction, so one bad member (or a deadlock with another writer) cannot fail the
+//!   others; a member whose own transaction fails gets that error. When the database is
+//!   unavailable the batch is not retried: every member gets the batch's own
+//!   [`StoreError::Unavailable`] (503), never an acknowledgement. A member whose writes
+//!   committed is never written again: if reading its record back fails, it gets that error
+//!   ([`BatchResult`]);
 //! - members are applied in submission order, except that a batch is stably sorted by biz_id
 //!   (so two deliveries for one biz_id keep their order, and concurrent batches lock rows in
 //!   the same order and do not deadlock each other); the merge rule runs per member, exactly as
@@ -32,6 +34,12 @@ use super::{
 
 pub(super) type Accepted = (MergeOutcome, Verification);
 
+/// What a batch writer answers. `Err`: nothing of the batch was committed, so each member may
+/// be written again on its own. `Ok`: one answer per member, in order; a member may carry an
+/// error of its own when its writes committed but its record could not be read back (it is
+/// answered with that error, never written a second time).
+pub type BatchResult = Result<Vec<StoreResult<Accepted>>, sqlx::Error>;
+
 /// One queued `accept_signed` call.
 pub struct Member {
     pub entry: NewCallback,
@@ -47,13 +55,12 @@ pub(super) struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts `writers` tasks. `write_batch` applies members in the given order in one
-    /// transaction and returns one result per member; `write_one` applies one member in a
-    /// transaction of its own.
+    /// Starts `writers` tasks. `write_batch` applies members in the given order and answers
+    /// as [`BatchResult`] says; `write_one` applies one member in a transaction of its own.
     pub fn spawn<B, BF, O, OF>(max: usize, writers: usize, write_batch: B, write_one: O) -> Self
     where
         B: Fn(Arc<Vec<Member>>) -> BF + Send + Sync + 'static,
-        BF: Future<Output = Result<Vec<Accepted>, sqlx::Error>> + Send,
+        BF: Future<Output = BatchResult> + Send,
         O: Fn(Arc<Vec<Member>>, usize) -> OF + Send + Sync + 'static,
         OF: Future<Output = Result<Accepted, sqlx::Error>> + Send,
     {
@@ -118,7 +125,7 @@ async fn next_batch(
 async fn run_batch<B, BF, O, OF>(mut batch: Vec<(Member, Reply)>, write_batch: &B, write_one: &O)
 where
     B: Fn(Arc<Vec<Member>>) -> BF,
-    BF: Future<Output = Result<Vec<Accepted>, sqlx::Error>>,
+    BF: Future<Output = BatchResult>,
     O: Fn(Arc<Vec<Member>>, usize) -> OF,
     OF: Future<Output = Result<Accepted, sqlx::Error>>,
 {
@@ -130,7 +137,7 @@ where
     match write_batch(members.clone()).await {
         Ok(results) => {
             for (reply, result) in replies.into_iter().zip(results) {
-                let _ = reply.send(Ok(result));
+                let _ = reply.send(result);
             }
         }
         Err(error) => {

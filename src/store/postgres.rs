@@ -32,9 +32,10 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
 use super::engine::{EngineStore, VerificationRow, impl_store, merge_outcome};
-use super::group::{Accepted, Member};
+use super::group::{Accepted, BatchResult, Member};
 use super::{
-    ConnectOptions, IncomingResult, JobEffect, MergeOutcome, NewCallback, StoreResult, Verification,
+    ConnectOptions, IncomingResult, JobEffect, MergeOutcome, NewCallback, StoreError, StoreResult,
+    Verification,
 };
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -204,73 +205,88 @@ pub fn writer_options(options: &PgConnectOptions) -> PgConnectOptions {
 /// A member whose merge kept the stored record (a duplicate) has no row in the statement's
 /// answer: its record is read afterwards, after its biz_no is filled in if the record lacked
 /// one (as `merge` does). In a batch of several rounds that happens inside the transaction;
-/// in a batch of one round, after the statement committed. The member is answered only after
-/// both either way; a crash in between leaves its record without a biz_no that FaceID's
-/// retry of the unanswered delivery fills in. Should that read or fill fail for another
-/// reason than an unavailable database, group commit retries the batch's members one by one,
-/// and those the statement had already committed are journaled a second time, as duplicates.
+/// in a batch of one round, after the statement committed, so a failure there is the kept
+/// members' alone: each gets the error, the others their records ([`BatchResult`]), and
+/// nothing is written twice. The member is answered only after both either way; a crash in
+/// between leaves its record without a biz_no that FaceID's retry of the unanswered
+/// delivery fills in.
 ///
 /// Public (hidden) for the batched ceiling of `bench/notify.sh`, which writes its batches with
 /// this very function on connections made with [`writer_options`].
-pub async fn write_batch(
-    pool: &PgPool,
-    members: &[Member],
-) -> Result<Vec<(MergeOutcome, Verification)>, sqlx::Error> {
-    let rounds = super::group::rounds(members.iter().map(|m| m.result.biz_id.as_str()));
+pub async fn write_batch(pool: &PgPool, members: &[Member]) -> BatchResult {
+    let mut rounds = super::group::rounds(members.iter().map(|m| m.result.biz_id.as_str()));
+    let mut answers = Vec::with_capacity(members.len());
     if rounds.len() == 1 {
+        let round = of_members(members, rounds.remove(0));
         let mut conn = pool.acquire().await?;
-        return accept_rounds(&mut conn, members, rounds).await;
+        let kept = write_round(&mut conn, &round, &mut answers).await?;
+        // The statement has committed: from here on, a failure is the kept members' alone.
+        match read_kept(&mut conn, &kept).await {
+            Ok(records) => answers.extend(records),
+            Err(error) => {
+                let error = StoreError::from(error);
+                answers.extend(kept.iter().map(|(i, _)| (*i, Err(error.clone()))));
+            }
+        }
+        return Ok(in_member_order(answers, members.len()));
     }
     let mut tx = pool.begin().await?;
-    let accepted = accept_rounds(&mut tx, members, rounds).await?;
+    for round in rounds {
+        let round = of_members(members, round);
+        let kept = write_round(&mut tx, &round, &mut answers).await?;
+        answers.extend(read_kept(&mut tx, &kept).await?);
+    }
     tx.commit().await?;
-    Ok(accepted)
+    Ok(in_member_order(answers, members.len()))
 }
 
-/// [`write_batch`]'s rounds, one after another on `conn`.
-async fn accept_rounds(
+/// A member's answer, by its place in the batch.
+type Answer = (usize, StoreResult<Accepted>);
+
+fn of_members(members: &[Member], round: Vec<usize>) -> Vec<(usize, &Member)> {
+    round.into_iter().map(|i| (i, &members[i])).collect()
+}
+
+/// One answer per member, in batch order (each member is answered exactly once: by the
+/// round that wrote it, or as kept).
+fn in_member_order(answers: Vec<Answer>, members: usize) -> Vec<StoreResult<Accepted>> {
+    let mut ordered: Vec<Option<StoreResult<Accepted>>> = vec![None; members];
+    for (i, answer) in answers {
+        ordered[i] = Some(answer);
+    }
+    ordered
+        .into_iter()
+        .map(|answer| answer.expect("rounds answer every member"))
+        .collect()
+}
+
+/// The kept members of a round: their biz_no filled in where the record lacked one (as in
+/// `merge`), then their records read, as [`MergeOutcome::Unchanged`].
+async fn read_kept(
     conn: &mut PgConnection,
-    members: &[Member],
-    rounds: Vec<Vec<usize>>,
-) -> Result<Vec<Accepted>, sqlx::Error> {
-    let mut accepted: Vec<Option<Accepted>> = vec![None; members.len()];
-    for round in rounds {
-        let round: Vec<(usize, &Member)> = round.into_iter().map(|i| (i, &members[i])).collect();
-        let mut written = write_round(conn, &round).await?;
-        let mut kept = Vec::new();
-        for &(i, m) in &round {
-            match written.remove(&m.result.biz_id) {
-                Some((revision, record)) => {
-                    accepted[i] = Some((merge_outcome(Some(revision)), record));
-                }
-                None => kept.push((i, m)),
-            }
+    kept: &[(usize, &Member)],
+) -> Result<Vec<Answer>, sqlx::Error> {
+    if kept.is_empty() {
+        return Ok(Vec::new());
+    }
+    for (_, m) in kept {
+        if let Some(biz_no) = &m.result.biz_no {
+            sqlx::query(super::sql::FILL_BIZ_NO)
+                .bind(&m.result.biz_id)
+                .bind(biz_no)
+                .execute(&mut *conn)
+                .await?;
         }
-        if kept.is_empty() {
-            continue;
-        }
-        for (_, m) in &kept {
-            // As in `merge`: a kept record still learns a biz_no it lacked.
-            if let Some(biz_no) = &m.result.biz_no {
-                sqlx::query(super::sql::FILL_BIZ_NO)
-                    .bind(&m.result.biz_id)
-                    .bind(biz_no)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-        }
-        let mut records = read_records(conn, &kept).await?;
-        for (i, m) in kept {
+    }
+    let mut records = read_records(conn, kept).await?;
+    kept.iter()
+        .map(|(i, m)| {
             let record = records
                 .remove(&m.result.biz_id)
                 .ok_or(sqlx::Error::RowNotFound)?;
-            accepted[i] = Some((MergeOutcome::Unchanged, record));
-        }
-    }
-    Ok(accepted
-        .into_iter()
-        .map(|a| a.expect("rounds cover every member"))
-        .collect())
+            Ok((*i, Ok((MergeOutcome::Unchanged, record))))
+        })
+        .collect()
 }
 
 /// A row of [`ACCEPT_ROUND`]'s answer: a record its merge wrote, and the new revision.
@@ -281,12 +297,14 @@ struct WrittenRow {
     revision: i32,
 }
 
-/// [`ACCEPT_ROUND`] for one round: the revision and record of each member whose merge wrote,
-/// by biz_id (the others kept the stored record).
-async fn write_round(
+/// [`ACCEPT_ROUND`] for one round: answers each member whose merge wrote with its outcome and
+/// record (a record that cannot be decoded is that member's error), and returns the others
+/// (their merge kept the stored record). `Err` only when the statement failed.
+async fn write_round<'m>(
     conn: &mut PgConnection,
-    round: &[(usize, &Member)],
-) -> Result<HashMap<String, (i32, Verification)>, sqlx::Error> {
+    round: &[(usize, &'m Member)],
+    answers: &mut Vec<Answer>,
+) -> Result<Vec<(usize, &'m Member)>, sqlx::Error> {
     let results: Vec<&IncomingResult> = round.iter().map(|(_, m)| &m.result).collect();
     let entries: Vec<&NewCallback> = round.iter().map(|(_, m)| &m.entry).collect();
     let result_text = |f: fn(&IncomingResult) -> Option<&str>| -> Vec<Option<&str>> {
@@ -339,13 +357,23 @@ async fn write_round(
         )
         .fetch_all(&mut *conn)
         .await?;
-    written
+    let mut written: HashMap<String, WrittenRow> = written
         .into_iter()
-        .map(|row| {
-            let record = Verification::try_from(row.record)?;
-            Ok((record.biz_id.clone(), (row.revision, record)))
-        })
-        .collect()
+        .map(|row| (row.record.biz_id.clone(), row))
+        .collect();
+    let mut kept = Vec::new();
+    for &(i, m) in round {
+        match written.remove(&m.result.biz_id) {
+            Some(row) => answers.push((
+                i,
+                Verification::try_from(row.record)
+                    .map(|record| (merge_outcome(Some(row.revision)), record))
+                    .map_err(StoreError::from),
+            )),
+            None => kept.push((i, m)),
+        }
+    }
+    Ok(kept)
 }
 
 /// A round's job effects as the arrays [`ACCEPT_ROUND`] binds: the members to cancel, and the

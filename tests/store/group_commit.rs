@@ -441,6 +441,79 @@ async fn postgres_a_failing_member_fails_alone_after_its_batch_is_retried() {
     db.drop_database().await;
 }
 
+/// A batch without a repeated biz_id is one statement that commits on its own; a duplicate
+/// in it (its record kept) then has its biz_no filled and its record read. When that
+/// follow-up fails (here a trigger refuses the biz_no, a data error), the members the
+/// statement committed are still answered with what it wrote — not written again as
+/// duplicates by the one-by-one fallback, which would journal their delivery twice — and
+/// only the duplicate gets the error.
+#[tokio::test(flavor = "current_thread")]
+async fn postgres_a_failed_follow_up_does_not_write_committed_members_again() {
+    let Some((store, mut db)) = common::postgres_store().await else {
+        return;
+    };
+    let (fresh, kept) = (biz("follow-up-fresh"), biz("follow-up-kept"));
+    // The stored record lacks a biz_no: a duplicate carrying one will fill it.
+    let first = IncomingResult {
+        biz_no: None,
+        ..signed_notify(&kept, "OK")
+    };
+    store
+        .accept_signed(
+            &delivery(CallbackKind::Notify, Some(&kept), true, NOW),
+            &first,
+            JobEffect::Keep,
+        )
+        .await
+        .expect("the first delivery is stored");
+    let admin = sqlx::PgPool::connect(db.url()).await.unwrap();
+    for statement in [
+        "CREATE FUNCTION refuse_biz_no() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'biz_no refused by the test' USING ERRCODE = '22023'; END $$",
+        "CREATE TRIGGER refuse_biz_no BEFORE UPDATE OF biz_no ON verifications FOR EACH ROW \
+         WHEN (OLD.biz_no IS NULL AND NEW.biz_no IS NOT NULL) EXECUTE FUNCTION refuse_biz_no()",
+    ] {
+        sqlx::query(statement).execute(&admin).await.unwrap();
+    }
+
+    let deliveries = [
+        signed_delivery(&fresh, "OK", NOW + 1),
+        signed_delivery(&kept, "OK", NOW + 2),
+    ];
+    let results = accept_together(&store, &deliveries).await;
+
+    match &results[0] {
+        Ok((MergeOutcome::Created, stored)) => assert_eq!(stored.biz_id, fresh),
+        other => panic!(
+            "the committed member is answered with its own write: {:?}",
+            other.as_ref().map(|(o, _)| o).map_err(|e| format!("{e:?}"))
+        ),
+    }
+    assert_eq!(
+        outcomes(&journal(&store, Some(fresh.as_str())).await),
+        ["stored"],
+        "one delivery, one journal row"
+    );
+    assert!(
+        matches!(results[1], Err(StoreError::Other(_))),
+        "the duplicate whose follow-up failed gets a data error: {:?}",
+        results[1].as_ref().map(|(o, _)| o)
+    );
+    let mut kept_journal = outcomes(&journal(&store, Some(kept.as_str())).await)
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+    kept_journal.sort();
+    assert_eq!(
+        kept_journal,
+        ["duplicate", "stored"],
+        "the first delivery and the duplicate, once each"
+    );
+    admin.close().await;
+    store.close().await;
+    db.drop_database().await;
+}
+
 /// A member whose own write breaks a constraint (status_rank 7: only a bug could send it, and
 /// the schema refuses it on both engines) fails its batch; the batch falls back to member by
 /// member, every other member is acked and stored, and the bad one gets a data error — not
