@@ -6,7 +6,8 @@
 # run of A then a run of B (then B then A in the next pair, so neither always goes first),
 # `faceid-loadgen http` at AB_CONCURRENCY connections for AB_SECONDS each. Per run: the rate,
 # p50, and the server's CPU per request (user+system from /proc/PID/stat over the run divided
-# by its requests). Medians of the pairs at the end. On this shared 2-core machine the
+# by its requests), and the load generator's own CPU and the whole machine's per request.
+# Medians of the pairs at the end. On this shared 2-core machine the
 # absolute figures move with the load; what one pair compares ran within seconds.
 #
 #   bench/ab.sh /tmp/before /tmp/after                # 1 and 16 connections, 6 pairs of 5 s
@@ -73,7 +74,9 @@ n = r["ok"] + r.get("failures", 0)
 cpu = (float(t1) - float(t0)) / float(hz) * 1000 / max(n, 1)
 print(json.dumps({"side": side, "concurrency": int(c), "rate": r["rate"], "p50_ms": r["p50_ms"],
                   "p99_ms": r["p99_ms"], "ok": r["ok"], "failures": r.get("failures", 0),
-                  "cpu_ms_per_request": round(cpu, 3), "load1": float(load1)}))
+                  "cpu_ms_per_request": round(cpu, 3), "load1": float(load1),
+                  # The load generator's own figures, when it reports them.
+                  **{k: r[k] for k in ("machine_cpu_ms", "client_cpu_ms", "machine_steal") if k in r}}))
 PY
 }
 
@@ -101,14 +104,16 @@ done
 python3 - "$OUT/runs.jsonl" <<'PY' | tee -a "$OUT/ab.txt"
 import json, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1])]
-print(f"{'conc':>4} {'side':>4} {'rate':>8} {'p50 ms':>7} {'cpu ms/req':>10}   per run (rate / cpu)")
+print(f"{'conc':>4} {'side':>4} {'rate':>8} {'p50 ms':>7} {'cpu ms/req':>10} {'client ms':>9} {'machine ms':>10}   per run (rate / cpu)")
+opt = lambda rs, k: f"{statistics.median(r[k] for r in rs):.3f}" if all(k in r for r in rs) else "-"
 for c in sorted({r['concurrency'] for r in runs}):
     med = {}
     for side in "ab":
         rs = [r for r in runs if r['concurrency'] == c and r['side'] == side]
         med[side] = {k: statistics.median(r[k] for r in rs) for k in ('rate', 'p50_ms', 'cpu_ms_per_request')}
         per = ", ".join(f"{r['rate']:.0f}/{r['cpu_ms_per_request']:.3f}" for r in rs)
-        print(f"{c:>4} {side.upper():>4} {med[side]['rate']:>8.1f} {med[side]['p50_ms']:>7.2f} {med[side]['cpu_ms_per_request']:>10.3f}   {per}")
+        print(f"{c:>4} {side.upper():>4} {med[side]['rate']:>8.1f} {med[side]['p50_ms']:>7.2f} {med[side]['cpu_ms_per_request']:>10.3f}"
+              f" {opt(rs, 'client_cpu_ms'):>9} {opt(rs, 'machine_cpu_ms'):>10}   {per}")
     print(f"{c:>4}  B/A {med['b']['rate']/med['a']['rate']:>8.2f} {med['b']['p50_ms']/med['a']['p50_ms']:>7.2f} {med['b']['cpu_ms_per_request']/med['a']['cpu_ms_per_request']:>10.2f}")
 PY
 echo "raw: $OUT"
