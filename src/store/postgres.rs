@@ -206,7 +206,7 @@ pub fn writer_options(options: &PgConnectOptions) -> PgConnectOptions {
 /// answer: its record is read afterwards, after its biz_no is filled in if the record lacked
 /// one (as `merge` does). In a batch of several rounds that happens inside the transaction;
 /// in a batch of one round, after the statement committed, so a failure there is the kept
-/// members' alone: each gets the error, the others their records ([`BatchResult`]), and
+/// members' alone: each gets the error, the others their records (`group::BatchResult`), and
 /// nothing is written twice. The member is answered only after both either way; a crash in
 /// between leaves its record without a biz_no that FaceID's retry of the unanswered
 /// delivery fills in.
