@@ -312,14 +312,21 @@ PY
             out=$("$LOADGEN" pg-batched --url "$PG_URL" --clients "$CLIENTS" --sizes "$SIZES" --duration "$DURATION")
             record postgres "$c" "$rep" batched "$out" "{\"batch_sizes\": \"$SIZES\"}"
             mark_start
+            # A null server that died (a port taken, a crash) ends the sweep here, with its log.
+            kill -0 "$NULL_PID" 2>/dev/null || { echo "the null server is gone:" >&2; cat "$WORK/null.log" >&2; exit 1; }
             cpu_before=$(cpu_s "$NULL_PID")
             out=$("$LOADGEN" http --url "http://127.0.0.1:$NULL_PORT/faceid/notify" --concurrency "$c" --duration "$DURATION")
             cpu_after=$(cpu_s "$NULL_PID")
-            record postgres "$c" "$rep" floor "$out" "$(python3 -c '
+            # Assigned first: set -e stops the sweep on a failed floor run only in an assignment.
+            floor=$(python3 -c '
 import json, sys
 o = json.loads(sys.argv[1])
+# The floor is a figure only if every request of it was answered.
+if o["failures"] or not o["ok"]:
+    sys.exit(f"the HTTP floor run failed: {o}")
 print(json.dumps({"cpu_ms": (float(sys.argv[2]) - float(sys.argv[3])) * 1000 / (o["rate"] * (o["seconds"] + 1))}))' \
-                "$out" "$cpu_after" "$cpu_before")"
+                "$out" "$cpu_after" "$cpu_before")
+            record postgres "$c" "$rep" floor "$out" "$floor"
         done
         print_row "$c" "$(hwm_mib "$SERVER_PID")"
         [[ $DURABILITY_FAILED == 0 ]] || { echo "DURABILITY CHECK FAILED: an acknowledged callback is not in the database" >&2; exit 1; }
