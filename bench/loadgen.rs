@@ -431,7 +431,8 @@ impl ErrorLog {
 /// ([`CallbackTemplate::new`]): per request only the biz_id is spliced in and the data
 /// signed, as `SignedCallback::sign(..).form_body()` would (a test checks they agree).
 /// Form encoding is byte by byte, so the encoded seed's pieces joined by the encoded biz_id
-/// are the encoding of the whole.
+/// are the encoding of the whole. Why not `form_body` itself: encoding the 3.6 KB seed takes
+/// ≈ 30 µs, a third of this client's CPU per request, on the cores it shares with the server.
 struct CallbackTemplate {
     secret: String,
     data_pieces: Vec<&'static str>,
