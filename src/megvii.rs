@@ -33,10 +33,6 @@ use crate::store::{CallbackKind, IncomingResult, NewImage};
 /// a get_result answer.
 pub const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
 
-/// Top-level keys that hold images: RAW's `image_best`/`image_best_2`, and the
-/// `multifaces_image` both variants may add. Lite puts the others under `images`.
-const TOP_LEVEL_IMAGES: [&str; 3] = ["image_best", "image_best_2", "multifaces_image"];
-
 /// Which get_result to call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Variant {
@@ -324,7 +320,7 @@ fn split_result(http_status: u16, text: &str, object: Map<String, Value>) -> Fet
     let fields = payload::result_fields(&object);
     let images = images_in(&object);
     let result = if holds_images(&object) {
-        stored_without_images(text, object)
+        stored_without_images(text, || object)
     } else {
         text.trim().to_owned()
     };
@@ -358,21 +354,24 @@ pub fn signed_callback(
 /// but a result must not hold pictures wherever it came from): when at least one decodes,
 /// the result without its image keys, as get_result answers are stored, and the images;
 /// `None` when there is nothing to cut, so that the stored text stays FaceID's bytes.
-/// `object` is `raw`'s derived view, as the callback was parsed: not parsed again.
-fn cut_images(raw: &str, object: &Map<String, Value>) -> Option<(String, Vec<NewImage>)> {
-    if !holds_images(object) {
+/// `view` is the callback's view of `raw` (its images among the members it holds), as the
+/// callback was parsed: not parsed again.
+fn cut_images(raw: &str, view: &Map<String, Value>) -> Option<(String, Vec<NewImage>)> {
+    if !holds_images(view) {
         return None;
     }
-    let images = images_in(object);
-    (!images.is_empty()).then(|| (stored_without_images(raw, object.clone()), images))
-}
-
-fn is_image_key(key: &str) -> bool {
-    key == "images" || TOP_LEVEL_IMAGES.contains(&key)
+    let images = images_in(view);
+    // The view holds only some members: should the text not split, rebuild from all of them.
+    let full_view = || {
+        payload::parse_object(raw.as_bytes())
+            .map(|(_, object)| object)
+            .unwrap_or_default()
+    };
+    (!images.is_empty()).then(|| (stored_without_images(raw, full_view), images))
 }
 
 fn holds_images(object: &Map<String, Value>) -> bool {
-    object.keys().any(|key| is_image_key(key))
+    object.keys().any(|key| payload::is_image_key(key))
 }
 
 /// The images under `images` and the top-level image keys that decode. The others are
@@ -388,7 +387,7 @@ fn images_in(object: &Map<String, Value>) -> Vec<NewImage> {
                     collect_image(name, value, &mut images, &mut skipped);
                 }
             }
-        } else if TOP_LEVEL_IMAGES.contains(&key.as_str()) {
+        } else if payload::is_image_key(key) {
             collect_image(key, value, &mut images, &mut skipped);
         }
     }
@@ -399,13 +398,13 @@ fn images_in(object: &Map<String, Value>) -> Vec<NewImage> {
 }
 
 /// `text` without its image members, the others cut verbatim from the text; when serde_json
-/// cannot read a member name even as raw text (a lone surrogate in a key), the view with the
-/// images removed, rather than lose the result.
-fn stored_without_images(text: &str, object: Map<String, Value>) -> String {
+/// cannot read a member name even as raw text (a lone surrogate in a key), the full view (every
+/// member) with the images removed, rather than lose the result.
+fn stored_without_images(text: &str, full_view: impl FnOnce() -> Map<String, Value>) -> String {
     without_images(text).unwrap_or_else(|| {
-        let kept: Map<String, Value> = object
+        let kept: Map<String, Value> = full_view()
             .into_iter()
-            .filter(|(key, _)| !is_image_key(key))
+            .filter(|(key, _)| !payload::is_image_key(key))
             .collect();
         Value::Object(kept).to_string()
     })
@@ -417,7 +416,7 @@ fn without_images(text: &str) -> Option<String> {
     let Members(members) = serde_json::from_str(text).ok()?;
     let kept: Vec<String> = members
         .iter()
-        .filter(|(key, _)| !is_image_key(key))
+        .filter(|(key, _)| !payload::is_image_key(key))
         .map(|(key, raw)| {
             Some(format!(
                 "{}:{}",
@@ -814,6 +813,27 @@ mod tests {
             fetched.result,
             r#"{"status":"OK","biz_info":{"biz_id": "1,a", "biz_no": "n\u0000\ud800"},"verify_result":{"result_faceid": {"confidence": 1e999}},"idcard_info":{"idcard_name": "\udfff"},"big":123456789012345678901234567890}"#
         );
+    }
+
+    /// A callback's view holds only the members we read; when its text cannot be split (a
+    /// lone surrogate in a member name), the stored result is rebuilt from all of them.
+    #[test]
+    fn a_callback_whose_text_cannot_be_split_keeps_every_member_but_its_images() {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(b"jpeg-bytes");
+        let data = format!(
+            r#"{{"status":"OK","biz_info":{{"biz_id":"1,a"}},"idcard_info":{{"idcard_name":"N"}},"\ud800":1,"images":{{"image_best":"data:image/jpeg;base64,{b64}"}}}}"#
+        );
+        let result = payload::parse_callback_data(data.as_bytes()).unwrap();
+        assert!(
+            without_images(&data).is_none(),
+            "the case under test: the text does not split"
+        );
+        let (incoming, images) = signed_callback(&result, CallbackKind::Notify);
+        assert_eq!(images.len(), 1);
+        let stored: Map<String, Value> = serde_json::from_str(&incoming.result).unwrap();
+        let keys: Vec<&str> = stored.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["status", "biz_info", "idcard_info", "\\ud800"]);
+        assert_eq!(stored["idcard_info"]["idcard_name"], "N");
     }
 
     #[test]
