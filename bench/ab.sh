@@ -15,6 +15,8 @@
 #   AB_OUT=bench/results/<date>/ab-x bench/ab.sh A B  # raw output (ab.txt, runs.jsonl)
 #   AB_PGHOST_B=/var/run/postgresql bench/ab.sh D D   # one build, B over the Unix socket
 #                               # (AB_PGHOST_A/AB_PGHOST_B: each side's PGHOST, default PGHOST)
+#   AB_LOG_FILTER_B=error bench/ab.sh D D             # one build, B without its info/warn lines
+#                               # (AB_LOG_FILTER_A/AB_LOG_FILTER_B: each side's log filter, default info)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 A=$(realpath "$1") B=$(realpath "$2")
@@ -43,13 +45,13 @@ start() { # side dir
     local side=$1 dir=$2
     DB[$side]=faceid_ab_${side}_$$
     psql -q -d postgres -c "CREATE DATABASE ${DB[$side]}" >/dev/null
-    local url host_var="AB_PGHOST_${side^^}"
+    local url host_var="AB_PGHOST_${side^^}" filter_var="AB_LOG_FILTER_${side^^}"
     url=$(PGHOST=${!host_var:-$PGHOST} pg_url "${DB[$side]}")
     APP__DATABASE__URL=$url APP_ENVIRONMENT=development "$dir/faceid-receiver" migrate >/dev/null
     PORT[$side]=$(free_port)
     env APP_ENVIRONMENT=development APP__DATABASE__URL="$url" APP__SERVER__LISTEN="127.0.0.1:${PORT[$side]}" \
         APP__SERVER__RATE_LIMIT_PER_SECOND=0 APP__MEGVII__BASE_URL="http://127.0.0.1:9" \
-        APP__TELEMETRY__FORMAT=json APP__TELEMETRY__FILTER=info \
+        APP__TELEMETRY__FORMAT=json APP__TELEMETRY__FILTER="${!filter_var:-info}" \
         "$dir/faceid-receiver" serve >"$WORK/serve-$side.log" 2>&1 &
     PID[$side]=$!
     for _ in $(seq 100); do
@@ -85,6 +87,7 @@ PY
     echo "# A = $A: $(cat "$A/BUILT_FROM" 2>/dev/null || echo '?')"
     echo "# B = $B: $(cat "$B/BUILT_FROM" 2>/dev/null || echo '?')"
     echo "# PostgreSQL: A at PGHOST=${AB_PGHOST_A:-$PGHOST}, B at PGHOST=${AB_PGHOST_B:-$PGHOST}"
+    echo "# log filter: A ${AB_LOG_FILTER_A:-info}, B ${AB_LOG_FILTER_B:-info}"
 } | tee "$OUT/ab.txt"
 start a "$A"
 start b "$B"
