@@ -76,6 +76,16 @@ fn sigterm_after_serving_a_callback_exits_0_promptly() {
     let (status, took) = server.wait_exit(Duration::from_secs(20));
     assert_eq!(status.code(), Some(0), "{status}:\n{}", server.log());
     assert!(took < Duration::from_secs(15), "took {took:?}");
+    // Every line logged before the exit reached the log, the shutdown's last ones included
+    // (guards any buffering of log lines: it would have to be written out at exit).
+    let log = server.log();
+    for line in [
+        "callback stored",
+        "stopping: no new connections",
+        "task exited",
+    ] {
+        assert!(log.contains(line), "{line:?} missing from the log:\n{log}");
+    }
 }
 
 #[test]
