@@ -223,12 +223,16 @@ impl Application {
                 result = &mut server => {
                     report_exit("http server", &result);
                     shutdown.cancel();
-                    (result, worker.await)
+                    let worker_result = worker.await;
+                    report_exit("follow-up worker", &worker_result);
+                    (result, worker_result)
                 }
                 result = &mut worker => {
                     report_exit("follow-up worker", &result);
                     shutdown.cancel();
-                    (server.await, result)
+                    let server_result = server.await;
+                    report_exit("http server", &server_result);
+                    (server_result, result)
                 }
             };
             // Retention stops on the same token, which both branches above have cancelled.
@@ -252,8 +256,11 @@ impl Application {
             );
             tokio::time::sleep(grace).await;
         };
+        // `biased`, deadline first: once stopping, the poll that sees the cancellation logs
+        // "stopping" before `both` can finish. Unbiased, a fast shutdown (every task already
+        // done by the time this future is polled) could skip that line at random.
         tokio::select! {
-            result = both => result,
+            biased;
             () = deadline => {
                 abort_server.abort();
                 abort_worker.abort();
@@ -265,6 +272,7 @@ impl Application {
                     humantime::format_duration(grace)
                 ))
             }
+            result = both => result,
         }
     }
 }

@@ -83,6 +83,8 @@ fn sigterm_after_serving_a_callback_exits_0_promptly() {
         "callback stored",
         "stopping: no new connections",
         "task exited",
+        "\"http server\"",
+        "\"follow-up worker\"",
     ] {
         assert!(log.contains(line), "{line:?} missing from the log:\n{log}");
     }

@@ -99,6 +99,7 @@ impl RawServer {
         for (field, timeout) in [
             ("header_timeout", self.header_timeout),
             ("idle_timeout", self.idle_timeout),
+            ("shutdown_timeout", self.shutdown_timeout),
         ] {
             if timeout < Duration::from_millis(100) {
                 return Err(at.invalid(field, "must be at least 100ms"));
@@ -200,6 +201,9 @@ mod tests {
 
         let err = load_error(&[("APP__SERVER__RATE_LIMIT_BURST", "0")]);
         assert!(err.contains("APP__SERVER__RATE_LIMIT_BURST"), "{err}");
+        // No grace at all would cut every in-flight request: refused, not obeyed.
+        let err = load_error(&[("APP__SERVER__SHUTDOWN_TIMEOUT", "0s")]);
+        assert!(err.contains("APP__SERVER__SHUTDOWN_TIMEOUT"), "{err}");
     }
 
     #[test]
