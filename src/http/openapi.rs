@@ -17,8 +17,8 @@ use utoipa::{Modify, OpenApi};
 use super::error::ErrorBody;
 use super::followup::{RawRequest, Scheduled};
 use super::push::{
-    EndpointList, EndpointRequest, EndpointView, EndpointWithSecret, EventPage, EventView, Queued,
-    StreamEvent, TestResult,
+    EndpointList, EndpointRequest, EndpointView, EndpointWithSecret, EventPage, EventTypeName,
+    EventView, Queued, StreamEvent, TestResult,
 };
 use super::replay::{ReplayRequest, ReplayView};
 use super::views::{
@@ -72,6 +72,7 @@ pub const BEARER: &str = "bearer";
         FetchStateName,
         SourceName,
         EndpointRequest,
+        EventTypeName,
         EndpointView,
         EndpointWithSecret,
         EndpointList,

@@ -155,9 +155,8 @@ pub struct EndpointRequest {
     /// An https URL (http, and private addresses, only with `push.allow_private_targets`).
     #[schema(value_type = Option<String>, max_length = 2048, example = "https://shop.example.com/faceid/events")]
     url: Option<Value>,
-    /// Event types to push (all when absent or empty): `verification.completed`,
-    /// `followup.ended`, `callback.refused`.
-    #[schema(value_type = Option<Vec<String>>)]
+    /// Event types to push (all when absent or empty).
+    #[schema(value_type = Option<Vec<EventTypeName>>)]
     events: Option<Value>,
     /// Send `data` unmasked, identity data included (default false).
     #[schema(value_type = Option<bool>)]
@@ -167,6 +166,20 @@ pub struct EndpointRequest {
     /// PATCH only: `false` disables the endpoint, `true` enables it again.
     #[schema(value_type = Option<bool>)]
     enabled: Option<Value>,
+}
+
+/// An event type: a final result stored (`verification.completed`), a follow-up ended without
+/// one (`followup.ended`), a callback delivery refused (`callback.refused`).
+// For the OpenAPI document only: the names are [`EventType::as_str`]'s, which a unit test
+// below holds equal to these.
+#[derive(Serialize, ToSchema)]
+pub enum EventTypeName {
+    #[serde(rename = "verification.completed")]
+    VerificationCompleted,
+    #[serde(rename = "followup.ended")]
+    FollowupEnded,
+    #[serde(rename = "callback.refused")]
+    CallbackRefused,
 }
 
 /// The fields of a request, checked.
@@ -542,7 +555,10 @@ pub async fn test_endpoint(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ReplayParams {
-    /// Events created at or after this time (RFC 3339 or epoch milliseconds). Required.
+    /// Events created at or after this time (RFC 3339 or epoch milliseconds).
+    // Optional to serde, required to the document: a missing `since` gets our own 400
+    // (`invalid_since`), not the extractor's.
+    #[param(required = true)]
     since: Option<String>,
 }
 
@@ -881,5 +897,22 @@ async fn next_event(
             Ok(views) => s.queued.extend(views),
             Err(_) => return None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_event_type_names_are_the_known_ones() {
+        let documented = serde_json::to_value([
+            EventTypeName::VerificationCompleted,
+            EventTypeName::FollowupEnded,
+            EventTypeName::CallbackRefused,
+        ])
+        .unwrap();
+        let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+        assert_eq!(documented, serde_json::json!(known));
     }
 }

@@ -88,3 +88,33 @@ async fn the_document_covers_every_api_route_with_bearer_auth() {
     let error = &doc["components"]["schemas"]["ErrorBody"]["properties"];
     assert!(error["error"].is_object() && error["message"].is_object());
 }
+
+#[tokio::test]
+async fn the_document_states_what_the_push_routes_require() {
+    // Arrange
+    let app = spawn_app(Engine::Sqlite, Default::default()).await.unwrap();
+
+    // Act
+    let doc: Value = serde_json::from_str(&served(&app).await).unwrap();
+
+    // Assert: a replay without `since` is refused, so the document says it is required.
+    let params = doc["paths"]["/api/v1/endpoints/{id}/replay"]["post"]["parameters"]
+        .as_array()
+        .expect("replay has parameters");
+    let since = params
+        .iter()
+        .find(|p| p["name"] == "since")
+        .expect("since is documented");
+    assert_eq!(since["in"], "query");
+    assert_eq!(since["required"], true, "{since}");
+    // An endpoint's `events` are the event types this build knows, and nothing else.
+    let schemas = &doc["components"]["schemas"];
+    let items = &schemas["EndpointRequest"]["properties"]["events"]["items"];
+    let reference = items["$ref"].as_str().expect("events items name a schema");
+    let name = reference.rsplit('/').next().unwrap();
+    let known: Vec<&str> = faceid_receiver::push::event::EventType::ALL
+        .iter()
+        .map(|t| t.as_str())
+        .collect();
+    assert_eq!(schemas[name]["enum"], serde_json::json!(known), "{items}");
+}
