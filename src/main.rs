@@ -127,7 +127,7 @@ async fn purge(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
     let retention = &settings.retention;
     if !retention.enabled() {
         println!(
-            "retention is off (retention.result_days, journal_days, refused_days and console_audit_days are 0): nothing to purge"
+            "retention is off (retention.result_days, journal_days, refused_days, console_audit_days and push_days are 0): nothing to purge"
         );
         return Ok(());
     }
@@ -139,8 +139,13 @@ async fn purge(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
         faceid_receiver::retention::purge_once(store.as_ref(), retention, &clock, dry_run).await?;
     let verb = if dry_run { "would purge" } else { "purged" };
     println!(
-        "{verb}: {} results, {} images, {} journal bodies, {} refused deliveries, {} console audit rows",
-        counts.results, counts.images, counts.journal_bodies, counts.refused, counts.console_audit
+        "{verb}: {} results, {} images, {} journal bodies, {} refused deliveries, {} console audit rows, {} push events",
+        counts.results,
+        counts.images,
+        counts.journal_bodies,
+        counts.refused,
+        counts.console_audit,
+        counts.push_events
     );
     Ok(())
 }
@@ -217,11 +222,12 @@ fn check_config(settings: &Settings, warnings: &[String]) -> ExitCode {
         d => format!("purged after {d} days"),
     };
     println!(
-        "retention: results and images {}, journal bodies {}, refused deliveries {}, console audit {}",
+        "retention: results and images {}, journal bodies {}, refused deliveries {}, console audit {}, push events {}",
         days(settings.retention.result_days),
         days(settings.retention.journal_days),
         days(settings.retention.refused_days),
-        days(settings.retention.console_audit_days)
+        days(settings.retention.console_audit_days),
+        days(settings.retention.push_days)
     );
     println!(
         "encryption at rest: {} ({} previous key(s))",

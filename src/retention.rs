@@ -3,8 +3,9 @@
 //! Owns when and what is purged: raw results and images of verifications created more than
 //! `retention.result_days` ago, journal bodies received more than `retention.journal_days`
 //! ago, and refused deliveries (journal rows, whole) received more than
-//! `retention.refused_days` ago, and the console's audit rows written more than
-//! `retention.console_audit_days` ago (0 = keep forever). The verification and accepted journal
+//! `retention.refused_days` ago, the console's audit rows written more than
+//! `retention.console_audit_days` ago, and push events created more than `retention.push_days`
+//! ago once nothing is left to deliver of them (0 = keep forever). The verification and accepted journal
 //! rows themselves stay (status, liveness, confidence, timestamps; journal metadata and
 //! `body_sha256`), so the service still answers "what happened" after it has forgotten
 //! "who"; refused rows go entirely, since they are what strangers sent, bounded in time.
@@ -40,6 +41,7 @@ pub async fn purge_once(
             journal_before: cutoffs.journal,
             refused_before: cutoffs.refused,
             console_audit_before: cutoffs.console_audit,
+            push_events_before: cutoffs.push,
             dry_run,
             now,
         })
@@ -72,6 +74,7 @@ pub async fn run(
                 journal_bodies = counts.journal_bodies,
                 refused = counts.refused,
                 console_audit = counts.console_audit,
+                push_events = counts.push_events,
                 "retention purge"
             ),
             Err(e) => tracing::warn!(

@@ -537,7 +537,8 @@ mod tests {
     #[test]
     fn identity_retention_and_encryption_are_off_by_default_and_set_from_the_environment() {
         let defaults = load(&[]).unwrap().settings;
-        // Only what strangers send, and the console's audit trail, is purged by default.
+        // Only what strangers send, the console's audit trail and push events are purged by
+        // default.
         assert_eq!(
             defaults.retention.cutoffs(40 * 86_400_000),
             Cutoffs {
@@ -545,6 +546,7 @@ mod tests {
                 journal: None,
                 refused: Some(10 * 86_400_000),
                 console_audit: Some(-50 * 86_400_000),
+                push: Some(-50 * 86_400_000),
             }
         );
         assert_eq!(defaults.retention.refused_bytes_per_day, 32 * 1024 * 1024);
@@ -559,6 +561,7 @@ mod tests {
             ("APP__RETENTION__JOURNAL_DAYS", "7"),
             ("APP__RETENTION__REFUSED_DAYS", "0"),
             ("APP__RETENTION__CONSOLE_AUDIT_DAYS", "0"),
+            ("APP__RETENTION__PUSH_DAYS", "14"),
             ("APP__RETENTION__INTERVAL", "10m"),
             ("APP__ENCRYPTION__KEY", key),
             ("APP__ENCRYPTION__PREVIOUS_KEYS", &format!("{old},{key}")),
@@ -573,6 +576,7 @@ mod tests {
                 journal: Some(3 * 86_400_000),
                 refused: None,
                 console_audit: None,
+                push: Some(-4 * 86_400_000),
             }
         );
         assert_eq!(s.retention.interval, Duration::from_secs(600));

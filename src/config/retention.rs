@@ -20,6 +20,9 @@ pub struct RetentionSettings {
     pub refused_days: u32,
     /// Console audit rows (sign-ins, refusals, actions) older than this are deleted.
     pub console_audit_days: u32,
+    /// Push events older than this are deleted with their deliveries and attempts, once
+    /// published and with no delivery still pending.
+    pub push_days: u32,
     /// Bytes of refused bodies (and unsigned return GET queries) journaled whole per UTC day;
     /// past it, and for any body over [`crate::http::journal::WHOLE_BODY_MAX`], only the first
     /// KiB is kept (with the full length and sha256).
@@ -37,6 +40,7 @@ pub struct Cutoffs {
     pub journal: Option<i64>,
     pub refused: Option<i64>,
     pub console_audit: Option<i64>,
+    pub push: Option<i64>,
 }
 
 impl RetentionSettings {
@@ -46,6 +50,7 @@ impl RetentionSettings {
             || self.journal_days > 0
             || self.refused_days > 0
             || self.console_audit_days > 0
+            || self.push_days > 0
     }
 
     /// The cutoffs at `now` (epoch ms).
@@ -57,6 +62,7 @@ impl RetentionSettings {
             journal: cutoff(self.journal_days),
             refused: cutoff(self.refused_days),
             console_audit: cutoff(self.console_audit_days),
+            push: cutoff(self.push_days),
         }
     }
 

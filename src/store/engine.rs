@@ -1334,6 +1334,25 @@ macro_rules! impl_store {
                                 .await?;
                         }
                     }
+                    if let Some(cutoff) = plan.push_events_before {
+                        let events: i64 = sqlx::query_scalar(sql::COUNT_PUSH_EVENTS_DUE)
+                            .bind(cutoff)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                        counts.push_events = events as u64;
+                        if !plan.dry_run {
+                            for statement in [
+                                sql::PURGE_PUSH_EVENT_ATTEMPTS,
+                                sql::PURGE_PUSH_EVENT_DELIVERIES,
+                                sql::PURGE_PUSH_EVENTS,
+                            ] {
+                                sqlx::query(statement)
+                                    .bind(cutoff)
+                                    .execute(&mut *tx)
+                                    .await?;
+                            }
+                        }
+                    }
                     tx.commit().await?;
                     Ok(counts)
                 }

@@ -574,6 +574,9 @@ pub struct PurgePlan {
     pub refused_before: Option<i64>,
     /// Console audit rows written before this time, deleted.
     pub console_audit_before: Option<i64>,
+    /// Push events created before this time, deleted with their deliveries and attempts
+    /// when published and no delivery of theirs is pending.
+    pub push_events_before: Option<i64>,
     /// Count only; change nothing.
     pub dry_run: bool,
     /// Stamped into `purged_at`.
@@ -592,6 +595,8 @@ pub struct PurgeCounts {
     pub refused: u64,
     /// Console audit rows deleted.
     pub console_audit: u64,
+    /// Push events deleted (with their deliveries and attempts).
+    pub push_events: u64,
 }
 
 // ---- the store's parts, by caller (see the module header) ----
@@ -800,7 +805,10 @@ pub trait MaintenanceStore: Send + Sync + 'static {
     /// `results_before`; deletes refused journal rows received before `refused_before`;
     /// empties the bodies of (the remaining) journal rows received before `journal_before`
     /// (keeping their metadata and `body_sha256`); deletes console audit rows written before
-    /// `console_audit_before`. Status, liveness, confidence and times are kept. Already purged data is not counted again. With `dry_run`, only counts.
+    /// `console_audit_before`; deletes push events created before `push_events_before` that
+    /// are published and have no pending delivery, with their deliveries and attempts (a
+    /// delivery still retrying, or waiting on a disabled endpoint, keeps its event). Status,
+    /// liveness, confidence and times are kept. Already purged data is not counted again. With `dry_run`, only counts.
     async fn purge(&self, plan: &PurgePlan) -> StoreResult<PurgeCounts>;
 
     /// Rewrites every stored result, image and journal body that is not in the current form

@@ -699,6 +699,41 @@ pub const PURGE_REFUSED_EVENT_DELIVERIES: &str = concat!(
     refused_events_due!()
 );
 
+/// Push events due for deletion (`retention.push_days`): created before a cutoff, published,
+/// and with no delivery still pending — a delivery still retrying, or waiting on a disabled
+/// endpoint, keeps its event whatever its age. Deliveries go before their event (its
+/// foreign key), attempts with them. Binds: cutoff.
+macro_rules! push_events_due {
+    () => {
+        "(SELECT e.seq FROM push_events e \
+          WHERE e.created_at < $1 AND e.position IS NOT NULL \
+            AND NOT EXISTS (SELECT 1 FROM push_deliveries d \
+                            WHERE d.event_seq = e.seq AND d.state = 'pending'))"
+    };
+}
+
+/// Binds: cutoff.
+pub const COUNT_PUSH_EVENTS_DUE: &str = concat!(
+    "SELECT COUNT(*) FROM push_events WHERE seq IN ",
+    push_events_due!()
+);
+
+/// Binds: cutoff.
+pub const PURGE_PUSH_EVENT_ATTEMPTS: &str = concat!(
+    "DELETE FROM push_attempts WHERE event_seq IN ",
+    push_events_due!()
+);
+
+/// Binds: cutoff.
+pub const PURGE_PUSH_EVENT_DELIVERIES: &str = concat!(
+    "DELETE FROM push_deliveries WHERE event_seq IN ",
+    push_events_due!()
+);
+
+/// Binds: cutoff.
+pub const PURGE_PUSH_EVENTS: &str =
+    concat!("DELETE FROM push_events WHERE seq IN ", push_events_due!());
+
 /// Binds: cutoff.
 pub const PURGE_REFUSED_EVENTS: &str =
     "DELETE FROM push_events WHERE type = 'callback.refused' AND created_at < $1";

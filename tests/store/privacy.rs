@@ -26,6 +26,7 @@ fn retention(result_days: u32, journal_days: u32) -> RetentionSettings {
         journal_days,
         refused_days: 0,
         console_audit_days: 0,
+        push_days: 0,
         refused_bytes_per_day: 1 << 20,
         interval: Duration::from_secs(3600),
     }
@@ -71,6 +72,7 @@ async fn purge_clears_old_results_images_and_bodies_and_keeps_the_summary(store:
             journal_bodies: 1,
             refused: 0,
             console_audit: 0,
+            push_events: 0,
         }
     );
 
@@ -123,6 +125,7 @@ async fn a_dry_run_counts_what_a_purge_would_remove_and_changes_nothing(store: A
             journal_bodies: 2,
             refused: 0,
             console_audit: 0,
+            push_events: 0,
         }
     );
     assert_eq!(

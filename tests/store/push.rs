@@ -30,6 +30,7 @@ crate::store_tests! {
         retry_and_replay_restart_deliveries_from_the_first_attempt,
         the_console_reads_health_per_endpoint_and_attempts_per_biz_id,
         retention_of_refusals_takes_their_events_deliveries_and_attempts,
+        retention_of_push_events_takes_old_finished_events_and_keeps_what_is_left_to_send,
     ],
     engines: [endpoint_secrets_are_sealed_at_rest],
 }
@@ -861,4 +862,111 @@ async fn retention_of_refusals_takes_their_events_deliveries_and_attempts(store:
         "only the outcome's delivery is left: {health:?}"
     );
     assert_eq!(store.push_attempts(&kept, 10).await.unwrap().len(), 1);
+}
+
+/// `retention.push_days`: an old event goes, with its deliveries and attempts, once it is
+/// published and none of its deliveries is pending; an old event still retrying or not yet
+/// published stays, as does a young one.
+async fn retention_of_push_events_takes_old_finished_events_and_keeps_what_is_left_to_send(
+    store: Arc<dyn Store>,
+) {
+    use faceid_receiver::store::{PurgeCounts, PurgePlan};
+    store
+        .create_endpoint(&endpoint("ep_r", &[VERIFICATION_COMPLETED]), 10)
+        .await
+        .unwrap()
+        .unwrap();
+    let (delivered, gave_up, retrying) = (biz("delivered"), biz("gave-up"), biz("retrying"));
+    for b in [&delivered, &gave_up, &retrying] {
+        super::notify(&store, &signed_notify(b, "OK"), NOW, JobEffect::Keep).await;
+    }
+    store.publish_events(NOW, true, 10).await.unwrap();
+    for d in store
+        .lease_deliveries("d", NOW, NOW + 60_000, 10)
+        .await
+        .unwrap()
+    {
+        let next = match &d.event.subject {
+            s if *s == delivered => NextStep::Delivered,
+            s if *s == gave_up => NextStep::GiveUp,
+            _ => NextStep::RetryAt(NOW + 5_000),
+        };
+        store
+            .record_attempt("d", &report(&d, NOW, 500, next))
+            .await
+            .unwrap();
+    }
+    let young = biz("young");
+    super::notify(
+        &store,
+        &signed_notify(&young, "OK"),
+        NOW + 2 * DAY,
+        JobEffect::Keep,
+    )
+    .await;
+    store.publish_events(NOW + 2 * DAY, true, 10).await.unwrap();
+    // Written as old as the others, not yet published.
+    let unpublished = biz("unpublished");
+    super::notify(
+        &store,
+        &signed_notify(&unpublished, "OK"),
+        NOW,
+        JobEffect::Keep,
+    )
+    .await;
+
+    let plan = |dry_run| PurgePlan {
+        push_events_before: Some(NOW + DAY),
+        dry_run,
+        now: NOW + 2 * DAY,
+        ..Default::default()
+    };
+    let expected = PurgeCounts {
+        push_events: 2,
+        ..PurgeCounts::default()
+    };
+    assert_eq!(store.purge(&plan(true)).await.unwrap(), expected);
+    assert_eq!(
+        store.events_after(0, 10).await.unwrap().len(),
+        4,
+        "a dry run deletes nothing"
+    );
+    assert_eq!(store.push_attempts(&delivered, 10).await.unwrap().len(), 1);
+
+    assert_eq!(store.purge(&plan(false)).await.unwrap(), expected);
+    let mut left = subjects(
+        &store.events_after(0, 10).await.unwrap(),
+        VERIFICATION_COMPLETED,
+    );
+    left.sort();
+    let mut kept = vec![retrying.clone(), young.clone()];
+    kept.sort();
+    assert_eq!(
+        left, kept,
+        "the finished old events went, the others stayed"
+    );
+    for gone in [&delivered, &gave_up] {
+        assert!(
+            store.push_attempts(gone, 10).await.unwrap().is_empty(),
+            "{gone}"
+        );
+    }
+    assert_eq!(store.push_attempts(&retrying, 10).await.unwrap().len(), 1);
+    let health = store.endpoint_health().await.unwrap();
+    assert_eq!(
+        (health[0].pending, health[0].delivered, health[0].failed),
+        (2, 0, 0),
+        "the retrying and the young deliveries are left: {health:?}"
+    );
+    store.publish_events(NOW + 2 * DAY, true, 10).await.unwrap();
+    let events = store.events_after(0, 10).await.unwrap();
+    assert!(
+        subjects(&events, VERIFICATION_COMPLETED).contains(&unpublished),
+        "an unpublished event is never purged"
+    );
+    assert_eq!(
+        store.purge(&plan(false)).await.unwrap(),
+        PurgeCounts::default(),
+        "nothing is due twice"
+    );
 }
