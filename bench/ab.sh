@@ -17,6 +17,8 @@
 #                               # (AB_PGHOST_A/AB_PGHOST_B: each side's PGHOST, default PGHOST)
 #   AB_LOG_FILTER_B=error bench/ab.sh D D             # one build, B without its info/warn lines
 #                               # (AB_LOG_FILTER_A/AB_LOG_FILTER_B: each side's log filter, default info)
+#   AB_SEED_B=get_result bench/ab.sh D D              # one build, B loaded with the get_result seed
+#                               # (AB_SEED_A/AB_SEED_B: each side's LOADGEN_SEED, default notify)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 A=$(realpath "$1") B=$(realpath "$2")
@@ -66,7 +68,8 @@ run() {
     local side=$1 dir=$2 c=$3
     local t0 t1 result
     t0=$(awk '{print $14 + $15}' "/proc/${PID[$side]}/stat")
-    result=$("$dir/faceid-loadgen" http --url "http://127.0.0.1:${PORT[$side]}/faceid/notify" --concurrency "$c" --duration "$SECONDS_PER_RUN")
+    local seed_var="AB_SEED_${side^^}"
+    result=$(LOADGEN_SEED=${!seed_var:-notify} "$dir/faceid-loadgen" http --url "http://127.0.0.1:${PORT[$side]}/faceid/notify" --concurrency "$c" --duration "$SECONDS_PER_RUN")
     t1=$(awk '{print $14 + $15}' "/proc/${PID[$side]}/stat")
     python3 - "$side" "$c" "$t0" "$t1" "$(getconf CLK_TCK)" "$result" "$(cut -d' ' -f1 /proc/loadavg)" <<'PY'
 import json, sys
@@ -88,14 +91,15 @@ PY
     echo "# B = $B: $(cat "$B/BUILT_FROM" 2>/dev/null || echo '?')"
     echo "# PostgreSQL: A at PGHOST=${AB_PGHOST_A:-$PGHOST}, B at PGHOST=${AB_PGHOST_B:-$PGHOST}"
     echo "# log filter: A ${AB_LOG_FILTER_A:-info}, B ${AB_LOG_FILTER_B:-info}"
+    echo "# payload (LOADGEN_SEED): A ${AB_SEED_A:-notify}, B ${AB_SEED_B:-notify}"
 } | tee "$OUT/ab.txt"
 start a "$A"
 start b "$B"
 : >"$OUT/runs.jsonl"
 for c in $CONCURRENCY; do
     # Warm both: connections, prepared statements, plans.
-    "$A/faceid-loadgen" http --url "http://127.0.0.1:${PORT[a]}/faceid/notify" --concurrency "$c" --duration 1 >/dev/null
-    "$B/faceid-loadgen" http --url "http://127.0.0.1:${PORT[b]}/faceid/notify" --concurrency "$c" --duration 1 >/dev/null
+    LOADGEN_SEED=${AB_SEED_A:-notify} "$A/faceid-loadgen" http --url "http://127.0.0.1:${PORT[a]}/faceid/notify" --concurrency "$c" --duration 1 >/dev/null
+    LOADGEN_SEED=${AB_SEED_B:-notify} "$B/faceid-loadgen" http --url "http://127.0.0.1:${PORT[b]}/faceid/notify" --concurrency "$c" --duration 1 >/dev/null
     for pair in $(seq "$PAIRS"); do
         if (( pair % 2 )); then order="a b"; else order="b a"; fi
         for side in $order; do

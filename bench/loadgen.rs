@@ -1,8 +1,8 @@
 //! Load generator for `bench/notify.sh`: the notify path measured against the database's own
 //! ceilings for the same write.
 //!
-//! - `http`: POSTs correctly signed, unique FaceID notify callbacks (the ~3.6 KB seed result of
-//!   `tests/vectors/seed_get_result_ok.json` with a fresh biz_id each) to `/faceid/notify` from
+//! - `http`: POSTs correctly signed, unique FaceID notify callbacks (the ~3.5 KB seed result,
+//!   see [`seed`], with a fresh biz_id each) to `/faceid/notify` from
 //!   N concurrent connections for a fixed duration, and prints one JSON line: requests/s,
 //!   p50/p99 latency, and any non-2xx answers. `--acked-out` lists the biz_id of every
 //!   measured 2xx answer, for `verify`.
@@ -37,7 +37,13 @@ use faceid_receiver::store::{pg_batch, sql};
 use faceid_sim::sender::SignedCallback;
 use sha2::Digest;
 
-const SEED: &str = include_str!("../tests/vectors/seed_get_result_ok.json");
+/// `data` as FaceID posts it to notify_url: seed 001's result without its `images` member
+/// (FaceID's documents: images come only from get_result, never in callbacks).
+const NOTIFY_SEED: &str = include_str!("../tests/vectors/seed_notify_ok.json");
+/// Seed 001's get_result example as is, with its three image placeholders. Posted as a
+/// callback it takes the path of a callback carrying images (none decodes: one WARN line per
+/// callback, "result images skipped"); every sweep up to 2026-12-03's `sweep-7/` carried it.
+const GET_RESULT_SEED: &str = include_str!("../tests/vectors/seed_get_result_ok.json");
 const SEED_BIZ_ID: &str = "1462259748,52b13fb5-8dfb-4537-a62b-a641d5e929f1";
 
 #[derive(Parser)]
@@ -165,9 +171,31 @@ fn fresh_biz_id() -> String {
     format!("{secs},{}", uuid::Uuid::new_v4())
 }
 
+/// The result every callback and every baseline row carries, chosen by `LOADGEN_SEED`:
+/// `notify` (the default: [`NOTIFY_SEED`]) or `get_result` ([`GET_RESULT_SEED`]). Anything
+/// else stops the load generator, so a typo cannot measure the wrong payload.
+fn seed() -> &'static str {
+    static CHOSEN: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+    CHOSEN.get_or_init(|| {
+        let name = std::env::var("LOADGEN_SEED").unwrap_or_default();
+        seed_named(&name).unwrap_or_else(|| {
+            eprintln!("loadgen: LOADGEN_SEED={name:?}: expected notify or get_result");
+            std::process::exit(2)
+        })
+    })
+}
+
+fn seed_named(name: &str) -> Option<&'static str> {
+    match name {
+        "" | "notify" => Some(NOTIFY_SEED),
+        "get_result" => Some(GET_RESULT_SEED),
+        _ => None,
+    }
+}
+
 /// The seed result with `biz_id` in place of the seed's own.
 fn seed_data(biz_id: &str) -> String {
-    SEED.replace(SEED_BIZ_ID, biz_id)
+    seed().replace(SEED_BIZ_ID, biz_id)
 }
 
 fn signed(secret: &str, biz_id: &str) -> SignedCallback {
@@ -441,7 +469,7 @@ struct CallbackTemplate {
 
 impl CallbackTemplate {
     fn new(secret: String) -> Self {
-        let data_pieces: Vec<&'static str> = SEED.split(SEED_BIZ_ID).collect();
+        let data_pieces: Vec<&'static str> = seed().split(SEED_BIZ_ID).collect();
         let form_pieces = data_pieces
             .iter()
             .map(|piece| form_urlencoded::byte_serialize(piece.as_bytes()).collect())
@@ -746,7 +774,7 @@ async fn pg_batched(
         .min_connections(clients as u32)
         .connect_with(pg_batch::writer_options(&PgConnectOptions::from_str(&url)?))
         .await?;
-    let seed = faceid_receiver::protocol::payload::parse_callback_data(SEED.as_bytes())
+    let seed = faceid_receiver::protocol::payload::parse_callback_data(seed().as_bytes())
         .map_err(|e| anyhow::anyhow!("the seed callback: {e}"))?;
     let (result, _) = faceid_receiver::megvii::signed_callback(&seed, CallbackKind::Notify);
     let write = move |pool: sqlx::PgPool, w: Arc<Write>, biz_ids: Vec<String>| {
@@ -948,6 +976,31 @@ async fn verify(db: &str, ids: &std::path::Path) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_notify_seed_is_the_get_result_seed_without_its_images() {
+        let parse = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
+        let mut get_result = parse(GET_RESULT_SEED);
+        let images = get_result.as_object_mut().unwrap().remove("images");
+        assert!(images.is_some(), "the get_result seed carries images");
+        assert_eq!(parse(NOTIFY_SEED), get_result);
+        let notify =
+            faceid_receiver::protocol::payload::parse_callback_data(NOTIFY_SEED.as_bytes())
+                .expect("the notify seed is a valid callback");
+        assert_eq!(notify.biz_id.as_str(), SEED_BIZ_ID);
+        assert!(
+            !NOTIFY_SEED.contains("image"),
+            "FaceID's callbacks carry no images"
+        );
+    }
+
+    #[test]
+    fn only_the_two_seeds_are_named() {
+        assert_eq!(seed_named(""), Some(NOTIFY_SEED));
+        assert_eq!(seed_named("notify"), Some(NOTIFY_SEED));
+        assert_eq!(seed_named("get_result"), Some(GET_RESULT_SEED));
+        assert_eq!(seed_named("get-result"), None);
+    }
 
     #[test]
     fn the_template_body_is_the_signed_callbacks_form_body() {

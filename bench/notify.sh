@@ -44,7 +44,10 @@
 #
 # Knobs (environment): BENCH_DURATION (s per step, default 10), BENCH_REPEAT (default 3),
 # BENCH_CONCURRENCY ("1 4 16 64"), BENCH_ENGINES ("postgres sqlite"), BENCH_LOG_FILTER
-# (server log filter, default info: production-like), BENCH_SERVER_ENV (extra VAR=value pairs
+# (server log filter, default info: production-like), BENCH_SEED (the callback every request
+# and every baseline row carries: notify, the default, is seed 001's result as FaceID posts it
+# to notify_url, without images; get_result is its get_result example with three image
+# placeholders, which every sweep up to 2026-12-03's sweep-7 carried), BENCH_SERVER_ENV (extra VAR=value pairs
 # for serve, e.g. "APP__DATABASE__GROUP_COMMIT=false"), PGHOST/PGPORT/PGUSER (PGHOST a
 # directory: everything reaches PostgreSQL over its Unix socket, e.g. /var/run/postgresql).
 #
@@ -60,6 +63,8 @@ REPEAT=${BENCH_REPEAT:-3}
 CONCURRENCY=${BENCH_CONCURRENCY:-"1 4 16 64"}
 ENGINES=${BENCH_ENGINES:-"postgres sqlite"}
 LOG_FILTER=${BENCH_LOG_FILTER:-info}
+# Read by every faceid-loadgen command below: the load and the baselines carry the same rows.
+export LOADGEN_SEED=${BENCH_SEED:-notify}
 OUT=${BENCH_OUT:-$ROOT/target/bench/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
 case $(realpath "$OUT") in
@@ -272,7 +277,7 @@ row_header() {
 
 echo "# faceid-receiver notify throughput — $(date -u +%Y-%m-%dT%H:%M:%SZ), git $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src crates bench || echo ' (modified)')"
 echo "# $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r); uptime at start: $(uptime)"
-echo "# ${DURATION}s per step (+1 s warm-up), $REPEAT alternating runs per cell (medians), server log filter $LOG_FILTER, extra env: ${BENCH_SERVER_ENV:-none}"
+echo "# ${DURATION}s per step (+1 s warm-up), $REPEAT alternating runs per cell (medians), server log filter $LOG_FILTER, payload $LOADGEN_SEED seed, extra env: ${BENCH_SERVER_ENV:-none}"
 echo "# raw: $OUT (runs.jsonl: every run's figures, batch sizes, durability count, uptime at its start)"
 
 if [[ " $ENGINES " == *" postgres "* ]]; then
