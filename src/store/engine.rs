@@ -1341,9 +1341,12 @@ macro_rules! impl_store {
                             .await?;
                         counts.push_events = events as u64;
                         if !plan.dry_run {
+                            // Deliveries first: an event left with none cannot be
+                            // made pending again by a retry racing this purge, so the
+                            // event and its attempts are still due and go together.
                             for statement in [
-                                sql::PURGE_PUSH_EVENT_ATTEMPTS,
                                 sql::PURGE_PUSH_EVENT_DELIVERIES,
+                                sql::PURGE_PUSH_EVENT_ATTEMPTS,
                                 sql::PURGE_PUSH_EVENTS,
                             ] {
                                 sqlx::query(statement)

@@ -701,8 +701,8 @@ pub const PURGE_REFUSED_EVENT_DELIVERIES: &str = concat!(
 
 /// Push events due for deletion (`retention.push_days`): created before a cutoff, published,
 /// and with no delivery still pending — a delivery still retrying, or waiting on a disabled
-/// endpoint, keeps its event whatever its age. Deliveries go before their event (its
-/// foreign key), attempts with them. Binds: cutoff.
+/// endpoint, keeps its event whatever its age. Deleted deliveries first (the event's foreign
+/// key; and a retry finds none to restart), then attempts, then the event. Binds: cutoff.
 macro_rules! push_events_due {
     () => {
         "(SELECT e.seq FROM push_events e \
