@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Property-based API testing of /api/v1 against its own OpenAPI document, with Schemathesis.
 #
-# Builds and starts faceid-receiver (SQLite in a temp dir, a free port, a fixed token),
+# Builds and starts faceid-receiver (SQLite in a temp dir, a free port, a fixed token with the admin and pii scopes, so every route is reached past its scope check),
 # stores a few signed callbacks so the list and get endpoints have data, waits for /readyz,
 # runs Schemathesis against GET /api/v1/openapi.json with a bearer token, and stops the
 # server. Exit status is Schemathesis's.
@@ -60,7 +60,7 @@ env -i PATH="$PATH" \
     APP_CONFIG_DIR="$PWD/config" \
     APP__SERVER__LISTEN="127.0.0.1:$PORT" \
     APP__DATABASE__URL="sqlite://$WORK/db.sqlite?mode=rwc" \
-    APP__API__TOKENS="$TOKEN:admin" \
+    APP__API__TOKENS="$TOKEN:admin+pii" \
     APP__MEGVII__API_SECRET="$SECRET" \
     APP__MEGVII__BASE_URL="http://127.0.0.1:9" \
     APP__TELEMETRY__FILTER="warn" \

@@ -153,7 +153,7 @@ pub struct EndpointList {
 #[serde(deny_unknown_fields)]
 pub struct EndpointRequest {
     /// An https URL (http, and private addresses, only with `push.allow_private_targets`).
-    #[schema(value_type = Option<String>, max_length = 2048, example = "https://shop.example.com/faceid/events")]
+    #[schema(value_type = Option<String>, format = "uri", max_length = 2048, example = "https://shop.example.com/faceid/events")]
     url: Option<Value>,
     /// Event types to push (all when absent or empty).
     #[schema(value_type = Option<Vec<EventTypeName>>)]
@@ -558,7 +558,13 @@ pub struct ReplayParams {
     /// Events created at or after this time (RFC 3339 or epoch milliseconds).
     // Optional to serde, required to the document: a missing `since` gets our own 400
     // (`invalid_since`), not the extractor's.
-    #[param(required = true)]
+    // The pattern is the shape `clock::parse_time` reads (tests/api/openapi.rs holds the two
+    // together): epoch milliseconds, or an RFC 3339 date-time.
+    #[param(
+        required = true,
+        pattern = r"^(-?[0-9]{1,18}|[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2}))$",
+        example = "2026-11-23T00:00:00Z"
+    )]
     since: Option<String>,
 }
 

@@ -107,6 +107,39 @@ async fn the_document_states_what_the_push_routes_require() {
         .expect("since is documented");
     assert_eq!(since["in"], "query");
     assert_eq!(since["required"], true, "{since}");
+    // Its pattern admits what the service reads as a time and nothing it refuses.
+    let pattern = since["schema"]["pattern"]
+        .as_str()
+        .expect("since has a pattern");
+    let pattern = regex::Regex::new(pattern).unwrap();
+    for time in [
+        "1795392000000",
+        "0",
+        "-1",
+        "2026-11-23T00:00:00Z",
+        "2026-11-23t08:00:00.123456789+08:00",
+        "2026-11-23 08:00:00-05:30",
+    ] {
+        assert!(pattern.is_match(time), "{time} is a time");
+        assert!(faceid_receiver::clock::parse_time(time).is_some(), "{time}");
+    }
+    for junk in [
+        "",
+        "yesterday",
+        "2026-11-23",
+        "2026-11-23T00:00Z",
+        "1e3",
+        " 1795392000000",
+        "99999999999999999999",
+    ] {
+        assert!(!pattern.is_match(junk), "{junk:?} is not a time");
+        assert!(
+            faceid_receiver::clock::parse_time(junk).is_none(),
+            "{junk:?}"
+        );
+    }
+    let url = &doc["components"]["schemas"]["EndpointRequest"]["properties"]["url"];
+    assert_eq!(url["format"], "uri", "{url}");
     // An endpoint's `events` are the event types this build knows, and nothing else.
     let schemas = &doc["components"]["schemas"];
     let items = &schemas["EndpointRequest"]["properties"]["events"]["items"];
