@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Property-based API testing of /api/v1 against its own OpenAPI document, with Schemathesis.
 #
-# Builds and starts faceid-receiver (SQLite in a temp dir, a free port, a fixed token with the admin and pii scopes, so every route is reached past its scope check),
-# stores a few signed callbacks so the list and get endpoints have data, waits for /readyz,
+# Builds and starts faceid-receiver (SQLite in a temp dir, a free port, a fixed token with the
+# admin and pii scopes, so every route is reached past its scope check), stores a few signed
+# callbacks so the list and get endpoints have data, waits for /readyz,
 # runs Schemathesis against GET /api/v1/openapi.json with a bearer token, and stops the
 # server. Exit status is Schemathesis's.
 #
