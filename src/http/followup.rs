@@ -164,7 +164,8 @@ pub struct RawRequest {
     #[schema(value_type = String, pattern = "^[A-Za-z0-9._~+=-]{1,128}$")]
     token: Option<serde_json::Value>,
     /// Optional merchant reference (at most 128 bytes, no control characters).
-    #[schema(value_type = Option<String>, max_length = 128)]
+    // Its pattern: no `char::is_control` characters, as checked (tests/api/openapi.rs).
+    #[schema(value_type = Option<String>, max_length = 128, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     biz_no: Option<serde_json::Value>,
 }
 
@@ -224,7 +225,9 @@ pub async fn raw_result(
         Some(_) => {
             return Err(AppError::bad_request(
                 "invalid_biz_no",
-                format!("biz_no must be a string of at most {MAX_BIZ_NO} bytes"),
+                format!(
+                    "biz_no must be a string of at most {MAX_BIZ_NO} bytes, without control characters"
+                ),
             ));
         }
     };

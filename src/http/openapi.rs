@@ -18,7 +18,7 @@ use super::error::ErrorBody;
 use super::followup::{RawRequest, Scheduled};
 use super::push::{
     EndpointList, EndpointRequest, EndpointView, EndpointWithSecret, EventPage, EventTypeName,
-    EventView, Queued, StreamEvent, TestResult,
+    EventView, NewEndpointRequest, Queued, StreamEvent, TestResult,
 };
 use super::replay::{ReplayRequest, ReplayView};
 use super::views::{
@@ -71,6 +71,7 @@ pub const BEARER: &str = "bearer";
         CallbackPage,
         FetchStateName,
         SourceName,
+        NewEndpointRequest,
         EndpointRequest,
         EventTypeName,
         EndpointView,

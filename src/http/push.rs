@@ -147,8 +147,9 @@ pub struct EndpointList {
     pub items: Vec<EndpointView>,
 }
 
-/// `POST /endpoints` and `PATCH /endpoints/{id}` bodies. Each value is checked on its own,
-/// for an error that names it; unknown fields are refused.
+/// `PATCH /endpoints/{id}` body (and, read by the same code, `POST /endpoints`'s: see
+/// [`NewEndpointRequest`]). Each value is checked on its own, for an error that names it;
+/// unknown fields are refused.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointRequest {
@@ -161,11 +162,34 @@ pub struct EndpointRequest {
     /// Send `data` unmasked, identity data included (default false).
     #[schema(value_type = Option<bool>)]
     include_pii: Option<Value>,
-    #[schema(value_type = Option<String>, max_length = 256)]
+    // Its pattern: no `char::is_control` characters, as checked (tests/api/openapi.rs).
+    #[schema(value_type = Option<String>, max_length = 256, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     description: Option<Value>,
     /// PATCH only: `false` disables the endpoint, `true` enables it again.
     #[schema(value_type = Option<bool>)]
     enabled: Option<Value>,
+}
+
+/// `POST /endpoints` body.
+// For the OpenAPI document only: the request is read as an [`EndpointRequest`], and
+// `create_endpoint` refuses one without `url` or with `enabled` (400), which this states.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewEndpointRequest {
+    /// An https URL (http, and private addresses, only with `push.allow_private_targets`).
+    #[schema(
+        format = "uri",
+        max_length = 2048,
+        example = "https://shop.example.com/faceid/events"
+    )]
+    url: String,
+    /// Event types to push (all when absent or empty).
+    events: Option<Vec<EventTypeName>>,
+    /// Send `data` unmasked, identity data included (default false).
+    include_pii: Option<bool>,
+    // Its pattern: no `char::is_control` characters, as checked (tests/api/openapi.rs).
+    #[schema(max_length = 256, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
+    description: Option<String>,
 }
 
 /// An event type: a final result stored (`verification.completed`), a follow-up ended without
@@ -282,7 +306,7 @@ fn check_request(state: &AppState, body: &[u8]) -> Result<Checked> {
     post,
     path = "/api/v1/endpoints",
     tag = "push",
-    request_body(content = EndpointRequest, content_type = "application/json"),
+    request_body(content = NewEndpointRequest, content_type = "application/json"),
     responses(
         (status = 201, description = "Registered; `secret` is shown only in this answer", body = EndpointWithSecret),
         (status = 400, description = "Malformed body or field", body = ErrorBody),

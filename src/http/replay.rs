@@ -72,12 +72,16 @@ fn options(body: &[u8]) -> Result<ReplayOptions> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(options);
     }
-    let request: ReplayRequest = serde_json::from_slice(body).map_err(|_| {
+    // JSON `null` is no options, as the document says (`oneOf` the object or null).
+    let request: Option<ReplayRequest> = serde_json::from_slice(body).map_err(|_| {
         bad(
             "malformed_body",
-            "the body must be empty or a JSON object with since, dry_run, after_id and limit",
+            "the body must be empty, null or a JSON object with since, dry_run, after_id and limit",
         )
     })?;
+    let Some(request) = request else {
+        return Ok(options);
+    };
     let invalid_since = || {
         bad(
             "invalid_since",

@@ -138,8 +138,48 @@ async fn the_document_states_what_the_push_routes_require() {
             "{junk:?}"
         );
     }
-    let url = &doc["components"]["schemas"]["EndpointRequest"]["properties"]["url"];
-    assert_eq!(url["format"], "uri", "{url}");
+    // POST and PATCH bodies differ: a new endpoint needs its url and takes no `enabled`
+    // (both refused with 400), a PATCH may change any field, `enabled` included.
+    let body_schema = |path: &str, method: &str| {
+        let reference = doc["paths"][path][method]["requestBody"]["content"]["application/json"]
+            ["schema"]["$ref"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{method} {path} names its body schema"))
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        doc["components"]["schemas"][&reference].clone()
+    };
+    let create = body_schema("/api/v1/endpoints", "post");
+    assert_eq!(create["required"], serde_json::json!(["url"]), "{create}");
+    assert!(create["properties"].get("enabled").is_none(), "{create}");
+    assert_eq!(create["properties"]["url"]["format"], "uri", "{create}");
+    assert_eq!(create["additionalProperties"], false, "{create}");
+    // Free text the service refuses with control characters says so, with a pattern that
+    // admits exactly the other characters (`char::is_control`).
+    let raw = body_schema("/api/v1/raw-results", "post");
+    for (schema, field) in [(&create, "description"), (&raw, "biz_no")] {
+        let pattern = schema["properties"][field]["pattern"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{field} has a pattern: {schema}"));
+        let pattern = regex::Regex::new(pattern).unwrap();
+        for c in (0..0x3000)
+            .chain([0xFEFF, 0x1F600])
+            .filter_map(char::from_u32)
+        {
+            assert_eq!(
+                pattern.is_match(&format!("a{c}b")),
+                !c.is_control(),
+                "{field}: U+{:04X}",
+                c as u32
+            );
+        }
+    }
+    let patch = body_schema("/api/v1/endpoints/{id}", "patch");
+    assert!(patch.get("required").is_none(), "{patch}");
+    assert!(patch["properties"].get("enabled").is_some(), "{patch}");
+    assert_eq!(patch["properties"]["url"]["format"], "uri", "{patch}");
     // An endpoint's `events` are the event types this build knows, and nothing else.
     let schemas = &doc["components"]["schemas"];
     let items = &schemas["EndpointRequest"]["properties"]["events"]["items"];
