@@ -112,6 +112,11 @@ pub struct ListParams {
     /// Only this status (case-insensitive), e.g. `OK` or `PENDING`.
     status: Option<String>,
     /// Only verifications created at or after this time (RFC 3339 or epoch milliseconds).
+    // The pattern is replay's `since` (http/push.rs): the shape `clock::parse_time` reads
+    // (tests/api/openapi.rs holds them equal).
+    #[param(
+        pattern = r"^(-?[0-9]{1,18}|[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2}))$"
+    )]
     since: Option<String>,
     /// Page size, 1 to 200 (default 50).
     #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]

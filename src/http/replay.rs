@@ -59,6 +59,18 @@ pub struct ReplayView {
     pub next_after_id: Option<i64>,
 }
 
+/// A JSON number that is a whole number, however it is written (`7` or `7.0`: both are
+/// integers to JSON Schema), within the range where a float holds every integer exactly.
+fn whole_number(value: &Value) -> Option<i64> {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    value.as_i64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() <= EXACT)
+            .map(|f| f as i64)
+    })
+}
+
 fn bad(code: &'static str, message: &str) -> AppError {
     AppError::bad_request(code, message.to_owned())
 }
@@ -100,14 +112,13 @@ fn options(body: &[u8]) -> Result<ReplayOptions> {
         Some(_) => return Err(bad("invalid_dry_run", "dry_run must be true or false")),
     };
     if let Some(after_id) = request.after_id.filter(|v| !v.is_null()) {
-        options.after_id = after_id
-            .as_i64()
+        options.after_id = whole_number(&after_id)
             .filter(|id| *id >= 0)
             .ok_or_else(|| bad("invalid_after_id", "after_id must be a whole number >= 0"))?;
     }
     if let Some(limit) = request.limit.filter(|v| !v.is_null()) {
-        let limit = limit
-            .as_u64()
+        let limit = whole_number(&limit)
+            .and_then(|n| u64::try_from(n).ok())
             .filter(|n| (1..=MAX_LIMIT).contains(n))
             .ok_or_else(|| {
                 bad(
@@ -191,6 +202,9 @@ mod tests {
         );
         assert_eq!(options(br#"{"since":5}"#).unwrap().since, Some(5));
         assert_eq!(options(br#"{"since":null}"#).unwrap().since, None);
+        // JSON Schema's integers include 1932.0: a whole number however it is written.
+        let whole = options(br#"{"after_id":7.0,"limit":1932.0}"#).unwrap();
+        assert_eq!((whole.after_id, whole.limit), (7, Some(1932)));
         for (body, code) in [
             (&b"[1]"[..], "malformed_body"),
             (b"{", "malformed_body"),
@@ -198,6 +212,8 @@ mod tests {
             (br#"{"since":1.5}"#, "invalid_since"),
             (br#"{"limit":0}"#, "invalid_limit"),
             (br#"{"limit":10001}"#, "invalid_limit"),
+            (br#"{"limit":1.5}"#, "invalid_limit"),
+            (br#"{"after_id":1e300}"#, "invalid_after_id"),
             (br#"{"after_id":-1}"#, "invalid_after_id"),
             (br#"{"dry_run":"yes"}"#, "invalid_dry_run"),
             (br#"{"dryrun":true}"#, "malformed_body"),

@@ -107,10 +107,18 @@ async fn the_document_states_what_the_push_routes_require() {
         .expect("since is documented");
     assert_eq!(since["in"], "query");
     assert_eq!(since["required"], true, "{since}");
-    // Its pattern admits what the service reads as a time and nothing it refuses.
+    // Its pattern admits what the service reads as a time and nothing it refuses; the
+    // list's `since` is read the same way and says so with the same pattern.
     let pattern = since["schema"]["pattern"]
         .as_str()
         .expect("since has a pattern");
+    let list_since = doc["paths"]["/api/v1/verifications"]["get"]["parameters"]
+        .as_array()
+        .expect("the list has parameters")
+        .iter()
+        .find(|p| p["name"] == "since")
+        .expect("the list's since is documented");
+    assert_eq!(list_since["schema"]["pattern"], pattern, "{list_since}");
     let pattern = regex::Regex::new(pattern).unwrap();
     for time in [
         "1795392000000",
