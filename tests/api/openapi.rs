@@ -98,26 +98,47 @@ async fn the_document_states_what_the_push_routes_require() {
     let doc: Value = serde_json::from_str(&served(&app).await).unwrap();
 
     // Assert: a replay without `since` is refused, so the document says it is required.
-    let params = doc["paths"]["/api/v1/endpoints/{id}/replay"]["post"]["parameters"]
-        .as_array()
-        .expect("replay has parameters");
-    let since = params
-        .iter()
-        .find(|p| p["name"] == "since")
-        .expect("since is documented");
+    let since = query_param(&doc, "/api/v1/endpoints/{id}/replay", "post", "since");
     assert_eq!(since["in"], "query");
     assert_eq!(since["required"], true, "{since}");
-    // Its pattern admits what the service reads as a time and nothing it refuses; the
-    // list's `since` is read the same way and says so with the same pattern.
+    // POST and PATCH bodies differ: a new endpoint needs its url and takes no `enabled`
+    // (both refused with 400), a PATCH may change any field, `enabled` included.
+    let create = body_schema(&doc, "/api/v1/endpoints", "post");
+    assert_eq!(create["required"], serde_json::json!(["url"]), "{create}");
+    assert!(create["properties"].get("enabled").is_none(), "{create}");
+    assert_eq!(create["properties"]["url"]["format"], "uri", "{create}");
+    assert_eq!(create["additionalProperties"], false, "{create}");
+    let patch = body_schema(&doc, "/api/v1/endpoints/{id}", "patch");
+    assert!(patch.get("required").is_none(), "{patch}");
+    assert!(patch["properties"].get("enabled").is_some(), "{patch}");
+    assert_eq!(patch["properties"]["url"]["format"], "uri", "{patch}");
+    // An endpoint's `events` are the event types this build knows, and nothing else.
+    let schemas = &doc["components"]["schemas"];
+    let items = &schemas["EndpointRequest"]["properties"]["events"]["items"];
+    let reference = items["$ref"].as_str().expect("events items name a schema");
+    let name = reference.rsplit('/').next().unwrap();
+    let known: Vec<&str> = faceid_receiver::push::event::EventType::ALL
+        .iter()
+        .map(|t| t.as_str())
+        .collect();
+    assert_eq!(schemas[name]["enum"], serde_json::json!(known), "{items}");
+}
+
+#[tokio::test]
+async fn the_documented_patterns_admit_exactly_what_the_service_reads() {
+    // Arrange
+    let app = spawn_app(Engine::Sqlite, Default::default()).await.unwrap();
+
+    // Act
+    let doc: Value = serde_json::from_str(&served(&app).await).unwrap();
+
+    // Assert: a `since` pattern admits what the service reads as a time and nothing it
+    // refuses; the list's `since` is read the same way and says so with the same pattern.
+    let since = query_param(&doc, "/api/v1/endpoints/{id}/replay", "post", "since");
     let pattern = since["schema"]["pattern"]
         .as_str()
         .expect("since has a pattern");
-    let list_since = doc["paths"]["/api/v1/verifications"]["get"]["parameters"]
-        .as_array()
-        .expect("the list has parameters")
-        .iter()
-        .find(|p| p["name"] == "since")
-        .expect("the list's since is documented");
+    let list_since = query_param(&doc, "/api/v1/verifications", "get", "since");
     assert_eq!(list_since["schema"]["pattern"], pattern, "{list_since}");
     let pattern = regex::Regex::new(pattern).unwrap();
     for time in [
@@ -146,27 +167,10 @@ async fn the_document_states_what_the_push_routes_require() {
             "{junk:?}"
         );
     }
-    // POST and PATCH bodies differ: a new endpoint needs its url and takes no `enabled`
-    // (both refused with 400), a PATCH may change any field, `enabled` included.
-    let body_schema = |path: &str, method: &str| {
-        let reference = doc["paths"][path][method]["requestBody"]["content"]["application/json"]
-            ["schema"]["$ref"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{method} {path} names its body schema"))
-            .rsplit('/')
-            .next()
-            .unwrap()
-            .to_owned();
-        doc["components"]["schemas"][&reference].clone()
-    };
-    let create = body_schema("/api/v1/endpoints", "post");
-    assert_eq!(create["required"], serde_json::json!(["url"]), "{create}");
-    assert!(create["properties"].get("enabled").is_none(), "{create}");
-    assert_eq!(create["properties"]["url"]["format"], "uri", "{create}");
-    assert_eq!(create["additionalProperties"], false, "{create}");
     // Free text the service refuses with control characters says so, with a pattern that
     // admits exactly the other characters (`char::is_control`).
-    let raw = body_schema("/api/v1/raw-results", "post");
+    let create = body_schema(&doc, "/api/v1/endpoints", "post");
+    let raw = body_schema(&doc, "/api/v1/raw-results", "post");
     for (schema, field) in [(&create, "description"), (&raw, "biz_no")] {
         let pattern = schema["properties"][field]["pattern"]
             .as_str()
@@ -184,18 +188,24 @@ async fn the_document_states_what_the_push_routes_require() {
             );
         }
     }
-    let patch = body_schema("/api/v1/endpoints/{id}", "patch");
-    assert!(patch.get("required").is_none(), "{patch}");
-    assert!(patch["properties"].get("enabled").is_some(), "{patch}");
-    assert_eq!(patch["properties"]["url"]["format"], "uri", "{patch}");
-    // An endpoint's `events` are the event types this build knows, and nothing else.
-    let schemas = &doc["components"]["schemas"];
-    let items = &schemas["EndpointRequest"]["properties"]["events"]["items"];
-    let reference = items["$ref"].as_str().expect("events items name a schema");
-    let name = reference.rsplit('/').next().unwrap();
-    let known: Vec<&str> = faceid_receiver::push::event::EventType::ALL
+}
+
+/// The documented query parameter `name` of an operation.
+fn query_param<'d>(doc: &'d Value, path: &str, method: &str, name: &str) -> &'d Value {
+    doc["paths"][path][method]["parameters"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{method} {path} has parameters"))
         .iter()
-        .map(|t| t.as_str())
-        .collect();
-    assert_eq!(schemas[name]["enum"], serde_json::json!(known), "{items}");
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("{method} {path} documents {name}"))
+}
+
+/// The schema an operation's JSON body names.
+fn body_schema(doc: &Value, path: &str, method: &str) -> Value {
+    let reference =
+        doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{method} {path} names its body schema"));
+    let name = reference.rsplit('/').next().unwrap();
+    doc["components"]["schemas"][name].clone()
 }
