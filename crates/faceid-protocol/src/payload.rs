@@ -127,10 +127,10 @@ pub struct CallbackResult {
     pub fields: ResultFields,
     /// The `data` text exactly as signed.
     pub raw: String,
-    /// The derived view of `raw`'s members that anything reads ([`is_viewed`]: the indexed
-    /// fields and the images), as [`parse_object`] would build them, kept so that nothing
-    /// parses `raw` again (a callback's images are cut from it). The other members were
-    /// checked for syntax only: whoever needs all of them parses `raw` with [`parse_object`].
+    /// The derived view of the parts of `raw` that anything reads ([`viewed`]: the paths of
+    /// the indexed fields, and the images whole), as [`parse_object`] would build them, kept
+    /// so that nothing parses `raw` again (a callback's images are cut from it). The rest was
+    /// checked for syntax only: whoever needs all of it parses `raw` with [`parse_object`].
     pub view: Map<String, Value>,
 }
 
@@ -176,14 +176,29 @@ pub fn parse_object(data: &[u8]) -> Result<(&str, Map<String, Value>), DataError
     checked_object(text).map(|object| (text, object))
 }
 
-/// Top-level members [`parse_callback_data`] and [`result_fields`] read: the biz_id, biz_no,
-/// status, liveness and confidence live in them.
-const INDEXED_KEYS: [&str; 5] = [
-    "biz_info",
-    "status",
-    "liveness_result",
-    "verify_result",
-    "biz_no",
+/// What of a member's value a callback's view keeps: all of it, or, when it is an object,
+/// only the named members, each with what of it is kept (anything else it holds is kept
+/// whole, as [`parse_object`] reads it).
+#[derive(Debug, Clone, Copy)]
+pub enum Keep {
+    All,
+    Members(&'static [(&'static str, Keep)]),
+}
+
+/// The parts of a result [`parse_callback_data`] and [`result_fields`] read: the biz_id,
+/// biz_no, status, liveness and confidence live in them, at these paths.
+const INDEXED: [(&str, Keep); 5] = [
+    (
+        "biz_info",
+        Keep::Members(&[("biz_id", Keep::All), ("biz_no", Keep::All)]),
+    ),
+    ("status", Keep::All),
+    ("liveness_result", Keep::Members(&[("result", Keep::All)])),
+    (
+        "verify_result",
+        Keep::Members(&[("result_faceid", Keep::Members(&[("confidence", Keep::All)]))]),
+    ),
+    ("biz_no", Keep::All),
 ];
 
 /// Top-level members that hold images: Lite's `images` (an object of them), RAW's
@@ -195,20 +210,41 @@ pub fn is_image_key(key: &str) -> bool {
     IMAGE_KEYS.contains(&key)
 }
 
-/// Whether a callback's view ([`CallbackResult::view`]) holds this top-level member: the
-/// indexed ones and the images.
-pub fn is_viewed(key: &str) -> bool {
-    INDEXED_KEYS.contains(&key) || is_image_key(key)
+/// What a callback's view ([`CallbackResult::view`]) keeps of this top-level member: of the
+/// indexed ones the parts read, the images whole; `None`: nothing.
+pub fn viewed(key: &str) -> Option<Keep> {
+    if is_image_key(key) {
+        return Some(Keep::All);
+    }
+    INDEXED
+        .iter()
+        .find_map(|(name, keep)| (*name == key).then_some(*keep))
+}
+
+/// `value` cut to what `keep` keeps, as [`Keep::deserialize`] reads it in one pass.
+pub fn kept(value: Value, keep: Keep) -> Value {
+    match (keep, value) {
+        (Keep::Members(members), Value::Object(object)) => Value::Object(
+            object
+                .into_iter()
+                .filter_map(|(key, value)| {
+                    let (_, keep) = members.iter().find(|(name, _)| *name == key)?;
+                    Some((key, kept(value, *keep)))
+                })
+                .collect(),
+        ),
+        (_, value) => value,
+    }
 }
 
 /// [`parse_object`]'s envelope, refusing exactly what it refuses, with the view of the
-/// [`is_viewed`] members only: a callback's `data` is mostly identity data nothing reads,
-/// and building (then dropping) a tree of it was a tenth of the service's CPU per callback.
+/// [`viewed`] parts only: a callback's `data` is mostly identity data nothing reads, and
+/// building (then dropping) a tree of it was a tenth of the service's CPU per callback.
 fn parse_viewed(data: &[u8]) -> Result<(&str, Map<String, Value>), DataError> {
     let text = std::str::from_utf8(data).map_err(|_| DataError::NotUtf8)?;
     // The common case in one pass. What it accepts is one object with only whitespace after
     // it whose members are all valid JSON, so the long way would accept it too; and each
-    // viewed member is read as the one-pass Map reads it.
+    // viewed part is read as the one-pass Map reads it.
     if let Ok(Viewed(object)) = serde_json::from_str::<Viewed>(text) {
         return Ok((text, object));
     }
@@ -217,39 +253,110 @@ fn parse_viewed(data: &[u8]) -> Result<(&str, Map<String, Value>), DataError> {
         text,
         object
             .into_iter()
-            .filter(|(key, _)| is_viewed(key))
+            .filter_map(|(key, value)| {
+                let keep = viewed(&key)?;
+                Some((key, kept(value, keep)))
+            })
             .collect(),
     ))
 }
 
-/// A JSON object's [`is_viewed`] members as values (inserted as `Map` inserts them, so a
-/// repeated key reads as it does there), every other member checked for syntax and skipped.
+/// A JSON object's [`viewed`] parts as values (inserted as `Map` inserts them, so a repeated
+/// key reads as it does there), everything else checked for syntax and skipped.
 struct Viewed(Map<String, Value>);
 
 impl<'de> serde::Deserialize<'de> for Viewed {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = Viewed;
+        let object = Keep::Members(&[]);
+        match object.pick(deserializer, viewed)? {
+            Value::Object(object) => Ok(Viewed(object)),
+            _ => Err(serde::de::Error::custom("not an object")),
+        }
+    }
+}
+
+impl Keep {
+    /// Reads a value, keeping of an object the members `keep_member` names (each with what
+    /// of it is kept); any other value is read whole.
+    fn pick<'de, D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+        keep_member: impl Fn(&str) -> Option<Keep>,
+    ) -> Result<Value, D::Error> {
+        struct Visit<F>(F);
+        impl<'de, F: Fn(&str) -> Option<Keep>> serde::de::Visitor<'de> for Visit<F> {
+            type Value = Value;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object")
+                f.write_str("a JSON value")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
                 mut map: A,
-            ) -> Result<Viewed, A::Error> {
+            ) -> Result<Value, A::Error> {
                 let mut object = Map::new();
                 while let Some(Key(key)) = map.next_key()? {
-                    if is_viewed(&key) {
-                        object.insert(key.into_owned(), map.next_value()?);
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
+                    match (self.0)(&key) {
+                        Some(keep) => {
+                            object.insert(key.into_owned(), map.next_value_seed(keep)?);
+                        }
+                        None => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
                     }
                 }
-                Ok(Viewed(object))
+                Ok(Value::Object(object))
+            }
+            // Anything but an object is read whole, as `Value` reads it.
+            fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+                Ok(Value::Bool(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+                Ok(Value::from(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+                Ok(Value::from(v))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+                Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+                Ok(Value::String(v.to_owned()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Value, E> {
+                Ok(Value::String(v))
+            }
+            fn visit_unit<E>(self) -> Result<Value, E> {
+                Ok(Value::Null)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Value, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(Value::Array(items))
             }
         }
-        deserializer.deserialize_map(Visit)
+        match self {
+            Keep::All => <Value as serde::Deserialize>::deserialize(deserializer),
+            Keep::Members(_) => deserializer.deserialize_any(Visit(keep_member)),
+        }
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Keep {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        let Keep::Members(members) = self else {
+            return <Value as serde::Deserialize>::deserialize(deserializer);
+        };
+        self.pick(deserializer, |key| {
+            members
+                .iter()
+                .find_map(|(name, keep)| (*name == key).then_some(*keep))
+        })
     }
 }
 
@@ -568,6 +675,14 @@ pub(crate) mod tests {
                 .to_owned(),
             r#"{"\ud800":1,"st\u0061tus":"OK","images":{"a":"b"}}"#.to_owned(),
             deep,
+            // Inside the indexed members: what is read next to what is skipped, repeated
+            // names, escaped names, values of every type where an object was expected, and
+            // what serde_json refuses beside a read part and inside it.
+            r#"{"biz_info":{"x":[1,{"y":2}],"biz_id":"a","biz_\u006eo":"n","biz_id":"b"},"liveness_result":{"details":{"k":1},"result":"PASS","result":"FAIL"},"verify_result":{"result_ref1":{"confidence":1},"result_faceid":{"thresholds":{"1e-3":64},"confidence":"70.5"},"result_faceid":{"confidence":71}}}"#.to_owned(),
+            r#"{"biz_info":"b","liveness_result":["PASS"],"verify_result":{"result_faceid":7}}"#.to_owned(),
+            r#"{"biz_info":null,"liveness_result":true,"verify_result":{"result_faceid":[{"confidence":1}]}}"#.to_owned(),
+            r#"{"biz_info":{"biz_id":"a","other":1e999},"verify_result":{"x":"\udfff","result_faceid":{"confidence":-0.5e1}}}"#.to_owned(),
+            r#"{"biz_info":{"biz_id":"\ud800"},"liveness_result":{"result":1e999}}"#.to_owned(),
             // Refused envelopes.
             "[1]".to_owned(),
             "{} x".to_owned(),
@@ -579,17 +694,41 @@ pub(crate) mod tests {
             let full = parse_object(text.as_bytes()).map(|(_, object)| {
                 object
                     .into_iter()
-                    .filter(|(key, _)| is_viewed(key))
+                    .filter_map(|(key, value)| Some((key.clone(), kept(value, viewed(&key)?))))
                     .collect::<Map<String, Value>>()
             });
             let viewed = parse_viewed(text.as_bytes()).map(|(_, object)| object);
             assert_eq!(viewed, full, "{text}");
+            // What is read from the view is what is read from the whole object.
+            if let (Ok(viewed), Ok((_, whole))) = (&viewed, parse_object(text.as_bytes())) {
+                assert_eq!(result_fields(viewed), result_fields(&whole), "{text}");
+                let biz_id = |o: &Map<String, Value>| {
+                    o.get("biz_info")
+                        .and_then(|i| i.get("biz_id"))
+                        .and_then(scalar_text)
+                };
+                assert_eq!(biz_id(viewed), biz_id(&whole), "{text}");
+            }
         }
         let seed = parse_viewed(SEED_OK.as_bytes()).unwrap().1;
         assert!(seed.contains_key("biz_info") && seed.contains_key("images"));
         assert!(
             !seed.contains_key("idcard_info"),
             "identity data is not viewed"
+        );
+        // Of the indexed members, only the parts read.
+        assert_eq!(
+            Value::Object(seed),
+            serde_json::json!({
+                "biz_info": {
+                    "biz_id": "1462259748,52b13fb5-8dfb-4537-a62b-a641d5e929f1",
+                    "biz_no": "cc47190f-5502-44a2-ab74-ea4f0f649f61",
+                },
+                "status": "OK",
+                "liveness_result": {"result": "PASS/FAIL/TIMEOUT"},
+                "verify_result": {"result_faceid": {"confidence": 68.918}},
+                "images": parse_object(SEED_OK.as_bytes()).unwrap().1["images"].clone(),
+            })
         );
     }
 
