@@ -232,11 +232,11 @@ impl IntoResponse for AppError {
 /// timeout, a body-limit 413, …): its body is replaced by [`ErrorBody`], and its headers
 /// (`Allow`, `Retry-After`, …) are kept. Answers that are already JSON pass untouched, and so
 /// do the operator console's HTML error pages (`console/pages.rs`).
-pub async fn json_errors(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let response = next.run(request).await;
+pub fn json_errors<B>(response: Response<B>) -> Response
+where
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
     let status = response.status();
     let is_json = response
         .headers()
@@ -244,7 +244,7 @@ pub async fn json_errors(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
     if !(status.is_client_error() || status.is_server_error()) || is_json {
-        return response;
+        return response.map(axum::body::Body::new);
     }
     let (mut parts, _) = response.into_parts();
     let ours = AppError::Status(status).into_response();

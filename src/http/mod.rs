@@ -146,29 +146,34 @@ fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
                 error::AppError::NotFound("no such route"),
             ))
         });
-    routes
-        .fallback_service(not_found)
-        .with_state(state)
-        .route_layer(axum::middleware::from_fn(record_latency))
-        .layer(CatchPanicLayer::custom(|_| {
-            error::AppError::Internal(anyhow::anyhow!("handler panicked")).into_response_owned()
-        }))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            timeout,
-        ))
-        .layer(axum::middleware::from_fn(error::json_errors))
+    // One `layer` call for the five cross-cutting layers: axum boxes each call's service per
+    // route and clones the whole chain of boxes on every request, so one call is one box.
+    // Outermost first: the layers see a request in this order.
+    let layers = tower::ServiceBuilder::new()
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::COOKIE,
+            header::PROXY_AUTHORIZATION,
+        ]))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request| {
                 let (method, route) = (method_label(request.method()), route_label(request));
                 tracing::info_span!("request", method, route = %route)
             }),
         )
-        .layer(SetSensitiveRequestHeadersLayer::new([
-            header::AUTHORIZATION,
-            header::COOKIE,
-            header::PROXY_AUTHORIZATION,
-        ]))
+        .map_response(error::json_errors)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            error::AppError::Internal(anyhow::anyhow!("handler panicked")).into_response_owned()
+        }));
+    routes
+        .fallback_service(not_found)
+        .with_state(state)
+        .route_layer(axum::middleware::from_fn(record_latency))
+        .layer(layers)
 }
 
 impl error::AppError {
