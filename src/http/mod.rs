@@ -85,19 +85,53 @@ fn route_label(request: &Request) -> String {
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned())
 }
 
-/// Records each request's latency by method, matched route and status.
-async fn record_latency(
-    request: Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let started = std::time::Instant::now();
-    let method = method_label(request.method());
-    let route = route_label(&request);
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::histogram!(crate::metrics::REQUEST_SECONDS, "method" => method, "route" => route, "status" => status)
-        .record(started.elapsed().as_secs_f64());
-    response
+/// Records each request's latency by method, matched route and the status its client got
+/// ([`crate::metrics::REQUEST_SECONDS`]), a 408 from the request timeout and a 500 from a
+/// caught panic included. A plain tower layer: axum's `from_fn` would clone the whole inner
+/// service on every request.
+#[derive(Clone, Copy)]
+struct RecordLatencyLayer;
+
+impl<S> tower::Layer<S> for RecordLatencyLayer {
+    type Service = RecordLatency<S>;
+
+    fn layer(&self, inner: S) -> RecordLatency<S> {
+        RecordLatency(inner)
+    }
+}
+
+#[derive(Clone)]
+struct RecordLatency<S>(S);
+
+impl<S, B> tower::Service<Request> for RecordLatency<S>
+where
+    S: tower::Service<Request, Response = axum::http::Response<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = futures_util::future::BoxFuture<'static, Result<S::Response, S::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let started = std::time::Instant::now();
+        let method = method_label(request.method());
+        let route = route_label(&request);
+        let response = self.0.call(request);
+        Box::pin(async move {
+            let response = response.await?;
+            let status = response.status().as_u16().to_string();
+            metrics::histogram!(crate::metrics::REQUEST_SECONDS, "method" => method, "route" => route, "status" => status)
+                .record(started.elapsed().as_secs_f64());
+            Ok(response)
+        })
+    }
 }
 
 /// The public listener's routes: callbacks, the API, health, the operator console when
@@ -138,14 +172,11 @@ pub fn admin_router(state: AppState) -> Router {
 /// The fallback, the state and the cross-cutting layers every listener shares.
 fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
     let timeout = state.settings.server.request_timeout;
-    // Unmatched paths are counted too, all under one route label.
-    let not_found = tower::ServiceBuilder::new()
-        .layer(axum::middleware::from_fn(record_latency))
-        .service_fn(|_: Request| async {
-            Ok::<_, std::convert::Infallible>(axum::response::IntoResponse::into_response(
-                error::AppError::NotFound("no such route"),
-            ))
-        });
+    let not_found = tower::service_fn(|_: Request| async {
+        Ok::<_, std::convert::Infallible>(axum::response::IntoResponse::into_response(
+            error::AppError::NotFound("no such route"),
+        ))
+    });
     // One `layer` call for the five cross-cutting layers: axum boxes each call's service per
     // route and clones the whole chain of boxes on every request, so one call is one box.
     // Outermost first: the layers see a request in this order.
@@ -161,6 +192,8 @@ fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
                 tracing::info_span!("request", method, route = %route)
             }),
         )
+        // Unmatched paths are counted too, all under one route label.
+        .layer(RecordLatencyLayer)
         .map_response(error::json_errors)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -172,7 +205,6 @@ fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
     routes
         .fallback_service(not_found)
         .with_state(state)
-        .route_layer(axum::middleware::from_fn(record_latency))
         .layer(layers)
 }
 

@@ -131,6 +131,15 @@ async fn a_request_whose_body_never_finishes_gets_408_after_the_request_timeout(
     assert!(read.is_ok(), "the server answered within the bound");
     let text = String::from_utf8_lossy(&answer);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    // The latency histogram counts the answer the client got, 408 included. (The recorder
+    // is process-wide; no other test of this binary times a notify out.)
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(
+            r#"faceid_http_request_duration_seconds_count{method="POST",route="/faceid/notify",status="408"}"#
+        ),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
