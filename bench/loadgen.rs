@@ -757,7 +757,8 @@ fn fresh_batch(count: usize) -> Vec<String> {
 /// The batched ceiling on PostgreSQL: `clients` loops, each writing one batch at a time with
 /// group commit's own writer, [`pg_batch::write_batch`] (the very function our server's
 /// writers call, so its statements, its round trips and its transaction are ours), on
-/// connections made as group commit's are ([`pg_batch::writer_options`]). Each member is
+/// connections made as group commit's are ([`pg_batch::writer_options`]) and kept from one
+/// batch to the next as its writers keep theirs ([`pg_batch::WriterConnection`]). Each member is
 /// the seed callback as the handler hands it over for a signed final notify (merge, journal,
 /// cancel the pending job, the outbox event), with only the biz_id changed.
 async fn pg_batched(
@@ -777,7 +778,11 @@ async fn pg_batched(
     let seed = faceid_receiver::protocol::payload::parse_callback_data(seed().as_bytes())
         .map_err(|e| anyhow::anyhow!("the seed callback: {e}"))?;
     let (result, _) = faceid_receiver::megvii::signed_callback(&seed, CallbackKind::Notify);
-    let write = move |pool: sqlx::PgPool, w: Arc<Write>, biz_ids: Vec<String>| {
+    // Connections kept from one batch to the next as group commit's writers keep theirs: a
+    // loop takes one (or a new one), writes its batch on it, and puts it back.
+    type Kept = Arc<std::sync::Mutex<Vec<pg_batch::WriterConnection<sqlx::Postgres>>>>;
+    let kept: Kept = Arc::default();
+    let write = move |(pool, kept): (sqlx::PgPool, Kept), w: Arc<Write>, biz_ids: Vec<String>| {
         let result = result.clone();
         async move {
             let n = biz_ids.len();
@@ -805,7 +810,12 @@ async fn pg_batched(
                     job: JobEffect::CancelPending,
                 })
                 .collect();
-            let answers = pg_batch::write_batch(&pool, &members).await?;
+            let mut connection = kept.lock().unwrap().pop().unwrap_or_default();
+            let conn = connection.get(&pool, std::time::Instant::now()).await?;
+            let answers = pg_batch::write_batch(conn, &members).await;
+            connection.done(pg_batch::went_well(&answers), std::time::Instant::now());
+            kept.lock().unwrap().push(connection);
+            let answers = answers?;
             let accepted = answers.iter().filter(|answer| answer.is_ok()).count();
             if accepted != n {
                 return Err(sqlx::Error::Protocol(format!(
@@ -815,7 +825,7 @@ async fn pg_batched(
             Ok(())
         }
     };
-    batched_loops("pg-batched", pool, clients, sizes, duration, write).await
+    batched_loops("pg-batched", (pool, kept), clients, sizes, duration, write).await
 }
 
 /// The same statements as `accept_signed` on its own, as a raw sqlx loop on `concurrency`

@@ -329,14 +329,19 @@ impl<P> EngineStore<P> {
 /// - `begin_write`: `async fn(&$pool) -> Result<Transaction<'static, DB>, sqlx::Error>`, how
 ///   a write transaction begins (PostgreSQL: a plain `BEGIN`; SQLite: `BEGIN IMMEDIATE`, so
 ///   that a transaction that reads first never fails upgrading its lock);
-/// - `write_batch`: `async fn(&$pool, &[Member]) -> BatchResult`, which applies a
+/// - `begin_on`: `async fn(&mut $conn) -> Transaction`, the same on a connection of one's own;
+/// - `write_batch`: `async fn(&mut $conn, &[Member]) -> BatchResult`, which applies a
 ///   group-commit batch with the effects of `accept_in` member by member ([`super::group`]):
 ///   `Err` when none of it committed, else one answer per member. `write_each`, defined
 ///   here, is exactly that (one transaction, `accept_in` per member); an engine may pass its
 ///   own writer instead;
-/// - `group_commit_pool`: `fn(&$pool) -> $pool`, the pool the writers use (the engine's
-///   own, or one with connections of their own);
-/// - `group_commit_writers`: how many group-commit transactions may be open at once.
+/// - `group_commit_pool`: `fn(&$pool) -> $pool`, the pool the writers take their
+///   connections from (the engine's own, or one with connections of their own; each writer
+///   keeps one while batches follow each other: [`super::group::WriterConnection`]);
+/// - `group_commit_writers`: how many group-commit transactions may be open at once;
+/// - `group_commit_keeps_connections`: whether each writer keeps its connection between
+///   batches ([`super::group::WriterConnection`]): only where the writers' pool is theirs
+///   alone.
 ///
 /// It also defines `EngineStore<$pool>::new(pool, options)`, which the engine's `connect`
 /// calls once its pool is open. The connection-level helpers (`merge`, `journal`,
@@ -350,9 +355,11 @@ macro_rules! impl_store {
         lease_due_jobs: $lease_due_jobs:expr,
         lease_deliveries: $lease_deliveries:expr,
         begin_write: $begin_write:path,
+        begin_on: $begin_on:path,
         write_batch: $write_batch:path,
         group_commit_pool: $group_commit_pool:path,
-        group_commit_writers: $writers:expr $(,)?
+        group_commit_writers: $writers:expr,
+        group_commit_keeps_connections: $keeps:expr $(,)?
     ) => {
         const _: () = {
             use std::sync::Arc;
@@ -364,7 +371,9 @@ macro_rules! impl_store {
                 self as shared, AccessRow, CallbackRow, EngineStore, FetchRow, LeaseRow,
                 RefusedRow, VerificationRow,
             };
-            use $crate::store::group::{Accepted, BatchResult, GroupCommit, Member};
+            use $crate::store::group::{
+                Accepted, BatchResult, GroupCommit, Member, WriterConnection, went_well,
+            };
             use $crate::store::push::{
                 self as push_rows, EndpointRow, EventRow, GaugesRow, HealthRow, LeaseDeliveryRow,
             };
@@ -634,8 +643,8 @@ macro_rules! impl_store {
 
             /// A group-commit batch, member after member in one transaction.
             #[allow(dead_code)] // an engine with a writer of its own does not use it
-            async fn write_each(pool: &$pool, members: &[Member]) -> BatchResult {
-                let mut tx = $begin_write(pool).await?;
+            async fn write_each(conn: &mut $conn, members: &[Member]) -> BatchResult {
+                let mut tx = $begin_on(conn).await?;
                 let mut accepted = Vec::with_capacity(members.len());
                 for m in members {
                     accepted.push(Ok(accept_in(&mut tx, &m.entry, &m.result, m.job).await?));
@@ -698,16 +707,29 @@ macro_rules! impl_store {
             }
 
             /// Group commit for `accept_signed`: see [`super::group`]. A batch is written by
-            /// `$write_batch` on `group_pool`; when it fails, each member is retried alone by
-            /// `accept_in` on `pool`.
+            /// `$write_batch` on its writer's connection from `group_pool`; when it fails, each
+            /// member is retried alone by `accept_in` on `pool`.
             fn spawn_group_commit(group_pool: $pool, pool: $pool, max: usize) -> GroupCommit {
                 let one_pool = pool;
+                // One per writer task, each locked only by its own writer.
+                let connections: Arc<Vec<tokio::sync::Mutex<WriterConnection<_>>>> = Arc::new(
+                    (0..$writers)
+                        .map(|_| tokio::sync::Mutex::new(WriterConnection::new($keeps)))
+                        .collect(),
+                );
+                let kept = connections.clone();
                 GroupCommit::spawn(
                     max,
                     $writers,
-                    move |members: Arc<Vec<Member>>| {
-                        let pool = group_pool.clone();
-                        async move { $write_batch(&pool, &members).await }
+                    move |writer: usize, members: Arc<Vec<Member>>| {
+                        let (pool, connections) = (group_pool.clone(), connections.clone());
+                        async move {
+                            let mut connection = connections[writer].lock().await;
+                            let conn = connection.get(&pool, std::time::Instant::now()).await?;
+                            let result = $write_batch(conn, &members).await;
+                            connection.done(went_well(&result), std::time::Instant::now());
+                            result
+                        }
                     },
                     move |members: Arc<Vec<Member>>, i: usize| {
                         let pool = one_pool.clone();
@@ -720,6 +742,7 @@ macro_rules! impl_store {
                         }
                     },
                 )
+                .keeping(kept)
             }
 
             #[async_trait]
@@ -739,6 +762,9 @@ macro_rules! impl_store {
                 }
 
                 async fn close(&self) {
+                    if let Some(group) = &self.group {
+                        group.hand_back_connections().await;
+                    }
                     self.pool.close().await;
                     if let Some(group_pool) = &self.group_pool {
                         group_pool.close().await;

@@ -21,11 +21,17 @@
 //!   the same order and do not deadlock each other); the merge rule runs per member, exactly as
 //!   in a transaction of its own, and each member's returned record is the one its own writes
 //!   left, not the batch's final state;
-//! - if a writer is gone (the store dropped, a task panicked) callers get `Unavailable`.
+//! - if a writer is gone (the store dropped, a task panicked) callers get `Unavailable`;
+//! - a writer keeps its database connection from one batch to the next only while batches
+//!   follow each other closely and go well ([`WriterConnection`]); otherwise the connection
+//!   goes back to the pool, which tests it before it is used again.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
+use sqlx::pool::PoolConnection;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::{
@@ -52,14 +58,18 @@ type Reply = oneshot::Sender<StoreResult<Accepted>>;
 /// The submitting side; writer tasks end when it is dropped.
 pub(super) struct GroupCommit {
     queue: mpsc::Sender<(Member, Reply)>,
+    /// Makes the writers hand back the connections they keep, and stop keeping them.
+    stop_keeping: Option<Box<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>>,
 }
 
 impl GroupCommit {
     /// Starts `writers` tasks. `write_batch` applies members in the given order and answers
-    /// as [`BatchResult`] says; `write_one` applies one member in a transaction of its own.
+    /// as [`BatchResult`] says, called with the number of the writer task (`0..writers`, so
+    /// each writer may keep state of its own); `write_one` applies one member in a
+    /// transaction of its own.
     pub fn spawn<B, BF, O, OF>(max: usize, writers: usize, write_batch: B, write_one: O) -> Self
     where
-        B: Fn(Arc<Vec<Member>>) -> BF + Send + Sync + 'static,
+        B: Fn(usize, Arc<Vec<Member>>) -> BF + Send + Sync + 'static,
         BF: Future<Output = BatchResult> + Send,
         O: Fn(Arc<Vec<Member>>, usize) -> OF + Send + Sync + 'static,
         OF: Future<Output = Result<Accepted, sqlx::Error>> + Send,
@@ -70,16 +80,45 @@ impl GroupCommit {
         let receiver = Arc::new(Mutex::new(receiver));
         let write_batch = Arc::new(write_batch);
         let write_one = Arc::new(write_one);
-        for _ in 0..writers {
+        for writer in 0..writers {
             let (receiver, write_batch, write_one) =
                 (receiver.clone(), write_batch.clone(), write_one.clone());
             tokio::spawn(async move {
                 while let Some(batch) = next_batch(&receiver, max).await {
-                    run_batch(batch, &*write_batch, &*write_one).await;
+                    let write_batch = |members| write_batch(writer, members);
+                    run_batch(batch, &write_batch, &*write_one).await;
                 }
             });
         }
-        Self { queue }
+        Self {
+            queue,
+            stop_keeping: None,
+        }
+    }
+
+    /// Names the writers' connections, so that [`GroupCommit::hand_back_connections`] can
+    /// take them back from the writers.
+    pub fn keeping<DB: sqlx::Database>(
+        mut self,
+        connections: Arc<Vec<Mutex<WriterConnection<DB>>>>,
+    ) -> Self {
+        self.stop_keeping = Some(Box::new(move || {
+            let connections = connections.clone();
+            Box::pin(async move {
+                for connection in connections.iter() {
+                    connection.lock().await.stop_keeping();
+                }
+            })
+        }));
+        self
+    }
+
+    /// Before the pools close (closing waits for every connection in use): the writers hand
+    /// back what they keep, and from now on hand back each connection after its batch.
+    pub async fn hand_back_connections(&self) {
+        if let Some(stop_keeping) = &self.stop_keeping {
+            stop_keeping().await;
+        }
     }
 
     /// Queues one delivery and waits until its transaction has committed (or failed).
@@ -164,6 +203,110 @@ where
     }
 }
 
+/// How long a writer keeps its connection with no batch to write; after that, the next batch
+/// takes one from the pool (which tests it first).
+const KEEP_IDLE: Duration = Duration::from_secs(1);
+
+/// How long a writer keeps one connection at most, so that the pool's own limits (lifetime,
+/// idle time) still apply to it.
+const KEEP_AT_MOST: Duration = Duration::from_secs(60);
+
+/// A group-commit writer's connection, kept from one batch to the next.
+///
+/// sqlx's pool tests a connection with a round trip to the database when it hands it out and
+/// again when it takes it back: two round trips per batch beside the batch's one statement.
+/// A writer keeps its connection instead while batches follow each other, and hands it back
+/// to the pool — which tests it before anyone uses it again — when a batch went wrong (the
+/// connection may be broken), after [`KEEP_IDLE`] without a batch, and after [`KEEP_AT_MOST`]
+/// in all. While it is kept, the pool counts it as in use.
+///
+/// Public (hidden) for the batched ceiling of `bench/notify.sh`, whose writers keep their
+/// connections the same way.
+pub struct WriterConnection<DB: sqlx::Database> {
+    held: Option<Held<DB>>,
+    /// Whether to keep the connection between batches at all.
+    keep: bool,
+}
+
+struct Held<DB: sqlx::Database> {
+    conn: PoolConnection<DB>,
+    since: Instant,
+    last_used: Instant,
+}
+
+impl<DB: sqlx::Database> Default for WriterConnection<DB> {
+    fn default() -> Self {
+        Self::new(true)
+    }
+}
+
+impl<DB: sqlx::Database> WriterConnection<DB> {
+    /// `keep`: whether to keep the connection between batches at all. An engine whose writers
+    /// share the pool with everything else does not: a kept connection would be one fewer for
+    /// the rest (with a pool of one, none).
+    pub fn new(keep: bool) -> Self {
+        Self { held: None, keep }
+    }
+
+    /// Hands the connection back and keeps none from now on (the pool is closing).
+    pub fn stop_keeping(&mut self) {
+        self.keep = false;
+        self.held = None;
+    }
+
+    /// The connection for the next batch, which starts `now`: the kept one, unless it is due
+    /// back in the pool, else a fresh one from `pool`.
+    pub async fn get(
+        &mut self,
+        pool: &sqlx::Pool<DB>,
+        now: Instant,
+    ) -> Result<&mut DB::Connection, sqlx::Error> {
+        self.hand_back_if_due(now);
+        if self.held.is_none() {
+            self.held = Some(Held {
+                conn: pool.acquire().await?,
+                since: now,
+                last_used: now,
+            });
+        }
+        let held = self.held.as_mut().expect("kept or just taken");
+        Ok(&mut *held.conn)
+    }
+
+    /// After a batch that ended `now`: keeps the connection if the batch went well (and
+    /// connections are kept at all), else hands it back.
+    pub fn done(&mut self, went_well: bool, now: Instant) {
+        match (&mut self.held, went_well && self.keep) {
+            (Some(held), true) => held.last_used = now,
+            _ => self.held = None,
+        }
+    }
+
+    /// Hands the connection back to the pool if, `now`, it has been idle for [`KEEP_IDLE`]
+    /// or kept for [`KEEP_AT_MOST`].
+    pub fn hand_back_if_due(&mut self, now: Instant) {
+        if self.held.as_ref().is_some_and(|held| {
+            now.saturating_duration_since(held.last_used) >= KEEP_IDLE
+                || now.saturating_duration_since(held.since) >= KEEP_AT_MOST
+        }) {
+            self.held = None;
+        }
+    }
+
+    /// Whether a connection is kept.
+    pub fn is_kept(&self) -> bool {
+        self.held.is_some()
+    }
+}
+
+/// Whether a batch went well enough for its writer to keep the connection: every member
+/// answered without an error.
+pub fn went_well(result: &BatchResult) -> bool {
+    result
+        .as_ref()
+        .is_ok_and(|answers| answers.iter().all(Result::is_ok))
+}
+
 /// Splits a batch into rounds in which no biz_id appears twice: round `k` holds each biz_id's
 /// `k`-th member, in batch order. A set-based writer applies one round per statement
 /// (PostgreSQL cannot upsert one row twice in one statement) and the rounds one after
@@ -225,7 +368,7 @@ mod tests {
         let group = GroupCommit::spawn(
             8,
             1,
-            move |members: Arc<Vec<Member>>| {
+            move |_: usize, members: Arc<Vec<Member>>| {
                 seen.lock().unwrap().push(members.len());
                 async { Err(sqlx::Error::PoolTimedOut) }
             },
@@ -253,6 +396,127 @@ mod tests {
                 other => panic!("expected Unavailable, got {:?}", other.map(|(o, _)| o)),
             }
         }
+    }
+
+    /// Waits (bounded) until the pool holds `idle` idle connections: a connection handed back
+    /// reaches the pool after the pool's own test of it, on a task of its own.
+    async fn until_idle(pool: &sqlx::SqlitePool, idle: usize) {
+        for _ in 0..500 {
+            if pool.num_idle() == idle {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!(
+            "the pool has {} idle connections, not {idle}",
+            pool.num_idle()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_writer_keeps_its_connection_between_close_batches_and_hands_it_back_when_due() {
+        // Arrange: a pool of real SQLite connections; the writer's clock is the instants
+        // given to it.
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        let mut writer = WriterConnection::default();
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+
+        // Act and assert: a first batch takes a connection and marks it as its own (a
+        // temporary table lives only on its connection).
+        let conn = writer.get(&pool, at(0)).await.unwrap();
+        sqlx::query("CREATE TEMP TABLE mine (x)")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        writer.done(true, at(5));
+        assert!(writer.is_kept());
+        assert_eq!(pool.num_idle(), 0, "kept, not back in the pool");
+
+        // Batches that follow closely run on that very connection, up to KEEP_AT_MOST.
+        let mut now = 5;
+        while now + 900 < KEEP_AT_MOST.as_millis() as u64 {
+            now += 900;
+            let conn = writer.get(&pool, at(now)).await.unwrap();
+            sqlx::query("SELECT * FROM mine")
+                .execute(&mut *conn)
+                .await
+                .expect("the kept connection");
+            writer.done(true, at(now));
+            assert_eq!(pool.num_idle(), 0);
+        }
+        // Kept for KEEP_AT_MOST in all: handed back, though batches kept coming.
+        writer.hand_back_if_due(at(KEEP_AT_MOST.as_millis() as u64));
+        assert!(!writer.is_kept());
+        until_idle(&pool, 1).await;
+
+        // Idle for KEEP_IDLE: handed back before the next batch takes one.
+        writer.get(&pool, at(100_000)).await.unwrap();
+        writer.done(true, at(100_000));
+        writer.hand_back_if_due(at(100_000 + KEEP_IDLE.as_millis() as u64 - 1));
+        assert!(writer.is_kept(), "not idle long enough yet");
+        writer.hand_back_if_due(at(100_000 + KEEP_IDLE.as_millis() as u64));
+        assert!(!writer.is_kept());
+        until_idle(&pool, 1).await;
+
+        // A batch that went wrong hands its connection back at once.
+        writer.get(&pool, at(200_000)).await.unwrap();
+        assert_eq!(pool.num_idle(), 0);
+        writer.done(false, at(200_001));
+        assert!(!writer.is_kept());
+        until_idle(&pool, 1).await;
+
+        // Once the pool is closing, the kept connection goes back and none is kept again.
+        writer.get(&pool, at(300_000)).await.unwrap();
+        writer.done(true, at(300_000));
+        writer.stop_keeping();
+        assert!(!writer.is_kept());
+        until_idle(&pool, 1).await;
+        writer.get(&pool, at(300_001)).await.unwrap();
+        writer.done(true, at(300_001));
+        assert!(
+            !writer.is_kept(),
+            "after stop_keeping, every batch hands back"
+        );
+
+        // A writer made not to keep (its pool is shared) hands back after every batch.
+        let mut sharing = WriterConnection::new(false);
+        sharing.get(&pool, at(0)).await.unwrap();
+        sharing.done(true, at(1));
+        assert!(!sharing.is_kept());
+        until_idle(&pool, 1).await;
+    }
+
+    #[test]
+    fn a_batch_went_well_only_when_every_member_was_answered_without_an_error() {
+        let ok = || {
+            let record = Verification {
+                biz_id: "a".into(),
+                biz_no: None,
+                status: "OK".into(),
+                liveness: None,
+                confidence: None,
+                source: Source::Notify,
+                signed: true,
+                result: None,
+                images: Vec::new(),
+                fetch: Default::default(),
+                created_at: 1,
+                updated_at: 1,
+                purged_at: None,
+            };
+            Ok((MergeOutcome::Created, record))
+        };
+        assert!(went_well(&Ok(vec![ok(), ok()])));
+        assert!(!went_well(&Ok(vec![
+            ok(),
+            Err(StoreError::Unavailable(Arc::new(sqlx::Error::PoolClosed)))
+        ])));
+        assert!(!went_well(&Err(sqlx::Error::PoolTimedOut)));
     }
 
     #[test]

@@ -71,6 +71,10 @@ async fn begin_write(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sq
     pool.begin().await
 }
 
+async fn begin_on(conn: &mut PgConnection) -> Result<Transaction<'_, Postgres>, sqlx::Error> {
+    sqlx::Connection::begin(conn).await
+}
+
 /// One round of a batch (distinct biz_ids, in biz_id order), in one statement: the merge rule
 /// for every member, their journal rows (in batch order), the cancelled and the ensured jobs.
 /// Returns, for each member whose merge wrote, its record as [`GET_VERIFICATIONS`] would read
@@ -212,16 +216,16 @@ pub fn writer_options(options: &PgConnectOptions) -> PgConnectOptions {
 /// delivery fills in.
 ///
 /// Public (hidden) for the batched ceiling of `bench/notify.sh`, which writes its batches with
-/// this very function on connections made with [`writer_options`].
-pub async fn write_batch(pool: &PgPool, members: &[Member]) -> BatchResult {
+/// this very function on connections made with [`writer_options`] and kept as group commit's
+/// writers keep theirs ([`super::group::WriterConnection`]).
+pub async fn write_batch(conn: &mut PgConnection, members: &[Member]) -> BatchResult {
     let mut rounds = super::group::rounds(members.iter().map(|m| m.result.biz_id.as_str()));
     let mut answers = Vec::with_capacity(members.len());
     if rounds.len() == 1 {
         let round = of_members(members, rounds.remove(0));
-        let mut conn = pool.acquire().await?;
-        let kept = write_round(&mut conn, &round, &mut answers).await?;
+        let kept = write_round(conn, &round, &mut answers).await?;
         // The statement has committed: from here on, a failure is the kept members' alone.
-        match read_kept(&mut conn, &kept).await {
+        match read_kept(conn, &kept).await {
             Ok(records) => answers.extend(records),
             Err(error) => {
                 let error = StoreError::from(error);
@@ -230,7 +234,7 @@ pub async fn write_batch(pool: &PgPool, members: &[Member]) -> BatchResult {
         }
         return Ok(in_member_order(answers, members.len()));
     }
-    let mut tx = pool.begin().await?;
+    let mut tx = begin_on(conn).await?;
     for round in rounds {
         let round = of_members(members, round);
         let kept = write_round(&mut tx, &round, &mut answers).await?;
@@ -439,7 +443,10 @@ impl_store! {
     lease_due_jobs: LEASE_DUE_JOBS,
     lease_deliveries: LEASE_DELIVERIES,
     begin_write: begin_write,
+    begin_on: begin_on,
     write_batch: write_batch,
     group_commit_pool: group_commit_pool,
     group_commit_writers: GROUP_COMMIT_WRITERS,
+    // The writers' pool is theirs alone (`group_commit_pool`).
+    group_commit_keeps_connections: true,
 }

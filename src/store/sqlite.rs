@@ -73,6 +73,10 @@ async fn begin_write(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>, 
     pool.begin_with("BEGIN IMMEDIATE").await
 }
 
+async fn begin_on(conn: &mut SqliteConnection) -> Result<Transaction<'_, Sqlite>, sqlx::Error> {
+    sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await
+}
+
 fn is_in_memory(url: &str) -> bool {
     url.contains(":memory:") || url.contains("mode=memory")
 }
@@ -85,6 +89,7 @@ impl_store! {
     lease_due_jobs: LEASE_DUE_JOBS,
     lease_deliveries: LEASE_DELIVERIES,
     begin_write: begin_write,
+    begin_on: begin_on,
     // Member after member in the batch's one transaction: SQLite's cost per callback is the
     // commit's fsync, which the batch already shares; its statements are in-process calls,
     // so there are no round trips to save by going set-based.
@@ -94,4 +99,6 @@ impl_store! {
     // SQLite has one writer at a time (`BEGIN IMMEDIATE`): a second group-commit
     // transaction would only wait for the first one's lock.
     group_commit_writers: 1,
+    // The writer shares the one pool: a kept connection would be one fewer for the rest.
+    group_commit_keeps_connections: false,
 }

@@ -43,8 +43,18 @@ async fn assert_store_unavailable(store: &Arc<dyn Store>) {
 
 async fn a_closed_store_answers_unavailable(store: Arc<dyn Store>) {
     store.ping().await.expect("up before closing");
+    // A signed callback first: on PostgreSQL, its group-commit writer keeps its connection.
+    let id = biz("before-close");
+    let entry = delivery(CallbackKind::Notify, Some(&id), true, NOW);
+    store
+        .accept_signed(&entry, &signed_notify(&id, "OK"), JobEffect::Keep)
+        .await
+        .expect("stored before closing");
 
-    store.close().await;
+    // Closing waits for every connection in use: the kept one is handed back, not waited on.
+    tokio::time::timeout(std::time::Duration::from_secs(20), store.close())
+        .await
+        .expect("close returns");
 
     assert_store_unavailable(&store).await;
 }
