@@ -217,8 +217,8 @@ const KEEP_AT_MOST: Duration = Duration::from_secs(60);
 /// again when it takes it back: two round trips per batch beside the batch's one statement.
 /// A writer keeps its connection instead while batches follow each other, and hands it back
 /// to the pool — which tests it before anyone uses it again — when a batch went wrong (the
-/// connection may be broken), after [`KEEP_IDLE`] without a batch, and after [`KEEP_AT_MOST`]
-/// in all. While it is kept, the pool counts it as in use.
+/// connection may be broken), after `KEEP_IDLE` (1 s) without a batch, after `KEEP_AT_MOST`
+/// (60 s) in all, and when the store closes. While it is kept, the pool counts it as in use.
 ///
 /// Public (hidden) for the batched ceiling of `bench/notify.sh`, whose writers keep their
 /// connections the same way.

@@ -221,7 +221,7 @@ pub fn viewed(key: &str) -> Option<Keep> {
         .find_map(|(name, keep)| (*name == key).then_some(*keep))
 }
 
-/// `value` cut to what `keep` keeps, as [`Keep::deserialize`] reads it in one pass.
+/// `value` cut to what `keep` keeps, as `Keep`'s `DeserializeSeed` reads it in one pass.
 pub fn kept(value: Value, keep: Keep) -> Value {
     match (keep, value) {
         (Keep::Members(members), Value::Object(object)) => Value::Object(
