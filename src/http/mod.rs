@@ -177,7 +177,7 @@ fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
             error::AppError::NotFound("no such route"),
         ))
     });
-    // One `layer` call for the five cross-cutting layers: axum boxes each call's service per
+    // One `layer` call for all the cross-cutting layers: axum boxes each call's service per
     // route and clones the whole chain of boxes on every request, so one call is one box.
     // Outermost first: the layers see a request in this order.
     let layers = tower::ServiceBuilder::new()

@@ -69,12 +69,16 @@ impl SqliteStore {
     }
 }
 
+/// A write transaction takes the write lock at once, so that one that reads first never
+/// fails upgrading its lock.
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
 async fn begin_write(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-    pool.begin_with("BEGIN IMMEDIATE").await
+    pool.begin_with(BEGIN_WRITE).await
 }
 
 async fn begin_on(conn: &mut SqliteConnection) -> Result<Transaction<'_, Sqlite>, sqlx::Error> {
-    sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await
+    sqlx::Connection::begin_with(conn, BEGIN_WRITE).await
 }
 
 fn is_in_memory(url: &str) -> bool {
