@@ -284,7 +284,7 @@ impl<DB: sqlx::Database> WriterConnection<DB> {
 
     /// Hands the connection back to the pool if, `now`, it has been idle for [`KEEP_IDLE`]
     /// or kept for [`KEEP_AT_MOST`].
-    pub fn hand_back_if_due(&mut self, now: Instant) {
+    fn hand_back_if_due(&mut self, now: Instant) {
         if self.held.as_ref().is_some_and(|held| {
             now.saturating_duration_since(held.last_used) >= KEEP_IDLE
                 || now.saturating_duration_since(held.since) >= KEEP_AT_MOST
@@ -294,7 +294,8 @@ impl<DB: sqlx::Database> WriterConnection<DB> {
     }
 
     /// Whether a connection is kept.
-    pub fn is_kept(&self) -> bool {
+    #[cfg(test)]
+    fn is_kept(&self) -> bool {
         self.held.is_some()
     }
 }

@@ -216,7 +216,12 @@ pub fn viewed(key: &str) -> Option<Keep> {
     if is_image_key(key) {
         return Some(Keep::All);
     }
-    INDEXED
+    member(&INDEXED, key)
+}
+
+/// What `members` keeps of the member named `key`; `None`: nothing.
+fn member(members: &[(&str, Keep)], key: &str) -> Option<Keep> {
+    members
         .iter()
         .find_map(|(name, keep)| (*name == key).then_some(*keep))
 }
@@ -228,8 +233,8 @@ pub fn kept(value: Value, keep: Keep) -> Value {
             object
                 .into_iter()
                 .filter_map(|(key, value)| {
-                    let (_, keep) = members.iter().find(|(name, _)| *name == key)?;
-                    Some((key, kept(value, *keep)))
+                    let keep = member(members, &key)?;
+                    Some((key, kept(value, keep)))
                 })
                 .collect(),
         ),
@@ -267,96 +272,79 @@ struct Viewed(Map<String, Value>);
 
 impl<'de> serde::Deserialize<'de> for Viewed {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let object = Keep::Members(&[]);
-        match object.pick(deserializer, viewed)? {
+        match pick_members(deserializer, viewed)? {
             Value::Object(object) => Ok(Viewed(object)),
             _ => Err(serde::de::Error::custom("not an object")),
         }
     }
 }
 
-impl Keep {
-    /// Reads a value, keeping of an object the members `keep_member` names (each with what
-    /// of it is kept); any other value is read whole.
-    fn pick<'de, D: serde::Deserializer<'de>>(
-        self,
-        deserializer: D,
-        keep_member: impl Fn(&str) -> Option<Keep>,
-    ) -> Result<Value, D::Error> {
-        struct Visit<F>(F);
-        impl<'de, F: Fn(&str) -> Option<Keep>> serde::de::Visitor<'de> for Visit<F> {
-            type Value = Value;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON value")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Value, A::Error> {
-                let mut object = Map::new();
-                while let Some(Key(key)) = map.next_key()? {
-                    match (self.0)(&key) {
-                        Some(keep) => {
-                            object.insert(key.into_owned(), map.next_value_seed(keep)?);
-                        }
-                        None => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
+/// Reads a value, keeping of an object the members `keep_member` names (each with what of it
+/// is kept); any other value is read whole.
+fn pick_members<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+    keep_member: impl Fn(&str) -> Option<Keep>,
+) -> Result<Value, D::Error> {
+    struct Visit<F>(F);
+    impl<'de, F: Fn(&str) -> Option<Keep>> serde::de::Visitor<'de> for Visit<F> {
+        type Value = Value;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut object = Map::new();
+            while let Some(Key(key)) = map.next_key()? {
+                match (self.0)(&key) {
+                    Some(keep) => {
+                        object.insert(key.into_owned(), map.next_value_seed(keep)?);
+                    }
+                    None => {
+                        map.next_value::<IgnoredAny>()?;
                     }
                 }
-                Ok(Value::Object(object))
             }
-            // Anything but an object is read whole, as `Value` reads it.
-            fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-                Ok(Value::Bool(v))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-                Ok(Value::from(v))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-                Ok(Value::from(v))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-                Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-                Ok(Value::String(v.to_owned()))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Value, E> {
-                Ok(Value::String(v))
-            }
-            fn visit_unit<E>(self) -> Result<Value, E> {
-                Ok(Value::Null)
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Value, A::Error> {
-                let mut items = Vec::new();
-                while let Some(item) = seq.next_element()? {
-                    items.push(item);
-                }
-                Ok(Value::Array(items))
-            }
+            Ok(Value::Object(object))
         }
-        match self {
-            Keep::All => <Value as serde::Deserialize>::deserialize(deserializer),
-            Keep::Members(_) => deserializer.deserialize_any(Visit(keep_member)),
+        // Anything but an object is read whole, as `Value` reads it.
+        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+            Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+            Ok(Value::String(v.to_owned()))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Value, E> {
+            Ok(Value::String(v))
+        }
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element()? {
+                items.push(item);
+            }
+            Ok(Value::Array(items))
         }
     }
+    deserializer.deserialize_any(Visit(keep_member))
 }
 
 impl<'de> serde::de::DeserializeSeed<'de> for Keep {
     type Value = Value;
     fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        let Keep::Members(members) = self else {
-            return <Value as serde::Deserialize>::deserialize(deserializer);
-        };
-        self.pick(deserializer, |key| {
-            members
-                .iter()
-                .find_map(|(name, keep)| (*name == key).then_some(*keep))
-        })
+        match self {
+            Keep::All => <Value as serde::Deserialize>::deserialize(deserializer),
+            Keep::Members(members) => pick_members(deserializer, |key| member(members, key)),
+        }
     }
 }
 
