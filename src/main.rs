@@ -9,6 +9,12 @@ use faceid_receiver::startup::{self, Application};
 use faceid_receiver::telemetry;
 use tokio_util::sync::CancellationToken;
 
+// mimalloc rather than glibc's malloc: every request allocates and frees many short-lived
+// buffers across two worker threads, where glibc's arenas spent about a tenth of the server's
+// CPU (`bench/results/2026-12-03/profile/session-9/all-c16/perf-flat.txt`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "faceid-receiver",
