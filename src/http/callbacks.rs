@@ -298,7 +298,7 @@ async fn receive_signed(
     );
     let (incoming, images) = crate::megvii::signed_callback(&result, kind);
     let entry = delivery.entry(state, Some(result.biz_id.as_str()), Some(&key_id), None);
-    let (outcome, record) = match state.store.accept_signed(&entry, &incoming, effect).await {
+    let (outcome, record) = match state.store.accept_signed(entry, incoming, effect).await {
         Ok(accepted) => accepted,
         Err(error @ StoreError::Unavailable(_)) => return Err(error.into()),
         Err(error) => {

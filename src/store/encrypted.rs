@@ -298,26 +298,28 @@ impl Keyring {
         self.current || value.starts_with(MAGIC)
     }
 
-    /// A journal entry with its body sealed.
-    pub(super) fn seal_entry<'a>(&self, entry: &'a NewCallback) -> Cow<'a, NewCallback> {
+    /// A journal entry with its body sealed. Borrowed or owned, as the caller has it: an
+    /// entry that is not rewritten comes back as it came, and an owned one is not copied.
+    pub(super) fn seal_entry<'a>(&self, entry: Cow<'a, NewCallback>) -> Cow<'a, NewCallback> {
         if !self.rewrites(&entry.body) {
-            return Cow::Borrowed(entry);
+            return entry;
         }
-        Cow::Owned(NewCallback {
-            body: self.seal(&entry.body, BODY_CONTEXT),
-            ..entry.clone()
-        })
+        let mut entry = entry.into_owned();
+        entry.body = self.seal(&entry.body, BODY_CONTEXT);
+        Cow::Owned(entry)
     }
 
-    /// A result with its raw text sealed.
-    pub(super) fn seal_result<'a>(&self, result: &'a IncomingResult) -> Cow<'a, IncomingResult> {
+    /// A result with its raw text sealed; borrowed or owned, as [`Keyring::seal_entry`].
+    pub(super) fn seal_result<'a>(
+        &self,
+        result: Cow<'a, IncomingResult>,
+    ) -> Cow<'a, IncomingResult> {
         if !self.current {
-            return Cow::Borrowed(result);
+            return result;
         }
-        Cow::Owned(IncomingResult {
-            result: self.seal_text(&result.result, &result_context(&result.biz_id)),
-            ..result.clone()
-        })
+        let mut result = result.into_owned();
+        result.result = self.seal_text(&result.result, &result_context(&result.biz_id));
+        Cow::Owned(result)
     }
 
     /// `biz_id`'s images, each sealed.

@@ -775,7 +775,7 @@ macro_rules! impl_store {
             #[async_trait]
             impl CallbackStore for EngineStore<$pool> {
                 async fn journal_rejected(&self, entry: &NewCallback) -> StoreResult<i64> {
-                    let entry = self.keys.seal_entry(entry);
+                    let entry = self.keys.seal_entry(std::borrow::Cow::Borrowed(entry));
                     let bucket =
                         $crate::store::refusal_bucket(entry.kind.as_str(), entry.received_at);
                     let mut tx = $begin_write(&self.pool).await?;
@@ -794,14 +794,20 @@ macro_rules! impl_store {
 
                 async fn accept_signed(
                     &self,
-                    entry: &NewCallback,
-                    result: &IncomingResult,
+                    entry: NewCallback,
+                    result: IncomingResult,
                     job: JobEffect,
                 ) -> StoreResult<(MergeOutcome, Verification)> {
-                    let (entry, result) =
-                        (self.keys.seal_entry(entry), self.keys.seal_result(result));
+                    let entry = self
+                        .keys
+                        .seal_entry(std::borrow::Cow::Owned(entry))
+                        .into_owned();
+                    let result = self
+                        .keys
+                        .seal_result(std::borrow::Cow::Owned(result))
+                        .into_owned();
                     let (outcome, record) = match &self.group {
-                        Some(group) => group.submit(&entry, &result, job).await?,
+                        Some(group) => group.submit(entry, result, job).await?,
                         None => {
                             let mut tx = $begin_write(&self.pool).await?;
                             let accepted = accept_in(&mut tx, &entry, &result, job).await?;
@@ -819,7 +825,7 @@ macro_rules! impl_store {
                     job: NewJob,
                 ) -> StoreResult<Verification> {
                     let now = entry.received_at;
-                    let entry = self.keys.seal_entry(entry);
+                    let entry = self.keys.seal_entry(std::borrow::Cow::Borrowed(entry));
                     let mut tx = $begin_write(&self.pool).await?;
                     journal(&mut tx, &entry, "pending").await?;
                     sqlx::query(sql::INSERT_PENDING)
@@ -1057,7 +1063,7 @@ macro_rules! impl_store {
                     now: i64,
                 ) -> StoreResult<MergeOutcome> {
                     let images = self.keys.seal_images(&result.biz_id, images);
-                    let result = self.keys.seal_result(result);
+                    let result = self.keys.seal_result(std::borrow::Cow::Borrowed(result));
                     let mut tx = $begin_write(&self.pool).await?;
                     // The merge comes first: on PostgreSQL its upsert locks the record's row
                     // (even when it keeps it), which serializes the image-name bookkeeping
@@ -1254,7 +1260,7 @@ macro_rules! impl_store {
                     now: i64,
                 ) -> StoreResult<Option<(MergeOutcome, Verification)>> {
                     let images = self.keys.seal_images(&result.biz_id, images);
-                    let result = self.keys.seal_result(result);
+                    let result = self.keys.seal_result(std::borrow::Cow::Borrowed(result));
                     let mut tx = $begin_write(&self.pool).await?;
                     // The claim first: a row another replay already took leaves everything
                     // as is (the transaction is rolled back when dropped).

@@ -124,16 +124,12 @@ impl GroupCommit {
     /// Queues one delivery and waits until its transaction has committed (or failed).
     pub async fn submit(
         &self,
-        entry: &NewCallback,
-        result: &IncomingResult,
+        entry: NewCallback,
+        result: IncomingResult,
         job: JobEffect,
     ) -> StoreResult<Accepted> {
         let (reply, answer) = oneshot::channel();
-        let member = Member {
-            entry: entry.clone(),
-            result: result.clone(),
-            job,
-        };
+        let member = Member { entry, result, job };
         let writers_gone = || StoreError::Unavailable(Arc::new(sqlx::Error::WorkerCrashed));
         if self.queue.send((member, reply)).await.is_err() {
             return Err(writers_gone());
@@ -380,12 +376,11 @@ mod tests {
         let members = [member("a"), member("b"), member("c")];
 
         // On a current-thread runtime every call is queued before the writer runs.
-        let results = futures_util::future::join_all(
-            members
-                .iter()
-                .map(|(entry, result)| group.submit(entry, result, JobEffect::Keep)),
-        )
-        .await;
+        let results =
+            futures_util::future::join_all(members.iter().map(|(entry, result)| {
+                group.submit(entry.clone(), result.clone(), JobEffect::Keep)
+            }))
+            .await;
 
         assert_eq!(*batches.lock().unwrap(), [3], "one batch of three");
         for result in results {

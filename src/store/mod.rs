@@ -629,11 +629,12 @@ pub trait CallbackStore: Send + Sync + 'static {
     /// `duplicate`), and apply `job` to the follow-up. Returns what the merge did and the
     /// record as stored afterwards. With group commit (`ConnectOptions::group_commit`) the
     /// transaction may be shared with concurrent calls; `Ok` still means it committed, and the
-    /// record is the one this call's own writes left.
+    /// record is the one this call's own writes left. Takes the delivery and the result by
+    /// value: group commit queues them for its writer, which would otherwise copy them.
     async fn accept_signed(
         &self,
-        entry: &NewCallback,
-        result: &IncomingResult,
+        entry: NewCallback,
+        result: IncomingResult,
         job: JobEffect,
     ) -> StoreResult<(MergeOutcome, Verification)>;
 

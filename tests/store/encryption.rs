@@ -203,8 +203,8 @@ async fn values_kept_in_clear_that_begin_with_the_magic_read_back_exactly_both_w
     let verified = delivery(CallbackKind::Notify, Some(&id), true, NOW + 6);
     clear
         .accept_signed(
-            &verified,
-            &signed_notify(&id, "OK"),
+            verified,
+            signed_notify(&id, "OK"),
             faceid_receiver::store::JobEffect::Keep,
         )
         .await

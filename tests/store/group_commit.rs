@@ -50,7 +50,7 @@ async fn concurrent_signed_deliveries_are_each_acked_with_their_own_record(store
                 let status = if i % 2 == 0 { "OK" } else { "PROCESSING" };
                 let entry = delivery(CallbackKind::Notify, Some(&id), true, NOW + i);
                 let accepted = store
-                    .accept_signed(&entry, &signed_notify(&id, status), JobEffect::Keep)
+                    .accept_signed(entry, signed_notify(&id, status), JobEffect::Keep)
                     .await;
                 (id, status, accepted)
             })
@@ -80,7 +80,7 @@ async fn accept_together(
     futures_util::future::join_all(
         deliveries
             .iter()
-            .map(|(entry, result, job)| store.accept_signed(entry, result, *job)),
+            .map(|(entry, result, job)| store.accept_signed(entry.clone(), result.clone(), *job)),
     )
     .await
 }
@@ -156,7 +156,7 @@ async fn history_before_the_batch(store: &Arc<dyn Store>) {
     let accept = |id: &str, result: IncomingResult, job: JobEffect| {
         let entry = delivery(CallbackKind::Notify, Some(id), true, at);
         let store = store.clone();
-        async move { store.accept_signed(&entry, &result, job).await.unwrap() }
+        async move { store.accept_signed(entry, result, job).await.unwrap() }
     };
     accept(&a, signed_notify(&a, "PROCESSING"), JobEffect::Keep).await;
     let no_biz_no = IncomingResult {
@@ -281,7 +281,7 @@ async fn batch_equals_one_transaction_per_delivery(
     assert!(!logs.contains(BATCH_FALLBACK), "the batch failed: {logs}");
     for ((entry, result, job), batched_result) in deliveries.iter().zip(results) {
         let expected = reference
-            .accept_signed(entry, result, *job)
+            .accept_signed(entry.clone(), result.clone(), *job)
             .await
             .expect("the reference commits");
         let got = batched_result.expect("every member commits");
@@ -343,7 +343,7 @@ async fn deliveries_racing_a_close_are_acked_only_when_stored(engine: Engine) {
                 let id = biz(&format!("closing-{i}"));
                 let entry = delivery(CallbackKind::Notify, Some(&id), true, NOW + i);
                 let accepted = store
-                    .accept_signed(&entry, &signed_notify(&id, "OK"), JobEffect::Keep)
+                    .accept_signed(entry, signed_notify(&id, "OK"), JobEffect::Keep)
                     .await;
                 (id, accepted)
             })
@@ -377,7 +377,7 @@ async fn deliveries_racing_a_close_are_acked_only_when_stored(engine: Engine) {
     assert_unavailable(
         "after close",
         store
-            .accept_signed(&entry, &signed_notify(&late, "OK"), JobEffect::Keep)
+            .accept_signed(entry, signed_notify(&late, "OK"), JobEffect::Keep)
             .await,
     );
     assert_eq!(reopened.get(&late).await.unwrap(), None);
@@ -460,8 +460,8 @@ async fn postgres_a_failed_follow_up_does_not_write_committed_members_again() {
     };
     store
         .accept_signed(
-            &delivery(CallbackKind::Notify, Some(&kept), true, NOW),
-            &first,
+            delivery(CallbackKind::Notify, Some(&kept), true, NOW),
+            first.clone(),
             JobEffect::Keep,
         )
         .await

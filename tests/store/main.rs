@@ -137,7 +137,7 @@ async fn notify(
 ) -> (MergeOutcome, Verification) {
     let entry = delivery(CallbackKind::Notify, Some(&result.biz_id), true, at);
     store
-        .accept_signed(&entry, result, job)
+        .accept_signed(entry, result.clone(), job)
         .await
         .expect("accept_signed")
 }
@@ -697,7 +697,7 @@ async fn concurrent_deliveries_for_one_biz_id_all_commit_and_create_once(store: 
                     let entry = delivery(CallbackKind::Notify, Some(&id), true, NOW + i);
                     let result = signed_notify(&id, "OK");
                     store
-                        .accept_signed(&entry, &result, JobEffect::CancelPending)
+                        .accept_signed(entry, result, JobEffect::CancelPending)
                         .await
                         .map(|(outcome, _)| Some(outcome))
                 }

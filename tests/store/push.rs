@@ -755,11 +755,9 @@ async fn a_member_that_fails_its_batch_leaves_no_event_and_the_others_one_each(
 
     // On a current-thread runtime every call is queued before the writer runs: one batch,
     // which the bad member fails (rolled back whole) and which is retried one by one.
-    let results = futures_util::future::join_all(
-        deliveries
-            .iter()
-            .map(|(entry, result)| store.accept_signed(entry, result, JobEffect::Keep)),
-    )
+    let results = futures_util::future::join_all(deliveries.iter().map(|(entry, result)| {
+        store.accept_signed(entry.clone(), result.clone(), JobEffect::Keep)
+    }))
     .await;
 
     for ((_, result), accepted) in deliveries.iter().zip(&results) {
