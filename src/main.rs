@@ -10,8 +10,10 @@ use faceid_receiver::telemetry;
 use tokio_util::sync::CancellationToken;
 
 // mimalloc rather than glibc's malloc: every request allocates and frees many short-lived
-// buffers across two worker threads, where glibc's arenas spent about a tenth of the server's
-// CPU (`bench/results/2026-12-03/profile/session-9/all-c16/perf-flat.txt`).
+// buffers across the worker threads, where glibc's arenas spent about a tenth of the server's
+// CPU (`bench/results/2026-12-03/profile/session-10/base-c16/perf-flat.txt`). Version 2,
+// without transparent huge pages (Cargo.toml): mimalloc 3 with them doubled the peak RSS at
+// 64 connections (BENCHMARKS.md, "The tenth session").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
