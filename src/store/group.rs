@@ -478,13 +478,18 @@ mod tests {
             !writer.is_kept(),
             "after stop_keeping, every batch hands back"
         );
+        // Back in the pool before the next writer asks (else the pool could open a second
+        // connection for it, and the count below would not be about this writer).
+        until_idle(&pool, 1).await;
 
         // A writer made not to keep (its pool is shared) hands back after every batch.
         let mut sharing = WriterConnection::new(false);
         sharing.get(&pool, at(0)).await.unwrap();
+        assert_eq!(pool.num_idle(), 0, "the one connection is in use");
         sharing.done(true, at(1));
         assert!(!sharing.is_kept());
         until_idle(&pool, 1).await;
+        assert_eq!(pool.size(), 1, "one connection all along");
     }
 
     #[test]
