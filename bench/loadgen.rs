@@ -811,9 +811,11 @@ async fn pg_batched(
                 })
                 .collect();
             let mut connection = kept.lock().unwrap().pop().unwrap_or_default();
-            let conn = connection.get(&pool, std::time::Instant::now()).await?;
-            let answers = pg_batch::write_batch(conn, &members).await;
-            connection.done(pg_batch::went_well(&answers), std::time::Instant::now());
+            let answers = connection
+                .write(&pool, async |conn| {
+                    pg_batch::write_batch(conn, &members).await
+                })
+                .await;
             kept.lock().unwrap().push(connection);
             let answers = answers?;
             let accepted = answers.iter().filter(|answer| answer.is_ok()).count();

@@ -372,7 +372,7 @@ macro_rules! impl_store {
                 RefusedRow, VerificationRow,
             };
             use $crate::store::group::{
-                Accepted, BatchResult, GroupCommit, Member, WriterConnection, went_well,
+                Accepted, BatchResult, GroupCommit, Member, WriterConnection,
             };
             use $crate::store::push::{
                 self as push_rows, EndpointRow, EventRow, GaugesRow, HealthRow, LeaseDeliveryRow,
@@ -725,10 +725,9 @@ macro_rules! impl_store {
                         let (pool, connections) = (group_pool.clone(), connections.clone());
                         async move {
                             let mut connection = connections[writer].lock().await;
-                            let conn = connection.get(&pool, std::time::Instant::now()).await?;
-                            let result = $write_batch(conn, &members).await;
-                            connection.done(went_well(&result), std::time::Instant::now());
-                            result
+                            connection
+                                .write(&pool, async |conn| $write_batch(conn, &members).await)
+                                .await
                         }
                     },
                     move |members: Arc<Vec<Member>>, i: usize| {

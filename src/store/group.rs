@@ -250,9 +250,23 @@ impl<DB: sqlx::Database> WriterConnection<DB> {
         self.held = None;
     }
 
+    /// Writes one batch with `write` on the connection for it, then keeps that connection or
+    /// hands it back as the batch went ([`went_well`]). Group commit's writers and the batched
+    /// ceiling both write their batches this way.
+    pub async fn write(
+        &mut self,
+        pool: &sqlx::Pool<DB>,
+        write: impl AsyncFnOnce(&mut DB::Connection) -> BatchResult,
+    ) -> BatchResult {
+        let conn = self.get(pool, Instant::now()).await?;
+        let result = write(conn).await;
+        self.done(went_well(&result), Instant::now());
+        result
+    }
+
     /// The connection for the next batch, which starts `now`: the kept one, unless it is due
     /// back in the pool, else a fresh one from `pool`.
-    pub async fn get(
+    async fn get(
         &mut self,
         pool: &sqlx::Pool<DB>,
         now: Instant,
@@ -271,7 +285,7 @@ impl<DB: sqlx::Database> WriterConnection<DB> {
 
     /// After a batch that ended `now`: keeps the connection if the batch went well (and
     /// connections are kept at all), else hands it back.
-    pub fn done(&mut self, went_well: bool, now: Instant) {
+    fn done(&mut self, went_well: bool, now: Instant) {
         match (&mut self.held, went_well && self.keep) {
             (Some(held), true) => held.last_used = now,
             _ => self.held = None,
@@ -298,7 +312,7 @@ impl<DB: sqlx::Database> WriterConnection<DB> {
 
 /// Whether a batch went well enough for its writer to keep the connection: every member
 /// answered without an error.
-pub fn went_well(result: &BatchResult) -> bool {
+fn went_well(result: &BatchResult) -> bool {
     result
         .as_ref()
         .is_ok_and(|answers| answers.iter().all(Result::is_ok))

@@ -50,7 +50,7 @@ mod sqlite;
 /// connections made with `writer_options`, not with a copy.
 #[doc(hidden)]
 pub mod pg_batch {
-    pub use super::group::{Member, WriterConnection, went_well};
+    pub use super::group::{Member, WriterConnection};
     pub use super::postgres::{write_batch, writer_options};
 }
 

@@ -31,7 +31,7 @@ async fn assert_store_unavailable(store: &Arc<dyn Store>) {
     assert_unavailable(
         "accept_signed",
         store
-            .accept_signed(entry.clone(), signed_notify(&id, "OK"), JobEffect::Keep)
+            .accept_signed(entry, signed_notify(&id, "OK"), JobEffect::Keep)
             .await,
     );
     assert_unavailable(
@@ -47,7 +47,7 @@ async fn a_closed_store_answers_unavailable(store: Arc<dyn Store>) {
     let id = biz("before-close");
     let entry = delivery(CallbackKind::Notify, Some(&id), true, NOW);
     store
-        .accept_signed(entry.clone(), signed_notify(&id, "OK"), JobEffect::Keep)
+        .accept_signed(entry, signed_notify(&id, "OK"), JobEffect::Keep)
         .await
         .expect("stored before closing");
 

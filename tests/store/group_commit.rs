@@ -461,7 +461,7 @@ async fn postgres_a_failed_follow_up_does_not_write_committed_members_again() {
     store
         .accept_signed(
             delivery(CallbackKind::Notify, Some(&kept), true, NOW),
-            first.clone(),
+            first,
             JobEffect::Keep,
         )
         .await
