@@ -393,7 +393,7 @@ macro_rules! impl_store {
             };
 
             impl EngineStore<$pool> {
-                /// The store over an open `pool`, with group commit's writers started when
+                /// The store over an open `pool`, with group commit set up when
                 /// `options` turn it on.
                 fn new(pool: $pool, options: &ConnectOptions) -> Self {
                     let group_pool = options.group_commit.then(|| $group_commit_pool(&pool));
@@ -711,14 +711,14 @@ macro_rules! impl_store {
             /// member is retried alone by `accept_in` on `pool`.
             fn spawn_group_commit(group_pool: $pool, pool: $pool, max: usize) -> GroupCommit {
                 let one_pool = pool;
-                // One per writer task, each locked only by its own writer.
+                // One per writer, each locked only by the batch that writer is writing.
                 let connections: Arc<Vec<tokio::sync::Mutex<WriterConnection<_>>>> = Arc::new(
                     (0..$writers)
                         .map(|_| tokio::sync::Mutex::new(WriterConnection::new($keeps)))
                         .collect(),
                 );
                 let kept = connections.clone();
-                GroupCommit::spawn(
+                GroupCommit::new(
                     max,
                     $writers,
                     move |writer: usize, members: Arc<Vec<Member>>| {

@@ -2,10 +2,15 @@
 //! concurrent signed deliveries share one transaction, so one durable commit (one WAL flush)
 //! acknowledges many.
 //!
-//! Callers submit into a bounded queue and wait; `writers` tasks each take whatever is queued
-//! when they are free (at least one, at most `max`) and apply it as one batch. There is no
-//! timer: a lone delivery is written at once, alone, and batches grow only while the database
-//! is busy with the previous ones.
+//! Callers queue their delivery and wait. A caller that finds one of the `writers` writers
+//! free takes it and writes the batch itself (leader/follower): it yields once, so that
+//! deliveries the runtime has already read join it, then takes whatever is queued (its own
+//! delivery among it, at most `max`) and applies it as one batch. When a batch is done its
+//! writer passes to the caller that has waited longest, who writes the next batch, or becomes
+//! free if none waits. So a caller is woken once, with its answer or to lead, and no task
+//! stands between the request and the database. There is no timer: a lone delivery is
+//! written at once, alone, and batches grow only while the database is busy with the
+//! previous ones.
 //!
 //! Invariants:
 //! - a caller gets `Ok` only after the transaction holding its writes has committed;
@@ -21,18 +26,26 @@
 //!   the same order and do not deadlock each other); the merge rule runs per member, exactly as
 //!   in a transaction of its own, and each member's returned record is the one its own writes
 //!   left, not the batch's final state;
-//! - if a writer is gone (the store dropped, a task panicked) callers get `Unavailable`;
+//! - at most `writers` batches are written at once;
+//! - a batch goes on when the caller writing it is dropped (its request cancelled): the rest
+//!   of it is written on a task of its own, every other member gets its answer, and the
+//!   writer is handed on after it ([`Lead`]); a delivery whose caller is dropped while it
+//!   waits is still written;
+//! - a batch whose writing panics answers its members `Unavailable`, and its writer is
+//!   handed on, never lost;
 //! - a writer keeps its database connection from one batch to the next only while batches
 //!   follow each other closely and go well ([`WriterConnection`]); otherwise the connection
 //!   goes back to the pool, which tests it before it is used again.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use sqlx::pool::PoolConnection;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, oneshot};
 
 use super::{
     IncomingResult, JobEffect, MergeOutcome, NewCallback, StoreError, StoreResult, Verification,
@@ -53,45 +66,76 @@ pub struct Member {
     pub job: JobEffect,
 }
 
-type Reply = oneshot::Sender<StoreResult<Accepted>>;
+/// What a queued caller is told: its answer, or that it leads the next batch.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "it travels in a oneshot's cell, allocated anyway; a box would add one per answer"
+)]
+enum Answer {
+    Done(StoreResult<Accepted>),
+    /// Write `batch` as writer `writer`. Its first member is the caller's own, without a
+    /// reply: the caller puts in a new one for its answer.
+    Lead {
+        writer: usize,
+        batch: Vec<(Member, Reply)>,
+    },
+}
 
-/// The submitting side; writer tasks end when it is dropped.
+/// `None` only while a member's caller is being told to lead (see [`Answer::Lead`]), or when
+/// that caller was gone: its delivery is written and no one is answered.
+type Reply = Option<oneshot::Sender<Answer>>;
+
+type WriteBatch = dyn Fn(usize, Arc<Vec<Member>>) -> BoxFuture<'static, BatchResult> + Send + Sync;
+type WriteOne = dyn Fn(Arc<Vec<Member>>, usize) -> BoxFuture<'static, Result<Accepted, sqlx::Error>>
+    + Send
+    + Sync;
+
+/// The submitting side.
 pub(super) struct GroupCommit {
-    queue: mpsc::Sender<(Member, Reply)>,
+    shared: Arc<Shared>,
     /// Makes the writers hand back the connections they keep, and stop keeping them.
     stop_keeping: Option<Box<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>>,
 }
 
+struct Shared {
+    max: usize,
+    queue: std::sync::Mutex<Queue>,
+    write_batch: Box<WriteBatch>,
+    write_one: Box<WriteOne>,
+}
+
+/// Not bounded here: every waiting caller is a request in flight, and those are bounded by
+/// `server.max_connections` (HTTP/1.1, one request at a time per connection).
+struct Queue {
+    waiting: VecDeque<(Member, Reply)>,
+    /// Writers (by number) with no batch in hand.
+    free: Vec<usize>,
+}
+
 impl GroupCommit {
-    /// Starts `writers` tasks. `write_batch` applies members in the given order and answers
-    /// as [`BatchResult`] says, called with the number of the writer task (`0..writers`, so
+    /// Allows `writers` batches at once. `write_batch` applies members in the given order and
+    /// answers as [`BatchResult`] says, called with the number of the writer (`0..writers`, so
     /// each writer may keep state of its own); `write_one` applies one member in a
     /// transaction of its own.
-    pub fn spawn<B, BF, O, OF>(max: usize, writers: usize, write_batch: B, write_one: O) -> Self
+    pub fn new<B, BF, O, OF>(max: usize, writers: usize, write_batch: B, write_one: O) -> Self
     where
         B: Fn(usize, Arc<Vec<Member>>) -> BF + Send + Sync + 'static,
-        BF: Future<Output = BatchResult> + Send,
+        BF: Future<Output = BatchResult> + Send + 'static,
         O: Fn(Arc<Vec<Member>>, usize) -> OF + Send + Sync + 'static,
-        OF: Future<Output = Result<Accepted, sqlx::Error>> + Send,
+        OF: Future<Output = Result<Accepted, sqlx::Error>> + Send + 'static,
     {
-        let max = max.max(1);
         let writers = writers.max(1);
-        let (queue, receiver) = mpsc::channel::<(Member, Reply)>(max * writers * 2);
-        let receiver = Arc::new(Mutex::new(receiver));
-        let write_batch = Arc::new(write_batch);
-        let write_one = Arc::new(write_one);
-        for writer in 0..writers {
-            let (receiver, write_batch, write_one) =
-                (receiver.clone(), write_batch.clone(), write_one.clone());
-            tokio::spawn(async move {
-                while let Some(batch) = next_batch(&receiver, max).await {
-                    let write_batch = |members| write_batch(writer, members);
-                    run_batch(batch, &write_batch, &*write_one).await;
-                }
-            });
-        }
+        let shared = Shared {
+            max: max.max(1),
+            queue: std::sync::Mutex::new(Queue {
+                waiting: VecDeque::new(),
+                free: (0..writers).rev().collect(),
+            }),
+            write_batch: Box::new(move |writer, members| Box::pin(write_batch(writer, members))),
+            write_one: Box::new(move |members, i| Box::pin(write_one(members, i))),
+        };
         Self {
-            queue,
+            shared: Arc::new(shared),
             stop_keeping: None,
         }
     }
@@ -121,58 +165,178 @@ impl GroupCommit {
         }
     }
 
-    /// Queues one delivery and waits until its transaction has committed (or failed).
+    /// Queues one delivery and waits until its transaction has committed (or failed). When a
+    /// writer is free the caller writes the batch itself.
     pub async fn submit(
         &self,
         entry: NewCallback,
         result: IncomingResult,
         job: JobEffect,
     ) -> StoreResult<Accepted> {
-        let (reply, answer) = oneshot::channel();
+        let (reply, mut answer) = oneshot::channel();
         let member = Member { entry, result, job };
-        let writers_gone = || StoreError::Unavailable(Arc::new(sqlx::Error::WorkerCrashed));
-        if self.queue.send((member, reply)).await.is_err() {
-            return Err(writers_gone());
+        let free_writer = {
+            let mut queue = self.shared.queue.lock().expect("queue lock");
+            queue.waiting.push_back((member, Some(reply)));
+            queue.free.pop()
+        };
+        if let Some(writer) = free_writer {
+            let writer = HandOver(Some((self.shared.clone(), writer)));
+            // Requests already read join this batch instead of each waiting for one of its
+            // own (`bench/results/2026-12-03/ab/session-11-leader-yield/`).
+            tokio::task::yield_now().await;
+            let batch = self.shared.take_batch();
+            Lead::new(writer, batch).await;
         }
-        answer.await.unwrap_or_else(|_| Err(writers_gone()))
+        loop {
+            match answer.await {
+                Ok(Answer::Done(result)) => return result,
+                Ok(Answer::Lead { writer, mut batch }) => {
+                    let (reply, next) = oneshot::channel();
+                    answer = next;
+                    batch[0].1 = Some(reply);
+                    Lead::new(HandOver(Some((self.shared.clone(), writer))), batch).await;
+                }
+                // The batch holding this delivery panicked (see `Lead`).
+                Err(_) => {
+                    return Err(StoreError::Unavailable(Arc::new(
+                        sqlx::Error::WorkerCrashed,
+                    )));
+                }
+            }
+        }
     }
 }
 
-/// Waits for one member, then takes whatever else is already queued, up to `max`. The lock is
-/// held while waiting, so one free writer collects while the others write.
-async fn next_batch(
-    receiver: &Mutex<mpsc::Receiver<(Member, Reply)>>,
-    max: usize,
-) -> Option<Vec<(Member, Reply)>> {
-    let mut receiver = receiver.lock().await;
-    let first = receiver.recv().await?;
-    let mut batch = Vec::with_capacity(max.min(16));
-    batch.push(first);
-    while batch.len() < max {
-        match receiver.try_recv() {
-            Ok(member) => batch.push(member),
-            Err(_) => break,
+impl Shared {
+    /// The members waiting longest, at most `max`.
+    fn take_batch(&self) -> Vec<(Member, Reply)> {
+        let mut queue = self.queue.lock().expect("queue lock");
+        let n = queue.waiting.len().min(self.max);
+        queue.waiting.drain(..n).collect()
+    }
+
+    /// Writer `writer` is done with its batch: it leads the next one through the caller
+    /// waiting longest (who is woken for that instead of for its answer), or becomes free.
+    fn hand_over(self: &Arc<Self>, writer: usize) {
+        let mut queue = self.queue.lock().expect("queue lock");
+        if queue.waiting.is_empty() {
+            queue.free.push(writer);
+            return;
+        }
+        let n = queue.waiting.len().min(self.max);
+        let mut batch: Vec<(Member, Reply)> = queue.waiting.drain(..n).collect();
+        drop(queue);
+        let lead = batch[0].1.take().expect("a waiting member has its reply");
+        if let Err(Answer::Lead { writer, batch }) = lead.send(Answer::Lead { writer, batch }) {
+            // That caller is gone (its request was dropped); its delivery is still written.
+            let writer = HandOver(Some((self.clone(), writer)));
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(Lead::new(writer, batch));
+            }
         }
     }
-    Some(batch)
 }
 
-async fn run_batch<B, BF, O, OF>(mut batch: Vec<(Member, Reply)>, write_batch: &B, write_one: &O)
-where
-    B: Fn(Arc<Vec<Member>>) -> BF,
-    BF: Future<Output = BatchResult>,
-    O: Fn(Arc<Vec<Member>>, usize) -> OF,
-    OF: Future<Output = Result<Accepted, sqlx::Error>>,
-{
+/// A batch being written by a caller. Should the caller be dropped before the batch is done
+/// (its request cancelled), the rest of the batch is written on a task of its own: the other
+/// members still get their answers, and the writer is handed over after it.
+struct Lead {
+    batch: Option<BoxFuture<'static, ()>>,
+    handover: HandOver,
+}
+
+impl Lead {
+    fn new(writer: HandOver, batch: Vec<(Member, Reply)>) -> Self {
+        let (shared, number) = writer.0.clone().expect("a writer in hand");
+        let work = async move {
+            if !batch.is_empty() {
+                let write_batch = |members| (shared.write_batch)(number, members);
+                run_batch(batch, &write_batch, &*shared.write_one).await;
+            }
+        };
+        // A panic while writing is contained here: the batch's replies are dropped with its
+        // future (its members get `Unavailable`), and the caller goes on.
+        let work = std::panic::AssertUnwindSafe(work)
+            .catch_unwind()
+            .map(|_| ());
+        Self {
+            batch: Some(Box::pin(work)),
+            handover: writer,
+        }
+    }
+}
+
+impl Future for Lead {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        let batch = self.batch.as_mut().expect("polled after completion");
+        let ready = batch.as_mut().poll(cx);
+        if ready.is_ready() {
+            self.batch = None;
+            self.handover.now();
+        }
+        ready
+    }
+}
+
+impl Drop for Lead {
+    fn drop(&mut self) {
+        // Not while unwinding (a panic elsewhere in the caller): the batch is dropped, its
+        // members get `Unavailable`, and the writer is handed on when `handover` drops.
+        if let Some(batch) = self.batch.take()
+            && !std::thread::panicking()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let mut handover = HandOver(self.handover.0.take());
+            runtime.spawn(async move {
+                batch.await;
+                handover.now();
+            });
+        }
+    }
+}
+
+/// Hands the writer over when its batch is done, or when the batch is dropped unfinished, so
+/// that a writer is never lost.
+struct HandOver(Option<(Arc<Shared>, usize)>);
+
+impl HandOver {
+    fn now(&mut self) {
+        if let Some((shared, writer)) = self.0.take() {
+            shared.hand_over(writer);
+        }
+    }
+}
+
+impl Drop for HandOver {
+    fn drop(&mut self) {
+        self.now();
+    }
+}
+
+async fn run_batch(
+    mut batch: Vec<(Member, Reply)>,
+    write_batch: &(impl Fn(Arc<Vec<Member>>) -> BoxFuture<'static, BatchResult> + ?Sized),
+    write_one: &WriteOne,
+) {
     // Stable: deliveries for one biz_id keep their submission order.
     batch.sort_by(|(a, _), (b, _)| a.result.biz_id.cmp(&b.result.biz_id));
     let (members, replies): (Vec<Member>, Vec<Reply>) = batch.into_iter().unzip();
     let members = Arc::new(members);
     metrics::histogram!(crate::metrics::GROUP_COMMIT_BATCH_SIZE).record(members.len() as f64);
+    let answer = |reply: Reply, result| {
+        if let Some(reply) = reply {
+            let _ = reply.send(Answer::Done(result));
+        }
+    };
     match write_batch(members.clone()).await {
         Ok(results) => {
             for (reply, result) in replies.into_iter().zip(results) {
-                let _ = reply.send(result);
+                answer(reply, result);
             }
         }
         Err(error) => {
@@ -180,7 +344,7 @@ where
             if members.len() == 1 || matches!(error, StoreError::Unavailable(_)) {
                 tracing::warn!(members = members.len(), error = %error, "group commit failed");
                 for reply in replies {
-                    let _ = reply.send(Err(error.clone()));
+                    answer(reply, Err(error.clone()));
                 }
                 return;
             }
@@ -193,7 +357,7 @@ where
                 let result = write_one(members.clone(), i)
                     .await
                     .map_err(StoreError::from);
-                let _ = reply.send(result);
+                answer(reply, result);
             }
         }
     }
@@ -372,11 +536,234 @@ mod tests {
         (entry, result)
     }
 
+    fn accepted(biz_id: &str) -> Accepted {
+        let record = Verification {
+            biz_id: biz_id.into(),
+            biz_no: None,
+            status: "OK".into(),
+            liveness: None,
+            confidence: None,
+            source: Source::Notify,
+            signed: true,
+            result: None,
+            images: Vec::new(),
+            fetch: Default::default(),
+            created_at: 1,
+            updated_at: 1,
+            purged_at: None,
+        };
+        (MergeOutcome::Created, record)
+    }
+
+    /// What a gated writer saw: each batch's biz_ids, and the most batches in hand at once.
+    #[derive(Default)]
+    struct Seen {
+        batches: Vec<Vec<String>>,
+        in_hand: usize,
+        most_in_hand: usize,
+    }
+
+    /// Group commit with `writers` writers and batches of at most `max`, whose batches each
+    /// wait for a permit of `gate` before they "commit" (answering every member with a record
+    /// of its own biz_id).
+    fn gated(
+        max: usize,
+        writers: usize,
+        gate: Arc<tokio::sync::Semaphore>,
+    ) -> (GroupCommit, Arc<Mutex<Seen>>) {
+        let seen: Arc<Mutex<Seen>> = Arc::default();
+        let log = seen.clone();
+        let group = GroupCommit::new(
+            max,
+            writers,
+            move |_: usize, members: Arc<Vec<Member>>| {
+                let (gate, log) = (gate.clone(), log.clone());
+                async move {
+                    {
+                        let mut seen = log.lock().unwrap();
+                        seen.in_hand += 1;
+                        seen.most_in_hand = seen.most_in_hand.max(seen.in_hand);
+                        let ids = members.iter().map(|m| m.result.biz_id.to_string());
+                        seen.batches.push(ids.collect());
+                    }
+                    gate.acquire().await.unwrap().forget();
+                    log.lock().unwrap().in_hand -= 1;
+                    Ok(members
+                        .iter()
+                        .map(|m| Ok(accepted(m.result.biz_id.as_str())))
+                        .collect())
+                }
+            },
+            |_: Arc<Vec<Member>>, _: usize| async { unreachable!("no batch fails") },
+        );
+        (group, seen)
+    }
+
+    fn submit(
+        group: &Arc<GroupCommit>,
+        biz_id: &str,
+    ) -> tokio::task::JoinHandle<StoreResult<Accepted>> {
+        let (group, (entry, result)) = (group.clone(), member(biz_id));
+        tokio::spawn(async move { group.submit(entry, result, JobEffect::Keep).await })
+    }
+
+    /// Lets every spawned task run until it waits (current-thread runtime).
+    async fn settle() {
+        for _ in 0..16 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn callers_write_batches_themselves_no_more_at_once_than_there_are_writers() {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let (group, seen) = gated(2, 2, gate.clone());
+        let group = Arc::new(group);
+
+        let calls: Vec<_> = (0..12)
+            .map(|i| submit(&group, &format!("b{i:02}")))
+            .collect();
+        settle().await;
+        assert_eq!(
+            seen.lock().unwrap().in_hand,
+            2,
+            "both writers busy, the rest queued"
+        );
+        gate.add_permits(64);
+        for (i, call) in calls.into_iter().enumerate() {
+            let (_, record) = call.await.unwrap().expect("answered");
+            assert_eq!(
+                record.biz_id,
+                format!("b{i:02}"),
+                "each caller gets its own record"
+            );
+        }
+
+        let seen = seen.lock().unwrap();
+        assert_eq!(
+            seen.most_in_hand, 2,
+            "never more batches at once than writers"
+        );
+        let mut written: Vec<String> = seen.batches.concat();
+        written.sort();
+        let expected: Vec<String> = (0..12).map(|i| format!("b{i:02}")).collect();
+        assert_eq!(written, expected, "every delivery written exactly once");
+        assert!(
+            seen.batches.iter().any(|batch| batch.len() > 1),
+            "those queued behind busy writers were batched: {:?}",
+            seen.batches
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_batch_is_finished_and_answered_when_the_caller_writing_it_is_dropped() {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let (group, seen) = gated(8, 1, gate.clone());
+        let group = Arc::new(group);
+
+        // The first caller writes a batch of the three; then its request is dropped.
+        let calls: Vec<_> = ["a", "b", "c"]
+            .iter()
+            .map(|id| submit(&group, id))
+            .collect();
+        settle().await;
+        assert_eq!(seen.lock().unwrap().batches, [["a", "b", "c"]]);
+        calls[0].abort();
+        settle().await;
+        gate.add_permits(1);
+
+        let mut calls = calls.into_iter();
+        assert!(calls.next().unwrap().await.unwrap_err().is_cancelled());
+        for (call, id) in calls.zip(["b", "c"]) {
+            let (_, record) = call
+                .await
+                .unwrap()
+                .expect("answered though its leader is gone");
+            assert_eq!(record.biz_id, id);
+        }
+        // The writer was handed back: the next delivery is written.
+        gate.add_permits(1);
+        let (_, record) = submit(&group, "d")
+            .await
+            .unwrap()
+            .expect("the writer is not lost");
+        assert_eq!(record.biz_id, "d");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_delivery_is_written_though_its_caller_was_dropped_while_it_waited() {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let (group, seen) = gated(1, 1, gate.clone());
+        let group = Arc::new(group);
+
+        // "a" is written; "b" and "c" wait for the writer; "b"'s request is dropped.
+        let calls: Vec<_> = ["a", "b", "c"]
+            .iter()
+            .map(|id| submit(&group, id))
+            .collect();
+        settle().await;
+        calls[1].abort();
+        settle().await;
+        gate.add_permits(3);
+
+        let answered: Vec<String> = futures_util::future::join_all(calls)
+            .await
+            .into_iter()
+            .filter_map(|call| call.ok())
+            .map(|answer| answer.expect("answered").1.biz_id)
+            .collect();
+        assert_eq!(answered, ["a", "c"]);
+        assert_eq!(
+            seen.lock().unwrap().batches,
+            [["a"], ["b"], ["c"]],
+            "the writer passed to \"b\", gone, and its delivery was written all the same"
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_writer_that_panics_answers_its_batch_unavailable_and_is_not_lost() {
+        let panics = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let panicking = panics.clone();
+        let group = Arc::new(GroupCommit::new(
+            8,
+            1,
+            move |_: usize, members: Arc<Vec<Member>>| {
+                let panicking = panicking.clone();
+                async move {
+                    tokio::task::yield_now().await;
+                    assert!(
+                        !panicking.load(std::sync::atomic::Ordering::SeqCst),
+                        "a bug"
+                    );
+                    Ok(members
+                        .iter()
+                        .map(|m| Ok(accepted(m.result.biz_id.as_str())))
+                        .collect())
+                }
+            },
+            |_: Arc<Vec<Member>>, _: usize| async { unreachable!("no batch fails") },
+        ));
+
+        let calls: Vec<_> = ["a", "b"].iter().map(|id| submit(&group, id)).collect();
+        for call in calls {
+            match call.await.expect("the caller itself does not panic") {
+                Err(StoreError::Unavailable(_)) => {}
+                other => panic!("expected Unavailable, got {:?}", other.map(|(o, _)| o)),
+            }
+        }
+        panics.store(false, std::sync::atomic::Ordering::SeqCst);
+        let (_, record) = submit(&group, "c")
+            .await
+            .unwrap()
+            .expect("the writer is not lost");
+        assert_eq!(record.biz_id, "c");
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn every_member_of_a_batch_the_database_could_not_take_gets_that_very_error() {
         let batches: Arc<Mutex<Vec<usize>>> = Arc::default();
         let seen = batches.clone();
-        let group = GroupCommit::spawn(
+        let group = GroupCommit::new(
             8,
             1,
             move |_: usize, members: Arc<Vec<Member>>| {
@@ -389,7 +776,8 @@ mod tests {
         );
         let members = [member("a"), member("b"), member("c")];
 
-        // On a current-thread runtime every call is queued before the writer runs.
+        // On a current-thread runtime every call is queued while the first, which leads,
+        // yields before taking its batch.
         let results =
             futures_util::future::join_all(members.iter().map(|(entry, result)| {
                 group.submit(entry.clone(), result.clone(), JobEffect::Keep)
@@ -508,24 +896,7 @@ mod tests {
 
     #[test]
     fn a_batch_went_well_only_when_every_member_was_answered_without_an_error() {
-        let ok = || {
-            let record = Verification {
-                biz_id: "a".into(),
-                biz_no: None,
-                status: "OK".into(),
-                liveness: None,
-                confidence: None,
-                source: Source::Notify,
-                signed: true,
-                result: None,
-                images: Vec::new(),
-                fetch: Default::default(),
-                created_at: 1,
-                updated_at: 1,
-                purged_at: None,
-            };
-            Ok((MergeOutcome::Created, record))
-        };
+        let ok = || Ok(accepted("a"));
         assert!(went_well(&Ok(vec![ok(), ok()])));
         assert!(!went_well(&Ok(vec![
             ok(),

@@ -71,8 +71,8 @@ async fn concurrent_signed_deliveries_are_each_acked_with_their_own_record(store
 }
 
 /// Accepts every delivery "at once": on a current-thread runtime `join_all` polls each call
-/// once, queueing it, before a group-commit writer task gets to run, so they form one batch
-/// (up to `group_commit_max`, 64 by default).
+/// once, queueing it, while the first caller (which writes the batch) yields before taking
+/// its batch, so they form one batch (up to `group_commit_max`, 64 by default).
 async fn accept_together(
     store: &Arc<dyn Store>,
     deliveries: &[(NewCallback, IncomingResult, JobEffect)],
@@ -131,8 +131,8 @@ async fn one_batch_applies_deliveries_for_one_biz_id_in_order(store: Arc<dyn Sto
 }
 
 /// Runs `work` with this thread's logs captured, and returns its output with the log text. On
-/// a current-thread runtime the group-commit writer tasks run on this thread too, so what
-/// they log lands here.
+/// a current-thread runtime the callers writing group-commit batches run on this thread too,
+/// so what they log lands here.
 async fn with_captured_logs<T>(work: impl std::future::Future<Output = T>) -> (T, String) {
     let capture = common::capture::Capture::default();
     let subscriber = tracing_subscriber::fmt()
