@@ -6,11 +6,12 @@
 //! free takes it and writes the batch itself (leader/follower): it yields once, so that
 //! deliveries the runtime has already read join it, then takes whatever is queued (its own
 //! delivery among it, at most `max`) and applies it as one batch. When a batch is done its
-//! writer passes to the caller that has waited longest, who writes the next batch, or becomes
-//! free if none waits. So a caller is woken once, with its answer or to lead, and no task
-//! stands between the request and the database. There is no timer: a lone delivery is
-//! written at once, alone, and batches grow only while the database is busy with the
-//! previous ones.
+//! writer passes to the caller that has waited longest, who writes the next batch (the
+//! caller handing it on yields once, so that batch begins before it finishes its own
+//! request), or becomes free if none waits. So a caller is woken once, with its answer or to
+//! lead, and no task stands between the request and the database. There is no timer: a lone
+//! delivery is written at once, alone, and batches grow only while the database is busy with
+//! the previous ones.
 //!
 //! Invariants:
 //! - a caller gets `Ok` only after the transaction holding its writes has committed;
@@ -186,7 +187,7 @@ impl GroupCommit {
             // own (`bench/results/2026-12-03/ab/session-11-leader-yield/`).
             tokio::task::yield_now().await;
             let batch = self.shared.take_batch();
-            Lead::new(writer, batch).await;
+            lead(writer, batch).await;
         }
         loop {
             match answer.await {
@@ -195,7 +196,7 @@ impl GroupCommit {
                     let (reply, next) = oneshot::channel();
                     answer = next;
                     batch[0].1 = Some(reply);
-                    Lead::new(HandOver(Some((self.shared.clone(), writer))), batch).await;
+                    lead(HandOver(Some((self.shared.clone(), writer))), batch).await;
                 }
                 // The batch holding this delivery panicked (see `Lead`).
                 Err(_) => {
@@ -205,6 +206,16 @@ impl GroupCommit {
                 }
             }
         }
+    }
+}
+
+/// Writes `batch` as the caller's own. If the writer then went to a waiting caller, yields
+/// once, so that the next batch begins before this caller finishes its request (with one
+/// writer, as on SQLite, the database would otherwise wait on that:
+/// `bench/results/2026-12-03/ab/session-11-handover-yield-sqlite/`).
+async fn lead(writer: HandOver, batch: Vec<(Member, Reply)>) {
+    if Lead::new(writer, batch).await {
+        tokio::task::yield_now().await;
     }
 }
 
@@ -218,11 +229,12 @@ impl Shared {
 
     /// Writer `writer` is done with its batch: it leads the next one through the caller
     /// waiting longest (who is woken for that instead of for its answer), or becomes free.
-    fn hand_over(self: &Arc<Self>, writer: usize) {
+    /// Whether it went to a caller.
+    fn hand_over(self: &Arc<Self>, writer: usize) -> bool {
         let mut queue = self.queue.lock().expect("queue lock");
         if queue.waiting.is_empty() {
             queue.free.push(writer);
-            return;
+            return false;
         }
         let n = queue.waiting.len().min(self.max);
         let mut batch: Vec<(Member, Reply)> = queue.waiting.drain(..n).collect();
@@ -235,6 +247,7 @@ impl Shared {
                 runtime.spawn(Lead::new(writer, batch));
             }
         }
+        true
     }
 }
 
@@ -268,18 +281,20 @@ impl Lead {
 }
 
 impl Future for Lead {
-    type Output = ();
+    /// Whether the writer went to a waiting caller.
+    type Output = bool;
     fn poll(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
+    ) -> std::task::Poll<bool> {
         let batch = self.batch.as_mut().expect("polled after completion");
-        let ready = batch.as_mut().poll(cx);
-        if ready.is_ready() {
-            self.batch = None;
-            self.handover.now();
+        match batch.as_mut().poll(cx) {
+            std::task::Poll::Ready(()) => {
+                self.batch = None;
+                std::task::Poll::Ready(self.handover.now())
+            }
+            std::task::Poll::Pending => std::task::Poll::Pending,
         }
-        ready
     }
 }
 
@@ -305,9 +320,11 @@ impl Drop for Lead {
 struct HandOver(Option<(Arc<Shared>, usize)>);
 
 impl HandOver {
-    fn now(&mut self) {
-        if let Some((shared, writer)) = self.0.take() {
-            shared.hand_over(writer);
+    /// Whether the writer went to a waiting caller.
+    fn now(&mut self) -> bool {
+        match self.0.take() {
+            Some((shared, writer)) => shared.hand_over(writer),
+            None => false,
         }
     }
 }
@@ -718,6 +735,39 @@ mod tests {
             [["a"], ["b"], ["c"]],
             "the writer passed to \"b\", gone, and its delivery was written all the same"
         );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_next_batch_starts_before_the_caller_that_handed_the_writer_on_returns() {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let (group, seen) = gated(8, 1, gate.clone());
+        let group = Arc::new(group);
+        // Each call answers with how many batches had begun when it returned.
+        let call = |id: &'static str| {
+            let (group, seen, (entry, result)) = (group.clone(), seen.clone(), member(id));
+            tokio::spawn(async move {
+                group
+                    .submit(entry, result, JobEffect::Keep)
+                    .await
+                    .expect("answered");
+                seen.lock().unwrap().batches.len()
+            })
+        };
+
+        // "a" writes its batch; "b" arrives while it does and waits for the writer.
+        let a = call("a");
+        settle().await;
+        let b = call("b");
+        settle().await;
+        gate.add_permits(2);
+
+        assert_eq!(
+            a.await.unwrap(),
+            2,
+            "\"a\" handed the writer to \"b\", whose batch began before \"a\" returned"
+        );
+        assert_eq!(b.await.unwrap(), 2);
+        assert_eq!(seen.lock().unwrap().batches, [["a"], ["b"]]);
     }
 
     #[tokio::test(flavor = "current_thread")]
