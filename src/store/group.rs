@@ -184,7 +184,7 @@ impl GroupCommit {
         if let Some(writer) = free_writer {
             let writer = HandOver(Some((self.shared.clone(), writer)));
             // Requests already read join this batch instead of each waiting for one of its
-            // own (`bench/results/2026-12-03/ab/session-11-leader-yield/`).
+            // own: `bench/results/2026-12-03/ab/session-11-prototype-leader-yield-vs-leader/`.
             tokio::task::yield_now().await;
             let batch = self.shared.take_batch();
             lead(writer, batch).await;
