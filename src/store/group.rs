@@ -580,21 +580,24 @@ mod tests {
         most_in_hand: usize,
     }
 
-    /// Group commit with `writers` writers and batches of at most `max`, whose batches each
-    /// wait for a permit of `gate` before they "commit" (answering every member with a record
-    /// of its own biz_id).
-    fn gated(
-        max: usize,
-        writers: usize,
+    /// Group commit whose batches each wait for a permit of `gate` before they "commit"
+    /// (answering every member with a record of its own biz_id), and what it saw.
+    struct Gated {
+        group: Arc<GroupCommit>,
         gate: Arc<tokio::sync::Semaphore>,
-    ) -> (GroupCommit, Arc<Mutex<Seen>>) {
+        seen: Arc<Mutex<Seen>>,
+    }
+
+    /// [`Gated`] with `writers` writers and batches of at most `max`; the gate starts shut.
+    fn gated(max: usize, writers: usize) -> Gated {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
         let seen: Arc<Mutex<Seen>> = Arc::default();
-        let log = seen.clone();
+        let (shut, log) = (gate.clone(), seen.clone());
         let group = GroupCommit::new(
             max,
             writers,
             move |_: usize, members: Arc<Vec<Member>>| {
-                let (gate, log) = (gate.clone(), log.clone());
+                let (gate, log) = (shut.clone(), log.clone());
                 async move {
                     {
                         let mut seen = log.lock().unwrap();
@@ -613,7 +616,11 @@ mod tests {
             },
             |_: Arc<Vec<Member>>, _: usize| async { unreachable!("no batch fails") },
         );
-        (group, seen)
+        Gated {
+            group: Arc::new(group),
+            gate,
+            seen,
+        }
     }
 
     fn submit(
@@ -622,6 +629,14 @@ mod tests {
     ) -> tokio::task::JoinHandle<StoreResult<Accepted>> {
         let (group, (entry, result)) = (group.clone(), member(biz_id));
         tokio::spawn(async move { group.submit(entry, result, JobEffect::Keep).await })
+    }
+
+    /// [`submit`] for each of `biz_ids`, in order.
+    fn submit_all(
+        group: &Arc<GroupCommit>,
+        biz_ids: &[&str],
+    ) -> Vec<tokio::task::JoinHandle<StoreResult<Accepted>>> {
+        biz_ids.iter().map(|id| submit(group, id)).collect()
     }
 
     /// Lets every spawned task run until it waits (current-thread runtime).
@@ -633,13 +648,11 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn callers_write_batches_themselves_no_more_at_once_than_there_are_writers() {
-        let gate = Arc::new(tokio::sync::Semaphore::new(0));
-        let (group, seen) = gated(2, 2, gate.clone());
-        let group = Arc::new(group);
-
-        let calls: Vec<_> = (0..12)
-            .map(|i| submit(&group, &format!("b{i:02}")))
-            .collect();
+        let gated = gated(2, 2);
+        let (gate, seen) = (&gated.gate, &gated.seen);
+        let expected: Vec<String> = (0..12).map(|i| format!("b{i:02}")).collect();
+        let ids: Vec<&str> = expected.iter().map(String::as_str).collect();
+        let calls = submit_all(&gated.group, &ids);
         settle().await;
         assert_eq!(
             seen.lock().unwrap().in_hand,
@@ -663,7 +676,6 @@ mod tests {
         );
         let mut written: Vec<String> = seen.batches.concat();
         written.sort();
-        let expected: Vec<String> = (0..12).map(|i| format!("b{i:02}")).collect();
         assert_eq!(written, expected, "every delivery written exactly once");
         assert!(
             seen.batches.iter().any(|batch| batch.len() > 1),
@@ -674,15 +686,10 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_batch_is_finished_and_answered_when_the_caller_writing_it_is_dropped() {
-        let gate = Arc::new(tokio::sync::Semaphore::new(0));
-        let (group, seen) = gated(8, 1, gate.clone());
-        let group = Arc::new(group);
+        let Gated { group, gate, seen } = gated(8, 1);
 
         // The first caller writes a batch of the three; then its request is dropped.
-        let calls: Vec<_> = ["a", "b", "c"]
-            .iter()
-            .map(|id| submit(&group, id))
-            .collect();
+        let calls = submit_all(&group, &["a", "b", "c"]);
         settle().await;
         assert_eq!(seen.lock().unwrap().batches, [["a", "b", "c"]]);
         calls[0].abort();
@@ -709,15 +716,10 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_delivery_is_written_though_its_caller_was_dropped_while_it_waited() {
-        let gate = Arc::new(tokio::sync::Semaphore::new(0));
-        let (group, seen) = gated(1, 1, gate.clone());
-        let group = Arc::new(group);
+        let Gated { group, gate, seen } = gated(1, 1);
 
         // "a" is written; "b" and "c" wait for the writer; "b"'s request is dropped.
-        let calls: Vec<_> = ["a", "b", "c"]
-            .iter()
-            .map(|id| submit(&group, id))
-            .collect();
+        let calls = submit_all(&group, &["a", "b", "c"]);
         settle().await;
         calls[1].abort();
         settle().await;
@@ -739,9 +741,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn the_next_batch_starts_before_the_caller_that_handed_the_writer_on_returns() {
-        let gate = Arc::new(tokio::sync::Semaphore::new(0));
-        let (group, seen) = gated(8, 1, gate.clone());
-        let group = Arc::new(group);
+        let Gated { group, gate, seen } = gated(8, 1);
         // Each call answers with how many batches had begun when it returned.
         let call = |id: &'static str| {
             let (group, seen, (entry, result)) = (group.clone(), seen.clone(), member(id));
