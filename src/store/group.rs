@@ -113,6 +113,14 @@ struct Queue {
     free: Vec<usize>,
 }
 
+impl Queue {
+    /// The members waiting longest, at most `max`: the batch a writer takes.
+    fn take(&mut self, max: usize) -> Vec<(Member, Reply)> {
+        let n = self.waiting.len().min(max);
+        self.waiting.drain(..n).collect()
+    }
+}
+
 impl GroupCommit {
     /// Allows `writers` batches at once. `write_batch` applies members in the given order and
     /// answers as [`BatchResult`] says, called with the number of the writer (`0..writers`, so
@@ -222,9 +230,7 @@ async fn lead(writer: HandOver, batch: Vec<(Member, Reply)>) {
 impl Shared {
     /// The members waiting longest, at most `max`.
     fn take_batch(&self) -> Vec<(Member, Reply)> {
-        let mut queue = self.queue.lock().expect("queue lock");
-        let n = queue.waiting.len().min(self.max);
-        queue.waiting.drain(..n).collect()
+        self.queue.lock().expect("queue lock").take(self.max)
     }
 
     /// Writer `writer` is done with its batch: it leads the next one through the caller
@@ -236,8 +242,7 @@ impl Shared {
             queue.free.push(writer);
             return false;
         }
-        let n = queue.waiting.len().min(self.max);
-        let mut batch: Vec<(Member, Reply)> = queue.waiting.drain(..n).collect();
+        let mut batch = queue.take(self.max);
         drop(queue);
         let lead = batch[0].1.take().expect("a waiting member has its reply");
         if let Err(Answer::Lead { writer, batch }) = lead.send(Answer::Lead { writer, batch }) {
