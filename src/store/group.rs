@@ -36,7 +36,9 @@
 //!   handed on, never lost;
 //! - a writer keeps its database connection from one batch to the next only while batches
 //!   follow each other closely and go well ([`WriterConnection`]); otherwise the connection
-//!   goes back to the pool, which tests it before it is used again.
+//!   goes back to the pool, which tests it before it is used again. A batch that finds its
+//!   kept connection gone (the database restarted in between) is written again on a fresh
+//!   one, not answered `Unavailable` while the database is up.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -439,13 +441,32 @@ impl<DB: sqlx::Database> WriterConnection<DB> {
     /// Writes one batch with `write` on the connection for it, then keeps that connection or
     /// hands it back as the batch went ([`went_well`]). Group commit's writers and the batched
     /// ceiling both write their batches this way.
+    ///
+    /// A kept connection may have died since the batch before (PostgreSQL restarted, or an
+    /// administrator ended the session): no one has tested it since. When the batch fails on
+    /// it because it is gone ([`super::connection_lost`]), the batch is written once more on
+    /// a fresh connection, which the pool tests first — the database is up, so the batch is
+    /// not a 503. Should the first connection have broken only after its commit reached the
+    /// server, the second write finds the records already stored, as FaceID's own retry would
+    /// after a 503: each member answered as a duplicate and journaled twice, nothing lost. A
+    /// connection fresh from the pool is not written on twice: its failure is the database's.
     pub async fn write(
         &mut self,
         pool: &sqlx::Pool<DB>,
-        write: impl AsyncFnOnce(&mut DB::Connection) -> BatchResult,
+        write: impl AsyncFnOnce(&mut DB::Connection) -> BatchResult + Clone,
     ) -> BatchResult {
-        let conn = self.get(pool, Instant::now()).await?;
-        let result = write(conn).await;
+        let now = Instant::now();
+        self.hand_back_if_due(now);
+        let was_kept = self.held.is_some();
+        let mut result = write.clone()(self.get(pool, now).await?).await;
+        if was_kept
+            && let Err(error) = &result
+            && super::connection_lost(error)
+        {
+            tracing::warn!(%error, "group commit: its kept connection was lost; writing the batch on a fresh one");
+            self.held = None;
+            result = write(self.get(pool, Instant::now()).await?).await;
+        }
         self.done(went_well(&result), Instant::now());
         result
     }

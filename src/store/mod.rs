@@ -138,6 +138,29 @@ fn sqlite_unavailable(code: i32) -> bool {
     matches!(code & 0xff, 5 | 6 | 7 | 8 | 10 | 13 | 14)
 }
 
+/// Whether `error` says that the connection it came on is gone — broken off, or ended by the
+/// server (PostgreSQL 08 connection exception, 57P01 administrator shutdown, 57P02 crash
+/// shutdown) — rather than that the database refused the work or cannot do it now. Group
+/// commit writes a batch again on a fresh connection when a connection it kept from the
+/// batch before turns out so ([`group::WriterConnection::write`]).
+pub(crate) fn connection_lost(error: &sqlx::Error) -> bool {
+    use sqlx::Error as E;
+    match error {
+        E::Io(_) | E::Tls(_) | E::Protocol(_) => true,
+        E::Database(db) => db
+            .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+            .is_some_and(|pg| postgres_connection_lost(pg.code())),
+        _ => false,
+    }
+}
+
+/// The PostgreSQL SQLSTATEs of [`connection_lost`]. Not 57014 (a statement timeout: the
+/// session lives on, and writing again would wait as long again), nor 53300 or 57P03 (no
+/// connection could be made at all).
+fn postgres_connection_lost(sqlstate: &str) -> bool {
+    sqlstate.starts_with("08") || sqlstate == "57P01" || sqlstate == "57P02"
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         use sqlx::Error as E;
@@ -1147,6 +1170,29 @@ impl Default for ConnectOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_broken_or_ended_session_means_its_connection_was_lost() {
+        for code in ["08006", "08003", "57P01", "57P02"] {
+            assert!(postgres_connection_lost(code), "{code}");
+        }
+        for code in [
+            "57014", "57P03", "53300", "58030", "22021", "23505", "40P01",
+        ] {
+            assert!(!postgres_connection_lost(code), "{code}");
+        }
+        let broken = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(connection_lost(&sqlx::Error::Io(broken)));
+        assert!(connection_lost(&sqlx::Error::Protocol("unexpected".into())));
+        for error in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::RowNotFound,
+            sqlx::Error::WorkerCrashed,
+        ] {
+            assert!(!connection_lost(&error), "{error}");
+        }
+    }
 
     #[test]
     fn only_connectivity_sqlstates_mean_unavailable() {

@@ -594,3 +594,49 @@ async fn postgres_a_nul_in_a_derived_column_is_a_data_error_of_that_member_alone
     store.close().await;
     db.drop_database().await;
 }
+
+/// Each group-commit writer keeps its connection between batches that follow closely. When
+/// that connection died in between (PostgreSQL restarted, or an administrator ended the
+/// session), the next batch is written on a fresh connection from the pool: acknowledged and
+/// journaled once, not failed with a 503 while the database is up.
+#[tokio::test(flavor = "current_thread")]
+async fn postgres_a_batch_that_finds_its_kept_connection_dead_is_written_on_a_fresh_one() {
+    let Some((store, mut db)) = common::postgres_store().await else {
+        return;
+    };
+    let (before, after) = (biz("kept-before"), biz("kept-after"));
+    let (entry, result, job) = signed_delivery(&before, "OK", NOW);
+    store.accept_signed(entry, result, job).await.unwrap();
+
+    // Every other session on the test database ends, the writer's kept one among them.
+    let admin = sqlx::PgPool::connect(db.url()).await.unwrap();
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    admin.close().await;
+    assert!(
+        !ended.is_empty() && ended.iter().all(|ended| *ended),
+        "sessions ended: {ended:?}"
+    );
+
+    let (entry, result, job) = signed_delivery(&after, "OK", NOW + 1);
+    let (results, logs) =
+        with_captured_logs(async { store.accept_signed(entry, result, job).await }).await;
+    let (outcome, stored) = results.expect("stored on a fresh connection, not a 503");
+    assert_eq!(outcome, MergeOutcome::Created);
+    assert_eq!(record(&store, &after).await, stored, "acked means stored");
+    assert_eq!(
+        outcomes(&journal(&store, Some(after.as_str())).await),
+        ["stored"]
+    );
+    assert!(
+        logs.contains("kept connection"),
+        "the lost connection is logged: {logs}"
+    );
+    store.close().await;
+    db.drop_database().await;
+}
