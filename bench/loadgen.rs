@@ -109,6 +109,11 @@ enum Command {
         sizes: BatchSizes,
         #[arg(long, default_value_t = 10.0)]
         duration: f64,
+        /// SQLite connections the loops share (default: one per loop). SQLite writes one
+        /// transaction at a time; loops on fewer connections queue in the pool rather than
+        /// in SQLite's busy handler, which sleeps and can time out.
+        #[arg(long)]
+        connections: Option<u32>,
     },
     /// Durability check: every listed biz_id has its notify journal row and its record.
     Verify {
@@ -228,7 +233,8 @@ async fn main() -> anyhow::Result<()> {
             concurrency,
             sizes,
             duration,
-        } => sqlite_baseline(path, concurrency, sizes, duration).await,
+            connections,
+        } => sqlite_baseline(path, concurrency, connections, sizes, duration).await,
         Command::Verify { db, ids } => verify(&db, &ids).await,
     }
 }
@@ -836,6 +842,7 @@ async fn pg_batched(
 async fn sqlite_baseline(
     path: PathBuf,
     concurrency: usize,
+    connections: Option<u32>,
     sizes: BatchSizes,
     duration: f64,
 ) -> anyhow::Result<()> {
@@ -848,7 +855,7 @@ async fn sqlite_baseline(
         .busy_timeout(Duration::from_secs(5))
         .foreign_keys(true);
     let pool = SqlitePoolOptions::new()
-        .max_connections(concurrency as u32)
+        .max_connections(connections.unwrap_or(concurrency as u32))
         .connect_with(options)
         .await?;
     let write = |pool: sqlx::SqlitePool, w: Arc<Write>, biz_ids: Vec<String>| async move {

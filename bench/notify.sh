@@ -17,7 +17,10 @@
 #   runs max(1, round(N / mean batch size)) concurrent transactions (the same callbacks in
 #   flight); on SQLite one writer loop, as our server has;
 # - the per-callback baseline: one callback per transaction, N clients (pgbench -M prepared
-#   with accept_signed's statements; SQLite: the same as a raw sqlx loop).
+#   with accept_signed's statements; SQLite: the same as a raw sqlx loop, its N loops sharing
+#   one connection, so that they queue in the pool rather than sleep in SQLite's busy handler:
+#   ×1.12 / ×1.23 the rate of one connection per loop at 16 / 64, and no `database is locked`,
+#   bench/results/2026-12-03/ab/session-12-sqlite-per-callback-connections/).
 # - the HTTP floor (PostgreSQL only): `loadgen null-server`, the same hyper HTTP/1.1 server
 #   reading each body and answering a fixed JSON with nothing behind it, loaded as ours is.
 #   Its whole-machine CPU per request (column `floor`: the load generator's and the null
@@ -352,7 +355,7 @@ fi
 
 if [[ " $ENGINES " == *" sqlite "* ]]; then
     echo
-    echo "## SQLite (WAL, synchronous=FULL): ours vs batched ceiling (raw sqlx loop, N callbacks per transaction, same batch sizes) vs per-callback raw loop"
+    echo "## SQLite (WAL, synchronous=FULL): ours vs batched ceiling (raw sqlx loop, N callbacks per transaction, same batch sizes) vs per-callback raw loop (N loops, one connection)"
     row_header "per-cb" "per p50"
     fresh_sqlite() {
         rm -f "$1"*
@@ -363,7 +366,7 @@ if [[ " $ENGINES " == *" sqlite "* ]]; then
         for rep in $(seq "$REPEAT"); do
             fresh_sqlite "$WORK/baseline.db"
             mark_start
-            out=$("$LOADGEN" sqlite-baseline --path "$WORK/baseline.db" --concurrency "$c" --duration "$DURATION")
+            out=$("$LOADGEN" sqlite-baseline --path "$WORK/baseline.db" --concurrency "$c" --connections 1 --duration "$DURATION")
             record sqlite "$c" "$rep" per-callback "$out"
             fresh_sqlite "$WORK/service.db"
             start_server "sqlite://$WORK/service.db?mode=rwc"
