@@ -13,8 +13,7 @@
 //! except the search fields it typed (escaped by the templates).
 
 use askama::Template;
-use axum::Form;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -107,6 +106,37 @@ impl From<AppError> for ConsoleError {
                 Self::Internal
             }
         }
+    }
+}
+
+/// `Form<T>` whose rejection (a field twice, a body that is not a web form) is a console page,
+/// [`ConsoleError::BadRequest`], like every other console refusal, rather than the API's JSON.
+#[derive(axum::extract::FromRequest)]
+#[from_request(via(axum::Form), rejection(ConsoleError))]
+pub struct ConsoleForm<T>(pub T);
+
+/// `Query<T>` whose rejection is a console page, as [`ConsoleForm`]'s is.
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ConsoleError))]
+pub struct ConsoleQuery<T>(pub T);
+
+impl From<axum::extract::rejection::FormRejection> for ConsoleError {
+    fn from(_: axum::extract::rejection::FormRejection) -> Self {
+        Self::BadRequest(
+            "This form could not be read: each field at most once, sent as a web form. Go \
+             back, reload the page and try again."
+                .to_owned(),
+        )
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for ConsoleError {
+    fn from(_: axum::extract::rejection::QueryRejection) -> Self {
+        Self::BadRequest(
+            "This address could not be read: each parameter at most once, percent-encoded \
+             UTF-8."
+                .to_owned(),
+        )
     }
 }
 
@@ -259,7 +289,7 @@ pub async fn overview(
     State(state): State<AppState>,
     headers: HeaderMap,
     Peer(peer): Peer,
-    Query(params): Query<OverviewParams>,
+    ConsoleQuery(params): ConsoleQuery<OverviewParams>,
 ) -> Result<Response, ConsoleError> {
     let operator = operator(&state, &headers, peer).await?;
     let week = params.window.as_deref() == Some("7d");
@@ -427,7 +457,7 @@ pub async fn search(
     State(state): State<AppState>,
     headers: HeaderMap,
     Peer(peer): Peer,
-    Query(params): Query<SearchParams>,
+    ConsoleQuery(params): ConsoleQuery<SearchParams>,
 ) -> Result<Response, ConsoleError> {
     let operator = operator(&state, &headers, peer).await?;
     let (biz_id, biz_no, status) = (
@@ -640,7 +670,7 @@ pub async fn detail(
     State(state): State<AppState>,
     headers: HeaderMap,
     Peer(peer): Peer,
-    Query(params): Query<DetailParams>,
+    ConsoleQuery(params): ConsoleQuery<DetailParams>,
 ) -> Result<Response, ConsoleError> {
     let operator = operator(&state, &headers, peer).await?;
     let biz_id = params.biz_id.ok_or(ConsoleError::NotFound)?;
@@ -666,7 +696,7 @@ pub async fn reveal(
     State(state): State<AppState>,
     headers: HeaderMap,
     Peer(peer): Peer,
-    Form(form): Form<BizIdForm>,
+    ConsoleForm(form): ConsoleForm<BizIdForm>,
 ) -> Result<Response, ConsoleError> {
     let operator = operator(&state, &headers, peer).await?;
     operator.check_csrf(&state, form.csrf.as_deref()).await?;
@@ -700,7 +730,7 @@ pub async fn fetch_now(
     State(state): State<AppState>,
     headers: HeaderMap,
     Peer(peer): Peer,
-    Form(form): Form<BizIdForm>,
+    ConsoleForm(form): ConsoleForm<BizIdForm>,
 ) -> Result<Response, ConsoleError> {
     let operator = operator(&state, &headers, peer).await?;
     operator.check_csrf(&state, form.csrf.as_deref()).await?;
@@ -816,7 +846,7 @@ pub async fn replay_preview(
     State(state): State<AppState>,
     headers: HeaderMap,
     Peer(peer): Peer,
-    Form(form): Form<ReplayForm>,
+    ConsoleForm(form): ConsoleForm<ReplayForm>,
 ) -> Result<Response, ConsoleError> {
     run_replay(state, headers, peer, form, true).await
 }
@@ -825,7 +855,7 @@ pub async fn replay_run(
     State(state): State<AppState>,
     headers: HeaderMap,
     Peer(peer): Peer,
-    Form(form): Form<ReplayForm>,
+    ConsoleForm(form): ConsoleForm<ReplayForm>,
 ) -> Result<Response, ConsoleError> {
     run_replay(state, headers, peer, form, false).await
 }

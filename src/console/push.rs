@@ -12,13 +12,12 @@
 
 use std::collections::HashMap;
 
-use axum::Form;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::pages::{ConsoleError, Event, detail_link, when};
+use super::pages::{ConsoleError, ConsoleForm, Event, detail_link, when};
 use super::session::{Operator, operator};
 use crate::config::ADMIN_SCOPE;
 use crate::http::callbacks::Peer;
@@ -167,7 +166,7 @@ pub async fn retry(
     State(state): State<AppState>,
     headers: HeaderMap,
     Peer(peer): Peer,
-    Form(form): Form<RetryForm>,
+    ConsoleForm(form): ConsoleForm<RetryForm>,
 ) -> Result<Response, ConsoleError> {
     let operator = operator(&state, &headers, peer).await?;
     operator.check_csrf(&state, form.csrf.as_deref()).await?;
@@ -219,7 +218,7 @@ pub async fn disable(
     State(state): State<AppState>,
     headers: HeaderMap,
     Peer(peer): Peer,
-    Form(form): Form<EndpointForm>,
+    ConsoleForm(form): ConsoleForm<EndpointForm>,
 ) -> Result<Response, ConsoleError> {
     set_enabled(state, headers, peer, form, false).await
 }
@@ -229,7 +228,7 @@ pub async fn enable(
     State(state): State<AppState>,
     headers: HeaderMap,
     Peer(peer): Peer,
-    Form(form): Form<EndpointForm>,
+    ConsoleForm(form): ConsoleForm<EndpointForm>,
 ) -> Result<Response, ConsoleError> {
     set_enabled(state, headers, peer, form, true).await
 }

@@ -19,7 +19,6 @@
 
 use std::net::SocketAddr;
 
-use axum::Form;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -28,7 +27,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::pages::{ConsoleError, render};
+use super::pages::{ConsoleError, ConsoleForm, render};
 use crate::config::{CONSOLE_SCOPE, Settings};
 use crate::http::AppState;
 use crate::http::auth::match_token;
@@ -223,7 +222,7 @@ pub async fn sign_in(
     State(state): State<AppState>,
     headers: HeaderMap,
     Peer(peer): Peer,
-    Form(form): Form<SignInForm>,
+    ConsoleForm(form): ConsoleForm<SignInForm>,
 ) -> Result<Response, ConsoleError> {
     let remote = remote(&headers, peer, &state.settings);
     let presented = form.token.unwrap_or_default();
@@ -307,7 +306,7 @@ pub async fn sign_out(
     State(state): State<AppState>,
     headers: HeaderMap,
     Peer(peer): Peer,
-    Form(form): Form<CsrfForm>,
+    ConsoleForm(form): ConsoleForm<CsrfForm>,
 ) -> Result<Response, ConsoleError> {
     let operator = operator(&state, &headers, peer).await?;
     operator.check_csrf(&state, form.csrf.as_deref()).await?;

@@ -77,6 +77,7 @@ console_tests!(
     only_a_token_with_the_console_scope_signs_in_and_the_cookie_is_strict,
     every_console_answer_carries_the_security_headers,
     a_form_post_without_its_csrf_token_is_refused,
+    a_form_the_console_cannot_read_is_answered_with_a_page,
     without_pii_no_identity_value_reaches_a_page_and_reveal_is_audited,
     an_idle_or_too_old_session_sends_the_browser_to_sign_in,
     fetch_now_follows_the_api_budget,
@@ -84,6 +85,71 @@ console_tests!(
     a_token_taken_out_of_the_configuration_ends_its_sessions,
     push_deliveries_show_by_endpoint_and_attempt_and_actions_follow_the_api_rules,
 );
+
+/// A form or query that cannot be read (a field twice, or not a web form at all) is answered
+/// like any other console refusal: a 400 page with the console's headers, not the API's
+/// JSON, and nothing is done.
+async fn a_form_the_console_cannot_read_is_answered_with_a_page(app: TestApp) {
+    let cookie = session(&app, CONSOLE_ADMIN).await;
+    let token = csrf(&html(get(&app, &cookie, "/console").await).await);
+    let twice = format!("csrf={token}&csrf={token}");
+    let answers = [
+        (
+            "token twice",
+            app.post_form("/console/sign-in", "token=a&token=b".to_owned())
+                .await,
+        ),
+        (
+            "JSON sign-in",
+            app.client
+                .post(app.url("/console/sign-in"))
+                .header("content-type", "application/json")
+                .body("{}")
+                .send()
+                .await
+                .unwrap(),
+        ),
+        (
+            "csrf twice",
+            app.client
+                .post(app.url("/console/sign-out"))
+                .header("cookie", &cookie)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(twice)
+                .send()
+                .await
+                .unwrap(),
+        ),
+        (
+            "status twice",
+            get(
+                &app,
+                &cookie,
+                "/console/verifications?status=OK&status=FAIL",
+            )
+            .await,
+        ),
+    ];
+    for (what, response) in answers {
+        assert_eq!(response.status(), 400, "{what}");
+        assert_eq!(
+            response
+                .headers()
+                .get("content-security-policy")
+                .and_then(|v| v.to_str().ok()),
+            Some(faceid_receiver::console::CSP),
+            "{what}"
+        );
+        let page = html(response).await;
+        assert!(page.contains("Check the form"), "{what}: {page}");
+        assert!(page.contains("could not be read"), "{what}: {page}");
+    }
+    assert_eq!(
+        get(&app, &cookie, "/console").await.status(),
+        200,
+        "still signed in"
+    );
+}
 
 // ---- helpers ----
 
