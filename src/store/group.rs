@@ -455,31 +455,30 @@ impl<DB: sqlx::Database> WriterConnection<DB> {
         pool: &sqlx::Pool<DB>,
         write: impl AsyncFnOnce(&mut DB::Connection) -> BatchResult + Clone,
     ) -> BatchResult {
-        let now = Instant::now();
-        self.hand_back_if_due(now);
-        let was_kept = self.held.is_some();
-        let mut result = write.clone()(self.get(pool, now).await?).await;
+        let (conn, was_kept) = self.get(pool, Instant::now()).await?;
+        let mut result = write.clone()(conn).await;
         if was_kept
             && let Err(error) = &result
             && super::connection_lost(error)
         {
             tracing::warn!(%error, "group commit: its kept connection was lost; writing the batch on a fresh one");
             self.held = None;
-            result = write(self.get(pool, Instant::now()).await?).await;
+            result = write(self.get(pool, Instant::now()).await?.0).await;
         }
         self.done(went_well(&result), Instant::now());
         result
     }
 
     /// The connection for the next batch, which starts `now`: the kept one, unless it is due
-    /// back in the pool, else a fresh one from `pool`.
+    /// back in the pool, else a fresh one from `pool`; and whether it is the kept one.
     async fn get(
         &mut self,
         pool: &sqlx::Pool<DB>,
         now: Instant,
-    ) -> Result<&mut DB::Connection, sqlx::Error> {
+    ) -> Result<(&mut DB::Connection, bool), sqlx::Error> {
         self.hand_back_if_due(now);
-        if self.held.is_none() {
+        let kept = self.held.is_some();
+        if !kept {
             self.held = Some(Held {
                 conn: pool.acquire().await?,
                 since: now,
@@ -487,7 +486,7 @@ impl<DB: sqlx::Database> WriterConnection<DB> {
             });
         }
         let held = self.held.as_mut().expect("kept or just taken");
-        Ok(&mut *held.conn)
+        Ok((&mut *held.conn, kept))
     }
 
     /// After a batch that ended `now`: keeps the connection if the batch went well (and
@@ -902,7 +901,8 @@ mod tests {
 
         // Act and assert: a first batch takes a connection and marks it as its own (a
         // temporary table lives only on its connection).
-        let conn = writer.get(&pool, at(0)).await.unwrap();
+        let (conn, kept) = writer.get(&pool, at(0)).await.unwrap();
+        assert!(!kept, "the first batch's connection comes from the pool");
         sqlx::query("CREATE TEMP TABLE mine (x)")
             .execute(&mut *conn)
             .await
@@ -915,7 +915,8 @@ mod tests {
         let mut now = 5;
         while now + 900 < KEEP_AT_MOST.as_millis() as u64 {
             now += 900;
-            let conn = writer.get(&pool, at(now)).await.unwrap();
+            let (conn, kept) = writer.get(&pool, at(now)).await.unwrap();
+            assert!(kept);
             sqlx::query("SELECT * FROM mine")
                 .execute(&mut *conn)
                 .await
